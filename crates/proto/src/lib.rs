@@ -8,10 +8,33 @@
 //! - [`pem`]: Nym's PEM key files.
 //! - [`keys`]: identity, encryption, ack and gateway shared keys.
 //! - [`address`]: `Recipient`, node routing addresses, sender tags.
+//! - [`params`]: packet sizes, Sphinx versions, key-rotation parity.
+//! - [`sphinx`]: building and processing Sphinx packets (sphinx-packet 0.6).
+//! - [`mixpacket`]: `MixPacket`, ForwardSphinx plaintexts, node-to-node framing.
+//! - [`ack`]: SURB-ACKs and ack recognition.
+//! - [`cover`]: loop cover packets.
+//! - [`payload`]: per-packet payload encryption (plain, repliable, reply).
+//! - [`chunking`]: message padding, fragmentation and reassembly.
+//! - [`replies`]: reply SURBs, repliable and reply message bodies.
+//! - [`gateway`]: the client-gateway protocol, both sides.
+//! - [`appapi`]: nym-client's websocket app API codec.
+//! - [`topology`]: nym-api JSON, topology files, route selection.
 
+pub mod ack;
 pub mod address;
+pub mod appapi;
+pub mod chunking;
+pub mod cover;
 pub mod crypto;
+pub mod gateway;
 pub mod keys;
+pub mod mixpacket;
+pub mod params;
+pub mod payload;
 pub mod pem;
+pub mod replies;
+pub mod sphinx;
+pub mod topology;
 
 pub use address::{NodeAddress, Recipient, SenderTag};
+pub use params::{KeyRotation, PacketSize, SphinxVersion};
