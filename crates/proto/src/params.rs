@@ -192,6 +192,44 @@ impl KeyRotation {
     }
 }
 
+/// Names one fragment for acknowledgement: its set id and its position in the
+/// set. Five bytes on the wire: set id as i32 BE, then the position. All zero
+/// names a cover packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FragmentId {
+    /// Set id (positive for real fragments; 0 only for cover).
+    pub set_id: i32,
+    /// 0-based position of the fragment within its set.
+    pub position: u8,
+}
+
+impl FragmentId {
+    /// The id carried by loop cover packets' acks.
+    pub const COVER: FragmentId = FragmentId {
+        set_id: 0,
+        position: 0,
+    };
+
+    /// Five-byte encoding.
+    pub fn to_bytes(self) -> [u8; FRAGMENT_ID_SIZE] {
+        let s = self.set_id.to_be_bytes();
+        [s[0], s[1], s[2], s[3], self.position]
+    }
+
+    /// From the five-byte encoding.
+    pub fn from_bytes(b: [u8; FRAGMENT_ID_SIZE]) -> Self {
+        FragmentId {
+            set_id: i32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            position: b[4],
+        }
+    }
+
+    /// Whether this is the cover id.
+    pub fn is_cover(self) -> bool {
+        self == Self::COVER
+    }
+}
+
 /// Packet type byte: 0 = sphinx, 2 = outfox (not supported here).
 pub const PACKET_TYPE_SPHINX: u8 = 0;
 
