@@ -199,7 +199,7 @@ impl KeyRotation {
 pub struct FragmentId {
     /// Set id (positive for real fragments; 0 only for cover).
     pub set_id: i32,
-    /// 0-based position of the fragment within its set.
+    /// Position of the fragment within its set, as in its header (1-based).
     pub position: u8,
 }
 
