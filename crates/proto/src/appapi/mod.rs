@@ -12,7 +12,8 @@
 //! older (1.0.1) text form: `recipient_address` is read as `recipient`, and a
 //! `message` that is not a JSON string is taken as its JSON text.
 //!
-//! Layout: this file holds the types; [`text`] and [`binary`] the codecs.
+//! Layout: this file holds the types; `text.rs` and `binary.rs` the codecs,
+//! `tests.rs` the known-answer and property tests.
 
 use std::fmt;
 
