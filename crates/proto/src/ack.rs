@@ -182,6 +182,28 @@ pub fn split_surb_ack(plaintext: &[u8]) -> Result<SplitFinalHop<'_>, AckError> {
     })
 }
 
+/// What a gateway delivers for a packet that ended at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalHopDelivery<'a> {
+    /// An ack-size packet: the whole (21-byte) plaintext goes to the client;
+    /// there is no SURB-ACK to forward.
+    Ack(&'a [u8]),
+    /// Any other size: forward the SURB-ACK, deliver the rest.
+    Message(SplitFinalHop<'a>),
+}
+
+/// Split a final-hop plaintext according to the size of the packet it came in.
+pub fn split_final_hop(
+    size: PacketSize,
+    plaintext: &[u8],
+) -> Result<FinalHopDelivery<'_>, AckError> {
+    if size == PacketSize::Ack {
+        Ok(FinalHopDelivery::Ack(plaintext))
+    } else {
+        split_surb_ack(plaintext).map(FinalHopDelivery::Message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +351,15 @@ mod tests {
         let s = split_surb_ack(&v6).expect("split");
         assert_eq!(s.ack_first_hop, a);
         assert!(s.message.is_empty());
+        assert_eq!(
+            split_final_hop(PacketSize::Regular, &v6),
+            Ok(FinalHopDelivery::Message(s))
+        );
+        assert_eq!(
+            split_final_hop(PacketSize::Ack, &v6[..21]),
+            Ok(FinalHopDelivery::Ack(&v6[..21]))
+        );
+        assert!(split_final_hop(PacketSize::Regular, &v6[..21]).is_err());
     }
 
     proptest::proptest! {

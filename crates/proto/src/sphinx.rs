@@ -287,6 +287,10 @@ impl PartialUnwrap {
     }
 
     /// Finish unwrapping: decrypt the routing block and one payload layer.
+    ///
+    /// Note: sphinx-packet 0.6 has a `debug_assert` that the first of the
+    /// three version bytes is zero. Only a packet with a valid MAC reaches it,
+    /// i.e. one crafted by its sender, and only debug builds can panic there.
     pub fn finish(self) -> Result<Processed, SphinxError> {
         let processed = self
             .packet
