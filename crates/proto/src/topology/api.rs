@@ -152,8 +152,11 @@ fn b58_32<E: serde::de::Error>(s: &str, what: &str) -> Result<[u8; 32], E> {
         .into_vec()
         .map_err(|e| E::custom(format!("{what} \"{s}\" is not base58: {e}")))?;
     let len = v.len();
-    v.try_into()
-        .map_err(|_| E::custom(format!("{what} \"{s}\" decodes to {len} bytes, expected 32")))
+    v.try_into().map_err(|_| {
+        E::custom(format!(
+            "{what} \"{s}\" decodes to {len} bytes, expected 32"
+        ))
+    })
 }
 
 /// Serde adapter: an ed25519 public key as base58 text (must be a valid

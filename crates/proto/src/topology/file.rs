@@ -114,7 +114,9 @@ impl<'de> Deserialize<'de> for TopologyMetadata {
             ))
         };
         Ok(TopologyMetadata {
-            key_rotation_id: raw.key_rotation_id.ok_or_else(|| missing("key_rotation_id"))?,
+            key_rotation_id: raw
+                .key_rotation_id
+                .ok_or_else(|| missing("key_rotation_id"))?,
             absolute_epoch_id: raw
                 .absolute_epoch_id
                 .ok_or_else(|| missing("absolute_epoch_id"))?,
@@ -266,9 +268,7 @@ pub mod literal_socket_addr {
     }
 
     /// Read `IP:port`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<SocketAddr, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
         let s = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
         s.parse().map_err(|_| {
             serde::de::Error::custom(format!(

@@ -25,8 +25,8 @@ use crate::keys::{VerifyingKey, X25519Public};
 use crate::params::KeyRotation;
 
 pub use api::{
-    ApiError, NodeRole, PageCollector, PageProgress, Performance, RewardedSetResponse,
-    SkimmedNode, SkimmedNodesResponse, SkimmedNodesWithMetadata,
+    ApiError, NodeRole, PageCollector, PageProgress, Performance, RewardedSetResponse, SkimmedNode,
+    SkimmedNodesResponse, SkimmedNodesWithMetadata,
 };
 pub use file::TopologyFileError;
 pub use route::{RouteError, RouteHop};
@@ -433,7 +433,8 @@ impl NymTopology {
         Ok(Self::new(
             TopologyMetadata::from(&mixnodes.metadata),
             RewardedSet::from(rewarded),
-            mix.chain(gw).filter_map(|n| RoutingNode::from_skimmed(n).ok()),
+            mix.chain(gw)
+                .filter_map(|n| RoutingNode::from_skimmed(n).ok()),
         ))
     }
 
@@ -531,7 +532,9 @@ impl NymTopology {
     /// Known nodes declaring the entry role: the gateway list a client picks
     /// from at init with a topology file.
     pub fn entry_capable_nodes(&self) -> impl Iterator<Item = &RoutingNode> {
-        self.nodes.values().filter(|n| n.supported_roles.mixnet_entry)
+        self.nodes
+            .values()
+            .filter(|n| n.supported_roles.mixnet_entry)
     }
 
     /// Known nodes in any of the three layers.

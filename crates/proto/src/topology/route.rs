@@ -36,7 +36,10 @@ impl RouteHop {
 
     /// As a sphinx-packet route node: the address zero-padded to 32 bytes.
     pub fn to_sphinx_node(&self) -> Result<sphinx_packet::route::Node, RouteError> {
-        let bytes = self.address.to_padded::<32>().map_err(RouteError::Address)?;
+        let bytes = self
+            .address
+            .to_padded::<32>()
+            .map_err(RouteError::Address)?;
         Ok(sphinx_packet::route::Node::new(
             sphinx_packet::route::NodeAddressBytes::from_bytes(bytes),
             self.sphinx_key,
@@ -153,7 +156,8 @@ impl NymTopology {
         egress_identity: &[u8; 32],
         ignore_epoch_roles: bool,
     ) -> Result<Vec<RouteHop>, RouteError> {
-        let egress = RouteHop::from_node(self.egress_by_identity(egress_identity, ignore_epoch_roles)?);
+        let egress =
+            RouteHop::from_node(self.egress_by_identity(egress_identity, ignore_epoch_roles)?);
         let mut route = self.random_mix_route(rng)?;
         route.push(egress);
         Ok(route)
@@ -165,8 +169,9 @@ impl NymTopology {
         egress_identity: &[u8; 32],
         ignore_epoch_roles: bool,
     ) -> Result<Vec<RouteHop>, RouteError> {
-        Ok(vec![RouteHop::from_node(
-            self.egress_by_identity(egress_identity, ignore_epoch_roles)?,
-        )])
+        Ok(vec![RouteHop::from_node(self.egress_by_identity(
+            egress_identity,
+            ignore_epoch_roles,
+        )?)])
     }
 }

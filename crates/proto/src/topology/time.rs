@@ -459,7 +459,11 @@ mod tests {
             "2026-05-01 00:00:00Z",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
-            assert_eq!(Timestamp::parse_lenient(bad), Timestamp::UNIX_EPOCH, "{bad}");
+            assert_eq!(
+                Timestamp::parse_lenient(bad),
+                Timestamp::UNIX_EPOCH,
+                "{bad}"
+            );
         }
         assert_eq!(
             Timestamp::parse_lenient("yesterday-ish"),
