@@ -86,8 +86,9 @@ impl NymTopology {
         serde_json::to_string(&self.file_form()).map_err(TopologyFileError::Write)
     }
 
-    /// Write the topology file, indented.
-    pub fn to_file_json_pretty(&self) -> Result<String, TopologyFileError> {
+    /// Write the topology file, indented (what goes on disk for
+    /// `--custom-mixnet`).
+    pub fn to_file(&self) -> Result<String, TopologyFileError> {
         serde_json::to_string_pretty(&self.file_form()).map_err(TopologyFileError::Write)
     }
 }

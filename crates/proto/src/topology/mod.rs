@@ -481,6 +481,11 @@ impl NymTopology {
         &self.rewarded_set
     }
 
+    /// Replace the rewarded set.
+    pub fn set_rewarded_set(&mut self, rewarded_set: RewardedSet) {
+        self.rewarded_set = rewarded_set;
+    }
+
     /// Known nodes by id.
     pub fn nodes(&self) -> &BTreeMap<NodeId, RoutingNode> {
         &self.nodes

@@ -230,7 +230,7 @@ fn parses_the_notes_example_file() {
 #[test]
 fn golden_topology_file() {
     let t = small_topology();
-    let json = t.to_file_json_pretty().expect("write");
+    let json = t.to_file().expect("write");
     assert_eq!(json, GOLDEN_FILE.trim_end());
     let back = NymTopology::from_file_json(GOLDEN_FILE).expect("read");
     assert_eq!(back, t);
@@ -1132,7 +1132,7 @@ proptest! {
         let json = t.to_file_json().expect("write");
         let back = NymTopology::from_file_json(&json).expect("read back");
         prop_assert_eq!(&back, &t);
-        let pretty = t.to_file_json_pretty().expect("write");
+        let pretty = t.to_file().expect("write");
         prop_assert_eq!(NymTopology::from_file_json(&pretty).expect("read back"), t);
     }
 
