@@ -838,7 +838,8 @@ pub fn split_into_sets<R: Rng + ?Sized>(
 /// Limits of a [`Reassembler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReassemblyConfig {
-    /// Most payload bytes buffered across all incomplete messages.
+    /// Most bytes buffered across all incomplete messages, counting each
+    /// fragment as its payload plus [`FRAGMENT_ACCOUNTING_OVERHEAD`].
     pub max_buffered_bytes: usize,
     /// Most sets buffered at once.
     pub max_sets: usize,
@@ -900,7 +901,7 @@ pub struct DroppedSet {
     pub received: usize,
     /// Fragments it expected.
     pub total: u8,
-    /// Payload bytes freed.
+    /// Accounted bytes freed.
     pub bytes: usize,
     /// Why.
     pub reason: DropReason,
@@ -943,7 +944,7 @@ pub enum ReassemblyError {
     /// A single fragment larger than the whole memory bound.
     #[error("fragment of {bytes} bytes exceeds the reassembly bound of {limit} bytes")]
     TooLarge {
-        /// Payload length.
+        /// Accounted size (payload plus [`FRAGMENT_ACCOUNTING_OVERHEAD`]).
         bytes: usize,
         /// Configured bound.
         limit: usize,
@@ -953,10 +954,21 @@ pub enum ReassemblyError {
     Malformed(#[from] ChunkingError),
 }
 
+/// Bytes charged per buffered fragment on top of its payload, so that floods
+/// of tiny fragments are bounded by [`ReassemblyConfig::max_buffered_bytes`]
+/// too.
+pub const FRAGMENT_ACCOUNTING_OVERHEAD: usize = 64;
+
+fn accounted_size(fragment: &Fragment) -> usize {
+    fragment.payload.len() + FRAGMENT_ACCOUNTING_OVERHEAD
+}
+
 #[derive(Debug)]
 struct SetBuffer {
-    fragments: Vec<Option<Fragment>>,
-    received: usize,
+    total: u8,
+    /// Received fragments by 1-based position (sparse: memory follows what
+    /// actually arrived).
+    fragments: BTreeMap<u8, Fragment>,
     bytes: usize,
     last_update: Instant,
     touch: u64,
@@ -964,29 +976,20 @@ struct SetBuffer {
 
 impl SetBuffer {
     fn complete(&self) -> bool {
-        self.received == self.fragments.len()
+        self.fragments.len() == usize::from(self.total)
     }
 
     fn previous(&self) -> Option<i32> {
-        self.fragments
-            .first()
-            .and_then(|f| f.as_ref())
-            .and_then(|f| f.header.previous_set)
+        self.fragments.get(&1).and_then(|f| f.header.previous_set)
     }
 
     fn next(&self) -> Option<i32> {
-        if self.fragments.len() != MAX_FRAGMENTS_PER_SET {
+        if usize::from(self.total) != MAX_FRAGMENTS_PER_SET {
             return None;
         }
         self.fragments
-            .last()
-            .and_then(|f| f.as_ref())
+            .get(&self.total)
             .and_then(|f| f.header.next_set)
-    }
-
-    fn total(&self) -> u8 {
-        // Buffers are created from a parsed header, so 1..=255 entries.
-        u8::try_from(self.fragments.len()).unwrap_or(u8::MAX)
     }
 }
 
@@ -1028,7 +1031,8 @@ impl Reassembler {
         &self.config
     }
 
-    /// Payload bytes currently buffered.
+    /// Bytes currently charged against the bound: payloads plus
+    /// [`FRAGMENT_ACCOUNTING_OVERHEAD`] per fragment.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
     }
@@ -1061,8 +1065,8 @@ impl Reassembler {
     ) -> Result<Inserted, ReassemblyError> {
         let set_id = fragment.set_id();
         let total = fragment.total();
-        let size = fragment.payload.len();
-        let idx = usize::from(fragment.current()).saturating_sub(1);
+        let size = accounted_size(&fragment);
+        let position = fragment.current();
 
         let buffered = |outcome| Inserted {
             outcome,
@@ -1072,14 +1076,14 @@ impl Reassembler {
             return Ok(buffered(InsertOutcome::Duplicate));
         }
         if let Some(buf) = self.sets.get(&set_id) {
-            if buf.total() != total {
+            if buf.total != total {
                 return Err(ReassemblyError::InconsistentTotal {
                     set_id,
-                    expected: buf.total(),
+                    expected: buf.total,
                     got: total,
                 });
             }
-            if buf.fragments.get(idx).is_none_or(|f| f.is_some()) {
+            if buf.fragments.contains_key(&position) {
                 return Ok(buffered(InsertOutcome::Duplicate));
             }
         }
@@ -1095,8 +1099,8 @@ impl Reassembler {
         let touch = self.next_touch;
         self.next_touch += 1;
         let buf = self.sets.entry(set_id).or_insert_with(|| SetBuffer {
-            fragments: vec![None; usize::from(total)],
-            received: 0,
+            total,
+            fragments: BTreeMap::new(),
             bytes: 0,
             last_update: now,
             touch,
@@ -1104,12 +1108,9 @@ impl Reassembler {
         self.order.remove(&buf.touch);
         buf.touch = touch;
         buf.last_update = now;
-        if let Some(slot) = buf.fragments.get_mut(idx) {
-            *slot = Some(fragment);
-            buf.received += 1;
-            buf.bytes += size;
-            self.buffered_bytes += size;
-        }
+        buf.fragments.insert(position, fragment);
+        buf.bytes += size;
+        self.buffered_bytes += size;
         let complete = buf.complete();
         self.order.insert(touch, set_id);
 
@@ -1146,8 +1147,8 @@ impl Reassembler {
         self.buffered_bytes = self.buffered_bytes.saturating_sub(buf.bytes);
         Some(DroppedSet {
             set_id,
-            received: buf.received,
-            total: buf.total(),
+            received: buf.fragments.len(),
+            total: buf.total,
             bytes: buf.bytes,
             reason,
         })
@@ -1220,7 +1221,7 @@ impl Reassembler {
             if let Some(buf) = self.sets.remove(&id) {
                 self.order.remove(&buf.touch);
                 self.buffered_bytes = self.buffered_bytes.saturating_sub(buf.bytes);
-                for f in buf.fragments.into_iter().flatten() {
+                for f in buf.fragments.into_values() {
                     data.extend_from_slice(&f.payload);
                 }
             }
@@ -1906,10 +1907,11 @@ mod tests {
     fn memory_bound_evicts_oldest() {
         let cap = 100;
         let per = unlinked_payload_len(cap);
+        let charged = per + FRAGMENT_ACCOUNTING_OVERHEAD;
         let mut r = rng();
         let t0 = Instant::now();
         let mut re = Reassembler::new(ReassemblyConfig {
-            max_buffered_bytes: 5 * per,
+            max_buffered_bytes: 5 * charged,
             ..ReassemblyConfig::default()
         });
         // Three incomplete messages of 3 fragments; feed 2 of each.
@@ -1923,7 +1925,7 @@ mod tests {
                 evicted.extend(re.insert(frag.clone(), t).expect("insert").evicted);
             }
         }
-        assert!(re.buffered_bytes() <= 5 * per);
+        assert!(re.buffered_bytes() <= 5 * charged);
         assert_eq!(evicted.len(), 1);
         assert_eq!(evicted[0].set_id, msgs[0].1[0].set_id());
         assert_eq!(evicted[0].reason, DropReason::OverLimit);
@@ -2040,6 +2042,40 @@ mod tests {
         }
 
         #[test]
+        fn message_kinds_round_trip(
+            kind in 0u8..4,
+            data in proptest::collection::vec(any::<u8>(), 0..3000),
+            amount in any::<u32>(),
+            seed in any::<[u8; 32]>(),
+        ) {
+            let m = match kind {
+                0 => NymMessage::Plain(data),
+                1 => NymMessage::Reply(ReplyMessage::Data(data)),
+                2 => NymMessage::Repliable(RepliableMessage::new_data(
+                    crate::SenderTag(seed[..16].try_into().expect("16 bytes")),
+                    data,
+                    vec![],
+                )),
+                _ => NymMessage::Reply(ReplyMessage::SurbRequest {
+                    recipient: Box::new(crate::Recipient::new(
+                        crate::keys::IdentityKeyPair::from_secret_bytes(&seed).public(),
+                        crate::keys::X25519Public::from(seed),
+                        crate::keys::IdentityKeyPair::from_secret_bytes(&[9; 32]).public(),
+                    )),
+                    amount,
+                }),
+            };
+            let cap = PacketSize::Regular.fragment_capacity();
+            let mut r = ChaCha20Rng::from_seed(seed);
+            let frags = m.pad(cap).expect("pad").split_into_fragments(&mut r, cap).expect("split");
+            prop_assert_eq!(frags.len(), m.required_packets(PacketSize::Regular));
+            let mut re = Reassembler::default();
+            let out = feed(&mut re, frags, Instant::now());
+            prop_assert_eq!(out.len(), 1);
+            prop_assert_eq!(out[0].clone().into_message(), Ok(m));
+        }
+
+        #[test]
         fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = Fragment::from_bytes(&bytes);
             let _ = NymMessage::from_bytes(&bytes);
@@ -2056,7 +2092,7 @@ mod tests {
             )
         ) {
             let mut re = Reassembler::new(ReassemblyConfig {
-                max_buffered_bytes: 40,
+                max_buffered_bytes: 3 * FRAGMENT_ACCOUNTING_OVERHEAD,
                 max_sets: 2,
                 ..ReassemblyConfig::default()
             });
@@ -2072,7 +2108,7 @@ mod tests {
                 }
                 b.extend(std::iter::repeat_n(7u8, len));
                 let _ = re.insert_bytes(&b, now);
-                prop_assert!(re.buffered_bytes() <= 40);
+                prop_assert!(re.buffered_bytes() <= 3 * FRAGMENT_ACCOUNTING_OVERHEAD);
                 prop_assert!(re.buffered_sets() <= 2);
             }
         }
