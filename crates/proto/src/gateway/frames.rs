@@ -195,3 +195,133 @@ pub fn open_gateway_frame(
     let kind = GatewayFrameKind::from_byte(kind).ok_or(FrameError::UnknownKind(kind))?;
     Ok((kind, plain))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn key() -> GatewaySharedKey {
+        GatewaySharedKey::from_bytes([0x5a; 32])
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let k = key();
+        for kind in [
+            ClientFrameKind::ForwardSphinx,
+            ClientFrameKind::ForwardSphinxV2,
+        ] {
+            let frame = seal_client_frame(&mut rng, &k, kind, b"forward me");
+            assert_eq!(frame[0], kind.to_byte());
+            assert_eq!(frame[1], 1);
+            assert_eq!(frame.len(), FRAME_OVERHEAD + 10);
+            assert_eq!(
+                open_client_frame(&k, &frame),
+                Ok((kind, b"forward me".to_vec()))
+            );
+        }
+        let frame = seal_pushed_message(&mut rng, &k, &[3u8; 1643]);
+        assert_eq!(
+            open_gateway_frame(&k, &frame),
+            Ok((GatewayFrameKind::PushedMixMessage, vec![3u8; 1643]))
+        );
+        // Empty plaintext is fine (ciphertext is just the tag).
+        let frame = seal_pushed_message(&mut rng, &k, &[]);
+        assert_eq!(frame.len(), FRAME_OVERHEAD);
+        assert_eq!(
+            open_gateway_frame(&k, &frame),
+            Ok((GatewayFrameKind::PushedMixMessage, vec![]))
+        );
+        // The layout: kind, flag, nonce, then GCM-SIV with that nonce.
+        let nonce: [u8; 12] = frame[2..14].try_into().expect("12");
+        assert_eq!(frame[14..], gcm_siv_seal(k.as_bytes(), &nonce, &[])[..]);
+    }
+
+    /// A regular IPv4 ForwardSphinxV2: type 1 + rotation 1 + address 7 +
+    /// 2413 bytes of packet, sealed: 2452 bytes on the wire.
+    #[test]
+    fn regular_ipv4_v2_frame_size() {
+        let mut rng = ChaCha20Rng::seed_from_u64(12);
+        let mut plaintext = vec![0u8, 0u8];
+        plaintext.extend_from_slice(&[4, 0x06, 0xfd, 10, 0, 0, 1]);
+        plaintext.extend_from_slice(&[0xaa; 2413]);
+        assert_eq!(plaintext.len(), 2422);
+        let frame = seal_client_frame(
+            &mut rng,
+            &key(),
+            ClientFrameKind::ForwardSphinxV2,
+            &plaintext,
+        );
+        assert_eq!(frame.len(), 2452);
+        assert_eq!(MAX_FRAME_SIZE, 33184);
+    }
+
+    #[test]
+    fn errors() {
+        let mut rng = ChaCha20Rng::seed_from_u64(13);
+        let k = key();
+        for len in [0usize, 1, 2, 13] {
+            let mut f = vec![1u8; len];
+            if len >= 2 {
+                f[1] = 1;
+            }
+            assert_eq!(open_client_frame(&k, &f), Err(FrameError::TooShort(len)));
+            assert_eq!(open_gateway_frame(&k, &f), Err(FrameError::TooShort(len)));
+        }
+        // Header only: the tag is missing.
+        assert_eq!(
+            open_client_frame(&k, &[1u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(FrameError::Decryption)
+        );
+
+        let good = seal_client_frame(&mut rng, &k, ClientFrameKind::ForwardSphinxV2, b"x");
+        let mut f = good.clone();
+        f[1] = 0;
+        assert_eq!(open_client_frame(&k, &f), Err(FrameError::Unencrypted));
+        f[1] = 2;
+        assert_eq!(
+            open_client_frame(&k, &f),
+            Err(FrameError::InvalidEncryptionFlag(2))
+        );
+
+        let mut f = good.clone();
+        f[0] = 3;
+        assert_eq!(open_client_frame(&k, &f), Err(FrameError::UnknownKind(3)));
+        // Kind 2 is a client kind only.
+        assert_eq!(
+            open_gateway_frame(&k, &good),
+            Err(FrameError::UnknownKind(2))
+        );
+
+        let mut f = good.clone();
+        let last = f.len() - 1;
+        f[last] ^= 1;
+        assert_eq!(open_client_frame(&k, &f), Err(FrameError::Decryption));
+        let mut f = good.clone();
+        f[5] ^= 1;
+        assert_eq!(open_client_frame(&k, &f), Err(FrameError::Decryption));
+        let other = GatewaySharedKey::from_bytes([1; 32]);
+        assert_eq!(
+            open_client_frame(&other, &good),
+            Err(FrameError::Decryption)
+        );
+
+        let big = vec![1u8; MAX_FRAME_SIZE + 1];
+        assert_eq!(
+            open_client_frame(&k, &big),
+            Err(FrameError::TooLarge(MAX_FRAME_SIZE + 1))
+        );
+        // The largest legitimate frame opens.
+        let max = seal_client_frame(
+            &mut rng,
+            &k,
+            ClientFrameKind::ForwardSphinxV2,
+            &vec![0u8; MAX_FRAME_PLAINTEXT],
+        );
+        assert_eq!(max.len(), MAX_FRAME_SIZE);
+        assert!(open_client_frame(&k, &max).is_ok());
+    }
+}

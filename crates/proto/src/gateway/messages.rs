@@ -532,3 +532,444 @@ pub(crate) mod base64_padded {
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::auth::AuthenticateV2;
+    use crate::keys::IdentityKeyPair;
+    use base64::Engine;
+    use rand::SeedableRng;
+
+    /// Parse `text` with `parse`, compare with `value`, and check that `value`
+    /// serialises back to exactly `text`.
+    fn golden<T, P>(text: &str, value: T, parse: P, to_json: fn(&T) -> String)
+    where
+        T: PartialEq + std::fmt::Debug,
+        P: Fn(&str) -> Result<T, MessageError>,
+    {
+        assert_eq!(parse(text).expect(text), value, "parsing {text}");
+        assert_eq!(to_json(&value), text);
+    }
+
+    fn req(text: &str, value: ClientControlRequest) {
+        golden(
+            text,
+            value,
+            ClientControlRequest::parse,
+            ClientControlRequest::to_json,
+        );
+    }
+
+    fn resp(text: &str, value: ServerResponse) {
+        golden(text, value, ServerResponse::parse, ServerResponse::to_json);
+    }
+
+    fn nums(bytes: &[u8]) -> String {
+        let v: Vec<String> = bytes.iter().map(|b| b.to_string()).collect();
+        format!("[{}]", v.join(","))
+    }
+
+    #[test]
+    fn client_requests_golden() {
+        req(
+            r#"{"type":"supportedProtocol"}"#,
+            ClientControlRequest::SupportedProtocol {},
+        );
+        req(
+            r#"{"type":"handshakePayload","protocol_version":6,"data":[1,2,255]}"#,
+            ClientControlRequest::handshake_payload(6, vec![1, 2, 255]),
+        );
+        req(
+            r#"{"type":"handshakeError","message":"received invalid signature"}"#,
+            ClientControlRequest::HandshakeError {
+                message: "received invalid signature".into(),
+            },
+        );
+        req(
+            r#"{"type":"claimFreeTestnetBandwidth"}"#,
+            ClientControlRequest::ClaimFreeTestnetBandwidth,
+        );
+        req(
+            r#"{"type":"ecashCredential","enc_credential":[1,2],"iv":[3,4]}"#,
+            ClientControlRequest::EcashCredential {
+                enc_credential: vec![1, 2],
+                nonce: vec![3, 4],
+            },
+        );
+        req(
+            r#"{"type":"upgradeModeJWT","token":"e30.e30.sig"}"#,
+            ClientControlRequest::UpgradeModeJwt {
+                token: "e30.e30.sig".into(),
+            },
+        );
+        req(
+            r#"{"type":"encryptedRequest","ciphertext":[9,8,7],"nonce":[0,0,0,0,0,0,0,0,0,0,0,1]}"#,
+            ClientControlRequest::EncryptedRequest {
+                ciphertext: vec![9, 8, 7],
+                nonce: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+            },
+        );
+        req(
+            r#"{"type":"authenticate","protocol_version":3,"address":"a","enc_address":"b","iv":"c"}"#,
+            ClientControlRequest::Authenticate {
+                protocol_version: Some(3),
+                address: "a".into(),
+                enc_address: "b".into(),
+                iv: "c".into(),
+            },
+        );
+        req(
+            r#"{"type":"bandwidthCredential","enc_credential":[1],"iv":[2]}"#,
+            ClientControlRequest::BandwidthCredential {
+                enc_credential: vec![1],
+                iv: vec![2],
+            },
+        );
+        req(
+            r#"{"type":"bandwidthCredentialV2","enc_credential":[1],"iv":[2]}"#,
+            ClientControlRequest::BandwidthCredentialV2 {
+                enc_credential: vec![1],
+                iv: vec![2],
+            },
+        );
+    }
+
+    #[test]
+    fn client_request_aliases_and_defaults() {
+        let init = ClientControlRequest::parse(
+            r#"{"type":"registerHandshakeInitRequest","protocol_version":5,"data":[7]}"#,
+        )
+        .expect("alias");
+        assert_eq!(init, ClientControlRequest::handshake_payload(5, vec![7]));
+        // Missing protocol_version reads as 0.
+        let init = ClientControlRequest::parse(r#"{"type":"handshakePayload","data":[]}"#)
+            .expect("default");
+        assert_eq!(init, ClientControlRequest::handshake_payload(0, vec![]));
+        // Later handshake steps do not accept the alias.
+        assert!(HandshakeMessage::parse(
+            r#"{"type":"registerHandshakeInitRequest","protocol_version":5,"data":[7]}"#
+        )
+        .is_err());
+        // The ecash nonce may be spelt `nonce`.
+        let ecash = ClientControlRequest::parse(
+            r#"{"type":"ecashCredential","enc_credential":[],"nonce":[5]}"#,
+        )
+        .expect("nonce alias");
+        assert_eq!(
+            ecash,
+            ClientControlRequest::EcashCredential {
+                enc_credential: vec![],
+                nonce: vec![5]
+            }
+        );
+        // Legacy authenticate without a version.
+        let legacy = ClientControlRequest::parse(
+            r#"{"type":"authenticate","address":"a","enc_address":"b","iv":"c"}"#,
+        )
+        .expect("legacy");
+        assert!(legacy.is_legacy());
+        assert_eq!(
+            legacy.pre_auth(),
+            Err(PreAuthRejection::LegacyAuthentication)
+        );
+        for bad in [
+            "",
+            "{}",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"handshakePayload","protocol_version":256,"data":[]}"#,
+            r#"{"type":"handshakePayload","data":[256]}"#,
+            r#"{"type":"SupportedProtocol"}"#,
+        ] {
+            assert!(ClientControlRequest::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pre_auth_classification() {
+        assert_eq!(
+            ClientControlRequest::SupportedProtocol {}.pre_auth(),
+            Ok(PreAuthRequest::SupportedProtocol)
+        );
+        assert_eq!(
+            ClientControlRequest::handshake_payload(6, vec![1]).pre_auth(),
+            Ok(PreAuthRequest::Register {
+                protocol_version: 6,
+                init: vec![1]
+            })
+        );
+        for other in [
+            ClientControlRequest::ClaimFreeTestnetBandwidth,
+            ClientControlRequest::HandshakeError {
+                message: "x".into(),
+            },
+            ClientControlRequest::BandwidthCredential {
+                enc_credential: vec![],
+                iv: vec![],
+            },
+        ] {
+            assert_eq!(other.pre_auth(), Err(PreAuthRejection::InvalidRequest));
+        }
+        assert_eq!(
+            PreAuthRejection::InvalidRequest.to_string(),
+            "Only 'Register' or 'Authenticate' requests are allowed"
+        );
+    }
+
+    /// authenticateV2 with the RFC 8032 test-1 key, a fixed shared key,
+    /// nonce and timestamp.
+    #[test]
+    fn authenticate_v2_golden() {
+        let seed: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .expect("hex")
+                .try_into()
+                .expect("32");
+        let id = IdentityKeyPair::from_secret_bytes(&seed);
+        let key = GatewaySharedKey::from_bytes([0x42; 32]);
+        let nonce = [7u8; 12];
+        let auth = AuthenticateV2::with_nonce(&key, &id, 6, nonce, 1_750_000_000);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let ct = gcm_siv_seal(key.as_bytes(), &nonce, &id.public_bytes());
+        let text = format!(
+            r#"{{"type":"authenticateV2","protocolVersion":6,"clientIdentity":{},"addressCiphertext":"{}","nonce":"{}","requestUnixTimestamp":1750000000,"requestSignature":{}}}"#,
+            nums(&id.public_bytes()),
+            b64.encode(&ct),
+            b64.encode(nonce),
+            nums(&auth.request_signature.to_bytes()),
+        );
+        // 48 bytes and 12 bytes of base64 have no padding; a 13-byte nonce does.
+        assert_eq!(b64.encode(nonce), "BwcHBwcHBwcHBwcH");
+        assert!(text.starts_with(
+            r#"{"type":"authenticateV2","protocolVersion":6,"clientIdentity":[215,90,152,1,130,177,10,183,"#
+        ));
+        req(&text, auth.clone().into_request());
+
+        // Padding is written and required.
+        let mut odd = auth.clone();
+        odd.nonce = vec![1u8; 13];
+        let odd_text = odd.clone().into_request().to_json();
+        assert!(odd_text.contains(r#""nonce":"AQEBAQEBAQEBAQEBAQ==""#));
+        assert_eq!(
+            ClientControlRequest::parse(&odd_text).expect("padded"),
+            odd.into_request()
+        );
+        assert!(ClientControlRequest::parse(&odd_text.replace("AQ==", "AQ")).is_err());
+
+        // A client identity that is not a curve point fails to parse.
+        let mut not_point = [0u8; 32];
+        for b in 0u8..=255 {
+            not_point[0] = b;
+            not_point[31] = 0x7f;
+            if crate::keys::VerifyingKey::from_bytes(&not_point).is_err() {
+                break;
+            }
+        }
+        assert!(crate::keys::VerifyingKey::from_bytes(&not_point).is_err());
+        let bad = text.replace(&nums(&id.public_bytes()), &nums(&not_point));
+        assert!(ClientControlRequest::parse(&bad).is_err());
+        // Wrong array lengths fail too.
+        let short = text.replace(&nums(&id.public_bytes()), &nums(&[1u8; 31]));
+        assert!(ClientControlRequest::parse(&short).is_err());
+        let sig = nums(&auth.request_signature.to_bytes());
+        let long_sig = format!("{},0]", &sig[..sig.len() - 1]);
+        assert!(ClientControlRequest::parse(&text.replace(&sig, &long_sig)).is_err());
+    }
+
+    #[test]
+    fn server_responses_golden() {
+        resp(
+            r#"{"type":"register","protocol_version":6,"status":true,"upgrade_mode":false}"#,
+            ServerResponse::Register {
+                protocol_version: 6,
+                status: true,
+                upgrade_mode: false,
+            },
+        );
+        resp(
+            r#"{"type":"authenticate","protocol_version":6,"status":true,"bandwidth_remaining":12345,"upgrade_mode":false}"#,
+            ServerResponse::Authenticate {
+                protocol_version: 6,
+                status: true,
+                bandwidth_remaining: 12345,
+                upgrade_mode: false,
+            },
+        );
+        resp(
+            r#"{"type":"bandwidth","available_total":68719476736,"upgrade_mode":false}"#,
+            ServerResponse::Bandwidth {
+                available_total: 68_719_476_736,
+                upgrade_mode: false,
+            },
+        );
+        resp(
+            r#"{"type":"send","remaining_bandwidth":68719474323,"upgrade_mode":true}"#,
+            ServerResponse::Send {
+                remaining_bandwidth: 68_719_474_323,
+                upgrade_mode: true,
+            },
+        );
+        resp(
+            r#"{"type":"supportedProtocol","version":6}"#,
+            ServerResponse::SupportedProtocol { version: 6 },
+        );
+        resp(
+            r#"{"type":"error","message":"the client is not registered"}"#,
+            ServerResponse::error("the client is not registered"),
+        );
+        resp(
+            r#"{"type":"typedError","error":{"out_of_bandwidth":{"required":2413,"available":0}}}"#,
+            ServerResponse::TypedError {
+                error: TypedGatewayError::OutOfBandwidth {
+                    required: 2413,
+                    available: 0,
+                },
+            },
+        );
+        resp(
+            r#"{"type":"typedError","error":"ticket_replay"}"#,
+            ServerResponse::TypedError {
+                error: TypedGatewayError::TicketReplay,
+            },
+        );
+        resp(
+            r#"{"type":"encryptedResponse","ciphertext":[1,2,3],"nonce":[4,5]}"#,
+            ServerResponse::EncryptedResponse {
+                ciphertext: vec![1, 2, 3],
+                nonce: vec![4, 5],
+            },
+        );
+    }
+
+    #[test]
+    fn server_response_defaults() {
+        assert_eq!(
+            ServerResponse::parse(r#"{"type":"register","status":true}"#).expect("register"),
+            ServerResponse::Register {
+                protocol_version: 0,
+                status: true,
+                upgrade_mode: false
+            }
+        );
+        assert_eq!(
+            ServerResponse::parse(
+                r#"{"type":"authenticate","status":false,"bandwidth_remaining":-1}"#
+            )
+            .expect("authenticate"),
+            ServerResponse::Authenticate {
+                protocol_version: 0,
+                status: false,
+                bandwidth_remaining: -1,
+                upgrade_mode: false
+            }
+        );
+        assert_eq!(
+            ServerResponse::parse(r#"{"type":"bandwidth","available_total":100}"#).expect("bw"),
+            ServerResponse::Bandwidth {
+                available_total: 100,
+                upgrade_mode: false
+            }
+        );
+        assert_eq!(
+            ServerResponse::parse(r#"{"type":"send","remaining_bandwidth":100}"#).expect("send"),
+            ServerResponse::Send {
+                remaining_bandwidth: 100,
+                upgrade_mode: false
+            }
+        );
+        assert!(ServerResponse::parse(r#"{"type":"register"}"#).is_err());
+        assert!(ServerResponse::parse(r#"{"type":"typedError","error":"nope"}"#).is_err());
+        assert!(ServerResponse::Register {
+            protocol_version: 6,
+            status: true,
+            upgrade_mode: false
+        }
+        .is_successful_authentication());
+    }
+
+    #[test]
+    fn handshake_messages_golden() {
+        golden(
+            r#"{"type":"handshakePayload","protocol_version":6,"data":[1]}"#,
+            HandshakeMessage::HandshakePayload {
+                protocol_version: 6,
+                data: vec![1],
+            },
+            HandshakeMessage::parse,
+            HandshakeMessage::to_json,
+        );
+        golden(
+            r#"{"type":"handshakeError","message":"received invalid signature"}"#,
+            HandshakeMessage::error("received invalid signature"),
+            HandshakeMessage::parse,
+            HandshakeMessage::to_json,
+        );
+        // Non-handshake text (e.g. a stray response) is not a handshake frame.
+        assert!(HandshakeMessage::parse(r#"{"type":"supportedProtocol","version":6}"#).is_err());
+    }
+
+    #[test]
+    fn encrypted_requests() {
+        let key = GatewaySharedKey::from_bytes([1; 32]);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let forget = ClientRequest::ForgetMe {
+            client: true,
+            stats: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&forget).expect("json"),
+            r#"{"ForgetMe":{"client":true,"stats":false}}"#
+        );
+        let remember = ClientRequest::RememberMe {
+            session_type: SessionType::Mixnet,
+        };
+        assert_eq!(
+            serde_json::to_string(&remember).expect("json"),
+            r#"{"RememberMe":{"session_type":"Mixnet"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&SensitiveResponse::ForgetMeAck {}).expect("json"),
+            r#"{"ForgetMeAck":{}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&SensitiveResponse::RememberMeAck {}).expect("json"),
+            r#"{"RememberMeAck":{}}"#
+        );
+
+        let ClientControlRequest::EncryptedRequest { ciphertext, nonce } =
+            forget.encrypt(&mut rng, &key)
+        else {
+            panic!("not an encrypted request");
+        };
+        assert_eq!(nonce.len(), 12);
+        assert_eq!(
+            ClientRequest::decrypt(&ciphertext, &nonce, &key),
+            Ok(forget.clone())
+        );
+        assert_eq!(
+            ClientRequest::decrypt(&ciphertext, &nonce[..11], &key),
+            Err(MessageError::NonceLength(11))
+        );
+        let other = GatewaySharedKey::from_bytes([2; 32]);
+        assert_eq!(
+            ClientRequest::decrypt(&ciphertext, &nonce, &other),
+            Err(MessageError::Decryption)
+        );
+
+        let ServerResponse::EncryptedResponse { ciphertext, nonce } =
+            SensitiveResponse::RememberMeAck {}.encrypt(&mut rng, &key)
+        else {
+            panic!("not an encrypted response");
+        };
+        assert_eq!(
+            SensitiveResponse::decrypt(&ciphertext, &nonce, &key),
+            Ok(SensitiveResponse::RememberMeAck {})
+        );
+        // A well-encrypted plaintext of the wrong shape is malformed.
+        let ct = gcm_siv_seal(key.as_bytes(), &[0; 12], br#"{"Nope":{}}"#);
+        assert!(matches!(
+            SensitiveResponse::decrypt(&ct, &[0; 12], &key),
+            Err(MessageError::Malformed(_))
+        ));
+    }
+}

@@ -235,4 +235,138 @@ mod tests {
         assert_eq!(upgrade_mode_reported(0), 40_000_001);
         assert_eq!(upgrade_mode_reported(50_000_000), 50_000_000);
     }
+
+    /// No parser panics on random or truncated input.
+    mod no_panic {
+        use super::super::auth::{AuthenticateV2, StoredClient};
+        use super::super::frames::{open_client_frame, open_gateway_frame, seal_client_frame};
+        use super::super::handshake::{
+            init_client_identity, ClientAwaitingMaterial, GatewayAwaitingMaterial,
+        };
+        use super::super::*;
+        use crate::keys::{GatewaySharedKey, IdentityKeyPair, Signature};
+        use proptest::prelude::*;
+        use rand::SeedableRng;
+        use rand_chacha::ChaCha20Rng;
+
+        fn samples() -> Vec<String> {
+            let key = GatewaySharedKey::from_bytes([3; 32]);
+            let id = IdentityKeyPair::from_secret_bytes(&[4; 32]);
+            vec![
+                ClientControlRequest::SupportedProtocol {}.to_json(),
+                ClientControlRequest::handshake_payload(6, vec![1; 80]).to_json(),
+                AuthenticateV2::with_nonce(&key, &id, 6, [1; 12], 1_700_000_000)
+                    .into_request()
+                    .to_json(),
+                r#"{"type":"ecashCredential","enc_credential":[1],"nonce":[2]}"#.to_string(),
+                ServerResponse::Authenticate {
+                    protocol_version: 6,
+                    status: true,
+                    bandwidth_remaining: 5,
+                    upgrade_mode: false,
+                }
+                .to_json(),
+                r#"{"type":"typedError","error":{"out_of_bandwidth":{"required":1,"available":0}}}"#
+                    .to_string(),
+                HandshakeMessage::error("x").to_json(),
+            ]
+        }
+
+        fn parse_all(text: &str) {
+            let _ = ClientControlRequest::parse(text);
+            let _ = ServerResponse::parse(text);
+            let _ = HandshakeMessage::parse(text);
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn json_random(text in ".{0,200}") {
+                parse_all(&text);
+            }
+
+            #[test]
+            fn json_truncated_or_mutated(which in 0usize..7, cut in 0usize..400, pos in 0usize..400, byte in any::<u8>()) {
+                let samples = samples();
+                let text = &samples[which % samples.len()];
+                let cut = cut.min(text.len());
+                parse_all(&text[..cut]);
+                let mut bytes = text.clone().into_bytes();
+                if !bytes.is_empty() {
+                    let p = pos % bytes.len();
+                    bytes[p] = byte;
+                }
+                if let Ok(mutated) = String::from_utf8(bytes) {
+                    parse_all(&mutated);
+                }
+            }
+
+            #[test]
+            fn auth_verify_random(
+                version in any::<u8>(),
+                ts in any::<u64>(),
+                now in any::<u64>(),
+                last in proptest::option::of(any::<u64>()),
+                nonce in proptest::collection::vec(any::<u8>(), 0..20),
+                ct in proptest::collection::vec(any::<u8>(), 0..64),
+                sig in proptest::collection::vec(any::<u8>(), 64),
+            ) {
+                let id = IdentityKeyPair::from_secret_bytes(&[4; 32]);
+                let sig: [u8; 64] = sig.try_into().unwrap_or([0; 64]);
+                let mut req = AuthenticateV2 {
+                    protocol_version: version,
+                    client_identity: id.public(),
+                    address_ciphertext: ct,
+                    nonce,
+                    request_unix_timestamp: ts,
+                    request_signature: Signature::from_bytes(&sig),
+                };
+                let lookup = |_: &[u8; 32]| Some(StoredClient {
+                    shared_key: GatewaySharedKey::from_bytes([3; 32]),
+                    last_used_timestamp: last,
+                });
+                let _ = req.verify(now, lookup);
+                // Properly signed but otherwise random.
+                req.request_signature = id.sign(&req.signed_bytes());
+                let _ = req.verify(now, lookup);
+            }
+
+            #[test]
+            fn handshake_random(data in proptest::collection::vec(any::<u8>(), 0..200), version in any::<u8>()) {
+                let mut rng = ChaCha20Rng::seed_from_u64(5);
+                let gw = IdentityKeyPair::from_secret_bytes(&[6; 32]);
+                let client = IdentityKeyPair::from_secret_bytes(&[7; 32]);
+                let _ = init_client_identity(&data);
+                let _ = GatewayAwaitingMaterial::start(&mut rng, &gw, &data, version);
+
+                let (c, init) = ClientAwaitingMaterial::start(&mut rng, &client, gw.public(), 6);
+                let _ = ClientAwaitingMaterial::start(&mut rng, &client, gw.public(), 6)
+                    .0
+                    .on_gateway_material(&mut rng, &data, version);
+                let init = init.data().map(<[u8]>::to_vec).unwrap_or_default();
+                if let Ok((g, material)) = GatewayAwaitingMaterial::start(&mut rng, &gw, &init, 6) {
+                    let _ = g.on_client_material(&data, version);
+                    if let Ok((c2, _)) = c.on_message(&mut rng, &material) {
+                        let _ = c2.on_finalization(&data);
+                    }
+                }
+            }
+
+            #[test]
+            fn frames_random(data in proptest::collection::vec(any::<u8>(), 0..300), cut in 0usize..300) {
+                let key = GatewaySharedKey::from_bytes([8; 32]);
+                let _ = open_client_frame(&key, &data);
+                let _ = open_gateway_frame(&key, &data);
+                let mut rng = ChaCha20Rng::seed_from_u64(9);
+                let frame = seal_client_frame(&mut rng, &key, ClientFrameKind::ForwardSphinxV2, &data);
+                let cut = cut.min(frame.len());
+                let _ = open_client_frame(&key, &frame[..cut]);
+                prop_assert_eq!(
+                    open_client_frame(&key, &frame),
+                    Ok((ClientFrameKind::ForwardSphinxV2, data.clone()))
+                );
+            }
+        }
+    }
 }
