@@ -28,8 +28,8 @@ pub use handshake::{
     HandshakeOutcome,
 };
 pub use messages::{
-    ClientControlRequest, ClientRequest, HandshakeMessage, MessageError, SensitiveResponse,
-    ServerResponse, SessionType, TypedGatewayError,
+    ClientControlRequest, ClientRequest, HandshakeMessage, MessageError, PreAuthRejection,
+    PreAuthRequest, SensitiveResponse, ServerResponse, SessionType, TypedGatewayError,
 };
 
 /// A client-gateway protocol version (one byte on the wire and in JSON).
