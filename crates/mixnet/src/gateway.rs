@@ -331,7 +331,6 @@ pub(crate) async fn authenticate(
         protocol,
         bandwidth: remaining,
         early,
-        connected_at: Instant::now(),
         rtt,
     })
 }
