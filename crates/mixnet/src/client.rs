@@ -320,6 +320,11 @@ impl Actor {
         }
     }
 
+    /// Connected, with room in the socket's queue.
+    fn can_send(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.tx.capacity() > 0)
+    }
+
     fn stats(&self) -> &StatsCounters {
         &self.shared.stats
     }
@@ -337,7 +342,7 @@ impl Actor {
 
         loop {
             self.publish_counters();
-            let can_send = self.conn.as_ref().is_some_and(|c| c.tx.capacity() > 0);
+            let can_send = self.can_send();
             let topology_ok = self.topology.current().is_some();
             let accept_requests =
                 self.lanes.total + self.waiting_total < self.config.max_queued_packets;
@@ -414,10 +419,8 @@ impl Actor {
                     main_sleep
                         .as_mut()
                         .reset(tokio::time::Instant::now() + exp_sample(&mut self.rng, main_mean));
-                    if can_send {
-                        if !self.send_next_real() {
-                            self.send_cover();
-                        }
+                    if can_send && !self.send_next_real() {
+                        self.send_cover();
                     }
                 }
                 Wake::CoverTick => {
@@ -430,10 +433,7 @@ impl Actor {
                 }
                 Wake::Immediate => {
                     for _ in 0..IMMEDIATE_BATCH {
-                        if !self.conn.as_ref().is_some_and(|c| c.tx.capacity() > 0) {
-                            break;
-                        }
-                        if !self.send_next_real() {
+                        if !self.can_send() || !self.send_next_real() {
                             break;
                         }
                     }
