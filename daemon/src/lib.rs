@@ -1,5 +1,12 @@
 //! nymd: the daemon that runs many Nym client identities.
 //!
-//! It will own the identity store, the identity manager (one actor per
-//! identity), the per-identity websocket servers that speak nym-client's app
-//! API, and the control socket server. The binary will be a thin wrapper.
+//! # Layout
+//! - [`store`]: the identity store (keys, settings, gateway registration).
+//! - [`fsutil`]: atomic, durable file writes with private modes.
+//!
+//! Still to come: the identity manager (one actor per identity), the
+//! per-identity websocket servers speaking nym-client's app API, the control
+//! socket server, configuration and signals.
+
+pub mod fsutil;
+pub mod store;
