@@ -1,6 +1,7 @@
 //! nymd: the daemon that runs many Nym client identities.
 //!
 //! # Layout
+//! - [`config`]: the daemon config file, environment and defaults.
 //! - [`store`]: the identity store (keys, settings, gateway registration).
 //! - [`fsutil`]: atomic, durable file writes with private modes.
 //!
@@ -8,5 +9,6 @@
 //! per-identity websocket servers speaking nym-client's app API, the control
 //! socket server, configuration and signals.
 
+pub mod config;
 pub mod fsutil;
 pub mod store;
