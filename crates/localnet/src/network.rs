@@ -339,9 +339,17 @@ impl Localnet {
         run.tracker
             .spawn(node::serve_mix(mix, core.clone(), run.clone()));
         if let (Some(ws), Some(gw)) = (ws, core.gateway.clone()) {
-            run.tracker
-                .spawn(session::serve_clients(ws, core.clone(), gw.clone(), run.clone()));
-            run.tracker.spawn(purge_stored(gw, core.limits.stored_max_age, run.cancel.clone()));
+            run.tracker.spawn(session::serve_clients(
+                ws,
+                core.clone(),
+                gw.clone(),
+                run.clone(),
+            ));
+            run.tracker.spawn(purge_stored(
+                gw,
+                core.limits.stored_max_age,
+                run.cancel.clone(),
+            ));
         }
         run
     }
@@ -356,11 +364,7 @@ impl Localnet {
     /// Regenerate the directory's documents (stopped nodes are served with
     /// performance 0, so nym-api clients route around them).
     fn refresh_documents(&self) -> Result<(), LocalnetError> {
-        let stopped = self
-            .stopped
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let stopped = self.stopped.lock().map(|s| s.clone()).unwrap_or_default();
         let t = &self.topology;
         let meta = t.response_metadata();
         let skimmed = |keep: &dyn Fn(&RoutingNode) -> bool| -> Vec<SkimmedNode> {
@@ -378,7 +382,10 @@ impl Localnet {
         let gateways = SkimmedNodesResponse::full(meta, skimmed(&|n| n.entry.is_some()));
         let all = SkimmedNodesResponse::full(meta, skimmed(&|_| true));
         let mut docs = Documents::default();
-        docs.set(directory::ROUTE_KEY_ROTATION, self.key_rotation_json.clone());
+        docs.set(
+            directory::ROUTE_KEY_ROTATION,
+            self.key_rotation_json.clone(),
+        );
         docs.set(
             directory::ROUTE_REWARDED_SET,
             to_json("rewarded set", &t.rewarded_set_response())?,

@@ -86,7 +86,9 @@ impl ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.counters.connections_now.fetch_sub(1, Ordering::Relaxed);
+        self.counters
+            .connections_now
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -136,7 +138,10 @@ impl NodeCore {
                 ),
                 None => {
                     bump(&self.counters.malformed);
-                    tracing::warn!(node = self.id, "dropping packet whose final hop is a mixnode");
+                    tracing::warn!(
+                        node = self.id,
+                        "dropping packet whose final hop is a mixnode"
+                    );
                 }
             },
         }

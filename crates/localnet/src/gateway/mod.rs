@@ -283,7 +283,11 @@ impl GatewayState {
         &self,
         client: ClientAddress,
         started: u64,
-    ) -> (SessionHandle, mpsc::Receiver<Vec<u8>>, mpsc::Receiver<Control>) {
+    ) -> (
+        SessionHandle,
+        mpsc::Receiver<Vec<u8>>,
+        mpsc::Receiver<Control>,
+    ) {
         let (push, push_rx) = mpsc::channel(self.limits.push_queue_per_client.max(1));
         let (control, control_rx) = mpsc::channel(4);
         let handle = SessionHandle {
@@ -393,12 +397,7 @@ impl GatewayState {
                 self.deliver(destination, split.message.to_vec());
                 // Version-7 frames carry no rotation, so the ack's parity
                 // byte never reaches the wire.
-                core.forward(
-                    split.ack_first_hop.0,
-                    split.ack_packet,
-                    Duration::ZERO,
-                    run,
-                );
+                core.forward(split.ack_first_hop.0, split.ack_packet, Duration::ZERO, run);
             }
         }
     }
@@ -426,7 +425,10 @@ mod tests {
             s.insert([1; 32], vec![i], t0, &l);
         }
         assert_eq!(s.total, 3);
-        assert_eq!(s.take(&[1; 32], t0, l.stored_max_age), vec![vec![2], vec![3], vec![4]]);
+        assert_eq!(
+            s.take(&[1; 32], t0, l.stored_max_age),
+            vec![vec![2], vec![3], vec![4]]
+        );
         assert_eq!(s.total, 0);
         for c in 0..3u8 {
             for i in 0..3u8 {

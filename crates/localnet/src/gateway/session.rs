@@ -16,8 +16,8 @@ use nymd_proto::gateway::frames::{open_client_frame, seal_pushed_message};
 use nymd_proto::gateway::handshake::init_client_identity;
 use nymd_proto::gateway::{
     bandwidth, AuthenticateV2, ClientControlRequest, ClientFrameKind, ClientRequest,
-    GatewayAwaitingMaterial, HandshakeMessage, PreAuthRequest, ProtocolVersion,
-    SensitiveResponse, ServerResponse, CURRENT_PROTOCOL_VERSION,
+    GatewayAwaitingMaterial, HandshakeMessage, PreAuthRequest, ProtocolVersion, SensitiveResponse,
+    ServerResponse, CURRENT_PROTOCOL_VERSION,
 };
 use nymd_proto::keys::GatewaySharedKey;
 use nymd_proto::mixpacket::MixPacket;
@@ -210,9 +210,7 @@ impl Connection {
                     protocol_version,
                     init,
                 }) => return self.register(ws, protocol_version, &init).await,
-                Ok(PreAuthRequest::Authenticate(req)) => {
-                    return self.authenticate(ws, &req).await
-                }
+                Ok(PreAuthRequest::Authenticate(req)) => return self.authenticate(ws, &req).await,
                 Err(rejection) => {
                     self.refuse(ws, &rejection.to_string()).await;
                     return None;
@@ -294,9 +292,10 @@ impl Connection {
         {
             return None;
         }
-        self.gw
-            .register_client(client, outcome.shared_key.clone());
-        let session = self.start_session(ws, client, outcome.shared_key, unix_now()).await?;
+        self.gw.register_client(client, outcome.shared_key.clone());
+        let session = self
+            .start_session(ws, client, outcome.shared_key, unix_now())
+            .await?;
         let response = ServerResponse::Register {
             protocol_version: outcome.negotiated_protocol,
             status: true,
@@ -457,11 +456,13 @@ impl Connection {
                         self.send(ws, &r).await
                     }
                     Ok(ClientRequest::RememberMe { .. }) => {
-                        let r =
-                            SensitiveResponse::RememberMeAck {}.encrypt(&mut self.rng, &s.key);
+                        let r = SensitiveResponse::RememberMeAck {}.encrypt(&mut self.rng, &s.key);
                         self.send(ws, &r).await
                     }
-                    Err(e) => self.error(ws, format!("invalid encrypted request: {e}")).await,
+                    Err(e) => {
+                        self.error(ws, format!("invalid encrypted request: {e}"))
+                            .await
+                    }
                 }
             }
             ClientControlRequest::HandshakePayload { .. }
@@ -481,11 +482,8 @@ impl Connection {
             | ClientControlRequest::BandwidthCredential { .. }
             | ClientControlRequest::BandwidthCredentialV2 { .. }
             | ClientControlRequest::UpgradeModeJwt { .. } => {
-                self.error(
-                    ws,
-                    "this gateway only grants free testnet bandwidth".into(),
-                )
-                .await
+                self.error(ws, "this gateway only grants free testnet bandwidth".into())
+                    .await
             }
         }
     }
