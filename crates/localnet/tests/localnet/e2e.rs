@@ -173,3 +173,88 @@ async fn stopped_mixnode_loses_packets_and_flows_after_restart() {
     })
     .await;
 }
+
+/// A second `authenticateV2` for a live, responsive session is refused; a
+/// session that stops answering pings is replaced. ForwardSphinx v1 frames
+/// and websocket pings work too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_sessions_v1_frames_and_pings() {
+    use futures_util::{SinkExt, StreamExt};
+    use nymd_proto::gateway::frames::seal_client_frame;
+    use nymd_proto::gateway::{ClientFrameKind, ServerResponse};
+    use tokio_tungstenite::tungstenite::Message;
+
+    init_tracing();
+    bounded(Duration::from_secs(40), async {
+        let net = Localnet::start(no_delay()).await.expect("start");
+        let gw = net.gateways()[0].clone();
+        let mut a = Client::register(&gw).await;
+
+        // Pings are answered.
+        a.ws.send(Message::Ping(b"hello".to_vec().into()))
+            .await
+            .expect("ping");
+        let pong = crate::support::next_message(&mut a.ws, STEP).await;
+        assert!(matches!(pong, Some(Message::Pong(p)) if p.as_ref() == b"hello"));
+
+        // A ForwardSphinx v1 frame (no rotation byte) to ourselves.
+        let me = a.recipient();
+        let packets = a.build_message(net.topology(), &me, b"v1", Duration::ZERO);
+        let frame = seal_client_frame(
+            &mut a.rng,
+            a.keys.shared_key.as_ref().expect("key"),
+            ClientFrameKind::ForwardSphinx,
+            &packets[0].1.to_v1_bytes(),
+        );
+        a.ws.send(Message::binary(frame)).await.expect("send");
+        assert!(matches!(a.response().await, ServerResponse::Send { .. }));
+        assert_eq!(a.receive_message(STEP).await.expect("looped"), b"v1");
+
+        // Timestamps have one-second resolution and must increase.
+        let keys = crate::support::ClientKeys {
+            identity: a.keys.identity.clone(),
+            encryption: a.keys.encryption.clone(),
+            ack_key: a.keys.ack_key.clone(),
+            gateway: gw.clone(),
+            shared_key: a.keys.shared_key.clone(),
+        };
+        let mut first = a.ws;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let reader = tokio::spawn(async move {
+            // A live client: keeps reading, so pings get their pongs.
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return first,
+                    m = first.next() => if !matches!(m, Some(Ok(_))) { return first },
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let Err((keys, refused)) = Client::authenticate(keys).await else {
+            panic!("duplicate session accepted");
+        };
+        assert!(
+            matches!(refused, ServerResponse::Error { .. }),
+            "{refused:?}"
+        );
+
+        // The old connection goes silent (nothing reads it, so no pongs):
+        // the next attempt replaces it.
+        let _ = stop.send(());
+        let silent = reader.await.expect("reader");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let mut again = match Client::authenticate(keys).await {
+            Ok(c) => c,
+            Err((_, r)) => panic!("replacement refused: {r:?}"),
+        };
+        again.claim_bandwidth().await;
+        let me = again.recipient();
+        again
+            .send_message(net.topology(), &me, b"again", Duration::ZERO)
+            .await;
+        assert_eq!(again.receive_message(STEP).await.expect("looped"), b"again");
+        drop(silent);
+        net.shutdown().await;
+    })
+    .await;
+}

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod binary;
 mod directory;
 mod e2e;
 mod flood;
