@@ -24,9 +24,9 @@ use nymd_proto::payload::{
 use nymd_proto::replies::{
     RepliableContent, RepliableMessage, ReplyMessage, ReplySurb, MAX_SURBS_PER_LIST,
 };
-use nymd_proto::sphinx::RouteHop as SphinxHop;
+use nymd_proto::topology::route::to_sphinx_hops as hops;
 use nymd_proto::topology::route::to_sphinx_route;
-use nymd_proto::topology::{NymTopology, RouteError, RouteHop as TopoHop};
+use nymd_proto::topology::{NymTopology, RouteError};
 use nymd_proto::{Recipient, SenderTag};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -243,14 +243,6 @@ pub(crate) struct Actor {
     events: VecDeque<ClientEvent>,
     event_bytes: usize,
     subscriber: Option<mpsc::Sender<ClientEvent>>,
-}
-
-/// A topology route as the hops the packet builders take.
-fn hops(route: &[TopoHop]) -> Vec<SphinxHop> {
-    route
-        .iter()
-        .map(|h| SphinxHop::new(h.address, h.sphinx_key))
-        .collect()
 }
 
 fn exp_sample<R: Rng>(rng: &mut R, mean: Duration) -> Duration {
@@ -1534,4 +1526,87 @@ enum BuildError {
     NoSurb,
     Route(ErrorKind, String),
     Other(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn id(set_id: i32, position: u8) -> FragmentId {
+        FragmentId { set_id, position }
+    }
+
+    #[test]
+    fn lanes_pop_everything_once_and_in_order_within_a_lane() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut lanes = Lanes::default();
+        for i in 0..10 {
+            lanes.push(QueueLane::General, id(1, i), false);
+            lanes.push(QueueLane::Conn(7), id(2, i), false);
+            lanes.push(QueueLane::Conn(8), id(3, i), false);
+        }
+        lanes.push(QueueLane::Retransmit, id(4, 0), false);
+        assert_eq!(lanes.total, 31);
+        let mut seen: HashMap<i32, Vec<u8>> = HashMap::new();
+        while let Some((_, f)) = lanes.pop(&mut rng) {
+            seen.entry(f.set_id).or_default().push(f.position);
+        }
+        assert_eq!(lanes.total, 0);
+        for set in 1..=3 {
+            assert_eq!(seen[&set], (0..10).collect::<Vec<u8>>());
+        }
+        assert_eq!(seen[&4], vec![0]);
+        assert!(lanes.conns.is_empty());
+    }
+
+    #[test]
+    fn lanes_pick_lanes_at_random() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut first_from_conn = 0;
+        for _ in 0..200 {
+            let mut lanes = Lanes::default();
+            lanes.push(QueueLane::General, id(1, 0), false);
+            lanes.push(QueueLane::Conn(1), id(2, 0), false);
+            if let Some((QueueLane::Conn(1), _)) = lanes.pop(&mut rng) {
+                first_from_conn += 1;
+            }
+        }
+        assert!((40..=160).contains(&first_from_conn), "{first_from_conn}");
+    }
+
+    #[test]
+    fn closing_a_lane_returns_its_fragments() {
+        let mut lanes = Lanes::default();
+        lanes.push(QueueLane::Conn(5), id(1, 1), false);
+        lanes.push(QueueLane::Conn(5), id(1, 2), false);
+        lanes.push(QueueLane::General, id(2, 1), false);
+        assert_eq!(lanes.close(5), vec![id(1, 1), id(1, 2)]);
+        assert_eq!(lanes.close(5), vec![]);
+        assert_eq!(lanes.total, 1);
+    }
+
+    #[test]
+    fn front_pushes_jump_the_queue() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut lanes = Lanes::default();
+        lanes.push(QueueLane::Retransmit, id(1, 1), false);
+        lanes.push(QueueLane::Retransmit, id(1, 2), true);
+        assert_eq!(lanes.pop(&mut rng).map(|(_, f)| f), Some(id(1, 2)));
+    }
+
+    #[test]
+    fn exponential_samples_have_roughly_the_mean() {
+        let mut rng = StdRng::seed_from_u64(4);
+        assert_eq!(exp_sample(&mut rng, Duration::ZERO), Duration::ZERO);
+        let n = 20_000u32;
+        let total: Duration = (0..n)
+            .map(|_| exp_sample(&mut rng, Duration::from_millis(20)))
+            .sum();
+        let mean = total / n;
+        assert!(
+            mean > Duration::from_millis(18) && mean < Duration::from_millis(22),
+            "{mean:?}"
+        );
+    }
 }

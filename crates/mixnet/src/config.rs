@@ -197,3 +197,44 @@ impl ClientConfig {
             .saturating_add(self.ack_wait_addition)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nym_defaults() {
+        let c = ClientConfig::default();
+        assert_eq!(c.average_packet_delay, Duration::from_millis(15));
+        assert_eq!(c.average_ack_delay, Duration::from_millis(15));
+        assert_eq!(c.message_sending_average_delay, Duration::from_millis(20));
+        assert_eq!(c.loop_cover_average_delay, Duration::from_millis(200));
+        assert!(!c.disable_main_poisson && !c.disable_loop_cover && !c.disable_delays);
+        assert_eq!(c.max_retransmissions, None);
+        let r = ReplySurbConfig::default();
+        assert_eq!(
+            (
+                r.min_surb_threshold,
+                r.max_surb_threshold,
+                r.min_request,
+                r.max_request
+            ),
+            (10, 200, 10, 50)
+        );
+        assert_eq!(r.max_accepted_request, 500);
+    }
+
+    #[test]
+    fn ack_timeout_is_delay_times_multiplier_plus_addition() {
+        let c = ClientConfig::default();
+        assert_eq!(c.ack_timeout(Duration::ZERO), Duration::from_millis(1500));
+        assert_eq!(
+            c.ack_timeout(Duration::from_secs(2)),
+            Duration::from_millis(4500)
+        );
+        let t = ClientConfig::for_tests();
+        assert_eq!(t.packet_mean(), Duration::ZERO);
+        assert_eq!(t.ack_mean(), Duration::ZERO);
+        assert_eq!(c.packet_mean(), Duration::from_millis(15));
+    }
+}

@@ -488,3 +488,43 @@ pub(crate) async fn measure_latency(url: &str, timeout: Duration) -> Option<Dura
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
     Some(rtt)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn auth_timestamps_follow_the_clock() {
+        let clock = AuthClock::new(0);
+        let t = clock.next();
+        assert!(t >= now().saturating_sub(1) && t <= now() + 1);
+        assert_eq!(clock.last(), t);
+    }
+
+    #[test]
+    fn auth_timestamps_strictly_increase_even_within_a_second() {
+        let clock = AuthClock::new(0);
+        let mut last = 0;
+        for _ in 0..100 {
+            let t = clock.next();
+            assert!(t > last);
+            last = t;
+        }
+    }
+
+    #[test]
+    fn auth_timestamps_increase_when_the_clock_is_behind_the_last_one() {
+        // As if the wall clock stepped back an hour after the last auth.
+        let ahead = now() + 3600;
+        let clock = AuthClock::new(ahead);
+        assert_eq!(clock.next(), ahead + 1);
+        assert_eq!(clock.next(), ahead + 2);
+    }
+}
