@@ -333,7 +333,7 @@ impl GatewayState {
         n
     }
 
-    fn store(&self, client: ClientAddress, msg: Vec<u8>) {
+    fn store(&self, client: ClientAddress, msg: Vec<u8>) -> bool {
         let mut store = lock(&self.store);
         let outcome = store.insert(client, msg, Instant::now(), &self.limits);
         let total = store.total as u64;
@@ -349,14 +349,16 @@ impl GatewayState {
             bump(&self.counters.dropped);
             tracing::debug!("offline store full, message dropped");
         }
+        outcome.stored
     }
 
     /// Hand a message or ack to the client: push it if connected, store it
-    /// otherwise. A connected client whose queue is full loses it.
-    fn deliver(&self, client: ClientAddress, msg: Vec<u8>) {
+    /// otherwise. Returns whether it was accepted: a connected client whose
+    /// queue is full, or a full store, loses it, and then the caller must not
+    /// acknowledge it (the sender will retransmit).
+    fn deliver(&self, client: ClientAddress, msg: Vec<u8>) -> bool {
         let Some(session) = self.session(&client) else {
-            self.store(client, msg);
-            return;
+            return self.store(client, msg);
         };
         match session.push.try_send(msg) {
             Ok(()) => {
@@ -366,10 +368,12 @@ impl GatewayState {
                     .max_capacity()
                     .saturating_sub(session.push.capacity());
                 raise(&self.counters.push_queued_max, queued as u64);
+                true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 bump(&self.counters.dropped);
-                tracing::debug!("client push queue full, message dropped");
+                tracing::debug!("client push queue full, message dropped and not acknowledged");
+                false
             }
             Err(mpsc::error::TrySendError::Closed(msg)) => self.store(client, msg),
         }
@@ -392,12 +396,17 @@ impl GatewayState {
                 bump(&self.counters.malformed);
                 tracing::warn!(node = core.id, "dropping final-hop packet: {e}");
             }
-            Ok(FinalHopDelivery::Ack(ack)) => self.deliver(destination, ack.to_vec()),
+            Ok(FinalHopDelivery::Ack(ack)) => {
+                self.deliver(destination, ack.to_vec());
+            }
             Ok(FinalHopDelivery::Message(split)) => {
-                self.deliver(destination, split.message.to_vec());
-                // Version-7 frames carry no rotation, so the ack's parity
-                // byte never reaches the wire.
-                core.forward(split.ack_first_hop.0, split.ack_packet, Duration::ZERO, run);
+                // Acknowledge only what the client got or will get; a message
+                // dropped here is retransmitted by its sender.
+                if self.deliver(destination, split.message.to_vec()) {
+                    // Version-7 frames carry no rotation, so the ack's parity
+                    // byte never reaches the wire.
+                    core.forward(split.ack_first_hop.0, split.ack_packet, Duration::ZERO, run);
+                }
             }
         }
     }
