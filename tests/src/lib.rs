@@ -1,3 +1,193 @@
 //! nymd-tests: end-to-end tests that drive real processes and sockets.
 //!
-//! The tests live in `tests/tests/*.rs`; this library holds shared helpers.
+//! The tests live in `tests/tests/*.rs`; this library holds shared helpers:
+//! an app-side websocket client speaking nym-client's API, a daemon built
+//! from the real library on a temporary state dir, and the localnet.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use nymd::config::IdentitiesSection;
+use nymd::manager::{InitRequest, Manager};
+use nymd::store::{IdentityStore, TrafficConfig};
+use nymd_mixnet::{Shared, SharedConfig, TopologySource, Url};
+use nymd_proto::appapi::{AppFrame, ClientRequest, ServerResponse};
+use nymd_proto::Recipient;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Upper bound for any single wait in these tests (a loaded 2-core machine
+/// can be slow; nothing here measures time).
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Traffic settings that make tests fast: no cover traffic, no delays.
+pub fn fast_traffic() -> TrafficConfig {
+    TrafficConfig {
+        disable_cover_traffic: true,
+        disable_delays: true,
+        ..TrafficConfig::default()
+    }
+}
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A daemon built from the real library: identity store in `state_dir`,
+/// topology from `api_url`.
+pub struct TestDaemon {
+    /// The manager.
+    pub manager: Manager,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl TestDaemon {
+    /// Start a manager over `state_dir` using the directory at `api_url`.
+    pub fn start(state_dir: &Path, api_url: &str, first_port: u16) -> Self {
+        let store = IdentityStore::open(state_dir).expect("state dir");
+        let shared = Shared::new(SharedConfig {
+            default_source: TopologySource::NymApi(vec![Url::parse(api_url).expect("url")]),
+            ..SharedConfig::default()
+        })
+        .expect("shared");
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let manager = Manager::new(
+            store,
+            shared,
+            IdentitiesSection {
+                first_port,
+                traffic: fast_traffic(),
+                ..IdentitiesSection::default()
+            },
+            cancel.child_token(),
+            tracker.clone(),
+        );
+        manager.load().expect("load");
+        manager.autostart();
+        Self {
+            manager,
+            cancel,
+            tracker,
+        }
+    }
+
+    /// Create and start an identity; returns its websocket address and
+    /// Nym address.
+    pub async fn init(&self, id: &str) -> (SocketAddr, Recipient) {
+        let info = tokio::time::timeout(
+            WAIT,
+            self.manager.init(InitRequest {
+                id: id.into(),
+                ..InitRequest::default()
+            }),
+        )
+        .await
+        .expect("init in time")
+        .expect("init");
+        (info.websocket, info.address.parse().expect("address"))
+    }
+
+    /// Graceful shutdown, bounded.
+    pub async fn stop(self) {
+        self.manager.shutdown().await;
+        self.cancel.cancel();
+        self.tracker.close();
+        tokio::time::timeout(WAIT, self.tracker.wait())
+            .await
+            .expect("daemon tasks end");
+    }
+}
+
+/// An app connected to an identity's websocket port.
+pub struct App {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl App {
+    /// Connect, retrying while the identity's listener comes up.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let url = format!("ws://{addr}");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio_tungstenite::connect_async(&url).await {
+                Ok((ws, _)) => return Self { ws },
+                Err(e) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "cannot connect to {url}: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Send a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send text");
+    }
+
+    /// Send a raw binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send binary");
+    }
+
+    /// Send a request in binary form.
+    pub async fn request_binary(&mut self, req: &ClientRequest) {
+        self.send_binary(req.to_binary()).await;
+    }
+
+    /// Next data frame (pings skipped), bounded.
+    pub async fn next_frame(&mut self) -> AppFrame {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("socket open")
+                .expect("no socket error");
+            match msg {
+                Message::Text(t) => return AppFrame::Text(t.as_str().to_owned()),
+                Message::Binary(b) => return AppFrame::Binary(b.to_vec()),
+                Message::Close(c) => panic!("socket closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Next frame parsed as a server response.
+    pub async fn next_response(&mut self) -> ServerResponse {
+        let f = self.next_frame().await;
+        f.parse_response().expect("a valid response")
+    }
+
+    /// Ask for our address (text mode).
+    pub async fn self_address(&mut self) -> Recipient {
+        self.send_text(r#"{"type":"selfAddress"}"#).await;
+        match self.next_response().await {
+            ServerResponse::SelfAddress(r) => r,
+            other => panic!("expected selfAddress, got {other:?}"),
+        }
+    }
+
+    /// Close the websocket.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
