@@ -1,4 +1,12 @@
 //! nymd-localnet: an embedded Nym network on loopback.
 //!
-//! It will own mixnodes, gateways and a nym-api style directory that speak the
-//! same protocol as stock nym-node, for development and end-to-end tests.
+//! Mixnodes in three layers, gateways and a nym-api style directory that
+//! speak the same protocol as stock nym-node, for development, demos and
+//! every end-to-end test.
+//!
+//! # Layout
+//! - [`directory`]: the HTTP directory (nym-api routes).
+//! - [`forwarder`]: outbound node-to-node links with bounded queues.
+
+pub mod directory;
+pub mod forwarder;

@@ -385,9 +385,9 @@ mod tests {
             e,
             RecipientError::Encryption(KeyTextError::Size(_))
         ));
-        assert!(e
-            .to_string()
-            .starts_with("recipient's encryption key is malformed: received public key of invalid size. Got: "));
+        assert!(e.to_string().starts_with(
+            "recipient's encryption key is malformed: received public key of invalid size. Got: "
+        ));
         let e = format!("0OIl.{}", &ADDR[ADDR.find('.').expect(".") + 1..])
             .parse::<Recipient>()
             .expect_err("bad base58");

@@ -113,8 +113,12 @@ mod tests {
     /// so Ctr64BE and Ctr128BE agree on it).
     #[test]
     fn aes128_ctr_sp800_38a_vector() {
-        let key: [u8; 16] = unhex("2b7e151628aed2a6abf7158809cf4f3c").try_into().expect("16");
-        let iv: [u8; 16] = unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff").try_into().expect("16");
+        let key: [u8; 16] = unhex("2b7e151628aed2a6abf7158809cf4f3c")
+            .try_into()
+            .expect("16");
+        let iv: [u8; 16] = unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+            .try_into()
+            .expect("16");
         let mut data = unhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
         aes128_ctr64(&key, &iv, &mut data);
         assert_eq!(
@@ -127,9 +131,10 @@ mod tests {
     /// plaintext and no AAD.
     #[test]
     fn gcm_siv_rfc8452_vector() {
-        let key: [u8; 32] = unhex("0100000000000000000000000000000000000000000000000000000000000000")
-            .try_into()
-            .expect("32");
+        let key: [u8; 32] =
+            unhex("0100000000000000000000000000000000000000000000000000000000000000")
+                .try_into()
+                .expect("32");
         let nonce: [u8; 12] = unhex("030000000000000000000000").try_into().expect("12");
         let sealed = gcm_siv_seal(&key, &nonce, b"");
         assert_eq!(hex::encode(&sealed), "07f5f4169bbf55a8400cd47ea6fd400f");

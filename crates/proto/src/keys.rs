@@ -103,7 +103,10 @@ pub struct EncryptionKeyPair {
 impl std::fmt::Debug for EncryptionKeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncryptionKeyPair")
-            .field("public", &bs58::encode(self.public.as_bytes()).into_string())
+            .field(
+                "public",
+                &bs58::encode(self.public.as_bytes()).into_string(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -245,7 +248,10 @@ impl GatewaySharedKey {
 
     /// Read a shared key PEM.
     pub fn from_pem(text: &str) -> Result<Self, PemError> {
-        Ok(Self(pem::decode_fixed::<32>(text, pem::GATEWAY_SHARED_KEY)?))
+        Ok(Self(pem::decode_fixed::<32>(
+            text,
+            pem::GATEWAY_SHARED_KEY,
+        )?))
     }
 }
 

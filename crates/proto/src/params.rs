@@ -257,7 +257,10 @@ mod tests {
     #[test]
     fn rotation_parity() {
         assert_eq!(KeyRotation::from_rotation_id(0), KeyRotation::Unknown);
-        assert_eq!(KeyRotation::from_rotation_id(u32::MAX), KeyRotation::Unknown);
+        assert_eq!(
+            KeyRotation::from_rotation_id(u32::MAX),
+            KeyRotation::Unknown
+        );
         assert_eq!(KeyRotation::from_rotation_id(3), KeyRotation::Odd);
         assert_eq!(KeyRotation::from_rotation_id(4), KeyRotation::Even);
         for b in 0..=2 {

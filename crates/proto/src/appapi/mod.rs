@@ -1,0 +1,352 @@
+//! nym-client's websocket app API: the requests an app sends, the responses it
+//! gets, in both of the API's encodings.
+//!
+//! An app talks to the daemon over one websocket. A text frame carries a JSON
+//! request ([`ClientRequest::parse_text`]); a binary frame carries the tagged
+//! binary form ([`ClientRequest::parse_binary`]). Responses go back in the
+//! kind of the most recent request frame, binary before any request
+//! ([`ResponseMode`]).
+//!
+//! Everything an app can observe follows nym-client (release 2026.9): field
+//! names, tag bytes, error kinds and error texts. The one extension is the
+//! older (1.0.1) text form: `recipient_address` is read as `recipient`, and a
+//! `message` that is not a JSON string is taken as its JSON text.
+//!
+//! Layout: this file holds the types; `text.rs` and `binary.rs` the codecs,
+//! `tests.rs` the known-answer and property tests.
+
+use std::fmt;
+
+use crate::address::{KeyTextError, Recipient, RecipientError, SenderTag};
+
+mod binary;
+mod text;
+
+#[cfg(test)]
+mod tests;
+
+/// A request from an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// Send `message` to `recipient` as a plain message; the recipient sees no
+    /// sender tag.
+    Send {
+        /// Where to.
+        recipient: Recipient,
+        /// The payload.
+        message: Vec<u8>,
+        /// The transmission lane; `None` is the general lane. With `Some`, the
+        /// app gets a `LaneQueueLength` response.
+        connection_id: Option<u64>,
+    },
+    /// Send `message` to `recipient` as a repliable message carrying
+    /// `reply_surbs` reply SURBs and our sender tag.
+    SendAnonymous {
+        /// Where to.
+        recipient: Recipient,
+        /// The payload.
+        message: Vec<u8>,
+        /// How many reply SURBs to attach.
+        reply_surbs: u32,
+        /// As for `Send`.
+        connection_id: Option<u64>,
+    },
+    /// Answer the anonymous sender behind `sender_tag` using its SURBs.
+    Reply {
+        /// Who to answer.
+        sender_tag: SenderTag,
+        /// The payload.
+        message: Vec<u8>,
+        /// As for `Send`.
+        connection_id: Option<u64>,
+    },
+    /// Ask for our own address.
+    SelfAddress,
+    /// The app closed this connection: drop what is still queued on its lane.
+    /// Binary only.
+    ClosedConnection(u64),
+    /// Ask how many packets are queued on this lane. Binary only.
+    GetLaneQueueLength(u64),
+}
+
+/// A response (or an unsolicited received message) to an app.
+// A `Recipient` holds decompressed points (~400 bytes). Responses live for
+// one frame, so the size is not worth a box in the public shape.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerResponse {
+    /// A message reconstructed from the mixnet.
+    Received {
+        /// The payload.
+        message: Vec<u8>,
+        /// Present only when the sender used `sendAnonymous`.
+        sender_tag: Option<SenderTag>,
+    },
+    /// Our own address.
+    SelfAddress(Recipient),
+    /// Packets still queued on a lane.
+    LaneQueueLength {
+        /// The connection id.
+        lane: u64,
+        /// Packets queued (including replies waiting for SURBs).
+        queue_length: u64,
+    },
+    /// A request could not be handled.
+    Error(ApiError),
+}
+
+/// The error kinds of the app API, with their wire bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ErrorKind {
+    /// The request frame was empty.
+    EmptyRequest = 0x01,
+    /// The request ended before all its fields.
+    TooShortRequest = 0x02,
+    /// The request tag is not one we know.
+    UnknownRequest = 0x03,
+    /// The request could not be understood.
+    MalformedRequest = 0x04,
+    /// The response frame was empty.
+    EmptyResponse = 0x80,
+    /// The response ended before all its fields.
+    TooShortResponse = 0x81,
+    /// The response tag is not one we know.
+    UnknownResponse = 0x82,
+    /// The response could not be understood.
+    MalformedResponse = 0x83,
+    /// Anything else.
+    Other = 0xFF,
+}
+
+impl ErrorKind {
+    /// Every kind, in byte order.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::EmptyRequest,
+        ErrorKind::TooShortRequest,
+        ErrorKind::UnknownRequest,
+        ErrorKind::MalformedRequest,
+        ErrorKind::EmptyResponse,
+        ErrorKind::TooShortResponse,
+        ErrorKind::UnknownResponse,
+        ErrorKind::MalformedResponse,
+        ErrorKind::Other,
+    ];
+
+    /// The wire byte.
+    pub fn to_byte(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind for a wire byte, if it names one.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.to_byte() == b)
+    }
+
+    /// The text that precedes the colon in a text-mode error.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::EmptyRequest => "received request contained no data",
+            ErrorKind::TooShortRequest => "received request did not contain enough data",
+            ErrorKind::UnknownRequest => "unknown request type",
+            ErrorKind::MalformedRequest => "malformed request",
+            ErrorKind::EmptyResponse => "received response contained no data",
+            ErrorKind::TooShortResponse => "received response did not contain enough data",
+            ErrorKind::UnknownResponse => "unknown response type",
+            ErrorKind::MalformedResponse => "malformed response",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An app API error: a kind and a detail text. Displayed as
+/// `"<kind text>:<detail>"` (no space), which is what text mode sends.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{message}", kind.as_str())]
+pub struct ApiError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// The detail (the only text binary mode sends).
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of any kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// An `Other` error, for failures that are not about the frame itself.
+    pub fn other(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Other, message)
+    }
+
+    /// A `MalformedRequest` error.
+    pub fn malformed_request(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::MalformedRequest, detail)
+    }
+
+    /// A `MalformedResponse` error.
+    pub fn malformed_response(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::MalformedResponse, detail)
+    }
+
+    /// The error for an empty binary request frame.
+    pub fn empty_request() -> Self {
+        Self::new(ErrorKind::EmptyRequest, "no data provided")
+    }
+
+    /// The error for an unknown binary request tag.
+    pub fn unknown_request_tag(tag: u8) -> Self {
+        Self::new(
+            ErrorKind::UnknownRequest,
+            format!("{tag} does not correspond to any valid request tag"),
+        )
+    }
+
+    /// The error for a binary request shorter than its fixed fields;
+    /// `name` is nym-client's name for it (`send`, `send_anonymous`, `reply`).
+    pub fn too_short_request(name: &str) -> Self {
+        Self::new(
+            ErrorKind::TooShortRequest,
+            format!("not enough data provided to recover '{name}'"),
+        )
+    }
+
+    /// The error for a bad recipient: nym-client's text for it.
+    pub fn bad_recipient(err: &RecipientError) -> Self {
+        Self::malformed_request(recipient_error_text(err))
+    }
+}
+
+impl From<ApiError> for ServerResponse {
+    fn from(e: ApiError) -> Self {
+        ServerResponse::Error(e)
+    }
+}
+
+/// nym-client's text for a recipient error.
+///
+/// Our `RecipientError` texts match nym-client's except where nym-client
+/// passes through a library error: a key of the wrong size (a slice
+/// conversion error) and a key that is not a curve point (ed25519-dalek's
+/// error). Apps see nym-client's texts, so they are rebuilt here.
+pub fn recipient_error_text(err: &RecipientError) -> String {
+    fn ed25519_reason(e: &KeyTextError) -> String {
+        match e {
+            KeyTextError::Base58(_) => e.to_string(),
+            KeyTextError::Size(_) => SLICE_LEN_ERROR.to_string(),
+            KeyTextError::NotAPoint => NOT_A_POINT_ERROR.to_string(),
+        }
+    }
+    match err {
+        RecipientError::Identity(e) => {
+            format!(
+                "recipient's identity key is malformed: {}",
+                ed25519_reason(e)
+            )
+        }
+        RecipientError::Gateway(e) => format!(
+            "recipient gateway's identity key is malformed: {}",
+            ed25519_reason(e)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// `std::array::TryFromSliceError`'s text.
+const SLICE_LEN_ERROR: &str = "could not convert slice to array";
+/// ed25519-dalek 2.2's text (through `signature` 2.2 with `std`) for bytes
+/// that do not decompress to a point.
+const NOT_A_POINT_ERROR: &str = "signature error: Cannot decompress Edwards point";
+
+/// Which encoding responses use: that of the last request frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ResponseMode {
+    /// JSON in text frames.
+    Text,
+    /// The binary form in binary frames. A session starts here.
+    #[default]
+    Binary,
+}
+
+impl ResponseMode {
+    /// The mode a frame sets. Call this for every data frame, before parsing
+    /// it: a malformed frame still switches the mode.
+    pub fn observe(&mut self, frame: &AppFrame) {
+        *self = frame.mode();
+    }
+
+    /// Encode a response in this mode.
+    pub fn encode(self, resp: &ServerResponse) -> AppFrame {
+        match self {
+            ResponseMode::Text => AppFrame::Text(resp.to_text()),
+            ResponseMode::Binary => AppFrame::Binary(resp.to_binary()),
+        }
+    }
+}
+
+/// A websocket data frame of the app API.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AppFrame {
+    /// A text frame (JSON).
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+impl AppFrame {
+    /// The response mode this frame selects.
+    pub fn mode(&self) -> ResponseMode {
+        match self {
+            AppFrame::Text(_) => ResponseMode::Text,
+            AppFrame::Binary(_) => ResponseMode::Binary,
+        }
+    }
+
+    /// Parse as a request, in the frame's own encoding.
+    pub fn parse_request(&self) -> Result<ClientRequest, ApiError> {
+        match self {
+            AppFrame::Text(s) => ClientRequest::parse_text(s),
+            AppFrame::Binary(b) => ClientRequest::parse_binary(b),
+        }
+    }
+
+    /// Parse as a response, in the frame's own encoding.
+    pub fn parse_response(&self) -> Result<ServerResponse, ApiError> {
+        match self {
+            AppFrame::Text(s) => ServerResponse::parse_text(s),
+            AppFrame::Binary(b) => ServerResponse::parse_binary(b),
+        }
+    }
+}
+
+/// Why a request has no text form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextEncodeError {
+    /// The text API carries messages as JSON strings, so they must be UTF-8.
+    #[error("the message is not valid UTF-8, so it cannot be sent in a text frame")]
+    NotUtf8,
+    /// `closedConnection` and `getLaneQueueLength` exist only in binary.
+    #[error("the {0} request has no text form; send it in a binary frame")]
+    BinaryOnly(&'static str),
+}
+
+impl ClientRequest {
+    /// Encode in the given mode. Text fails as [`ClientRequest::to_text`] does.
+    pub fn encode(&self, mode: ResponseMode) -> Result<AppFrame, TextEncodeError> {
+        Ok(match mode {
+            ResponseMode::Text => AppFrame::Text(self.to_text()?),
+            ResponseMode::Binary => AppFrame::Binary(self.to_binary()),
+        })
+    }
+}
