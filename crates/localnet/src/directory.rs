@@ -136,7 +136,10 @@ async fn handle(mut stream: TcpStream, docs: SharedDocuments) -> std::io::Result
     let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, body) = if method != "GET" {
-        ("405 Method Not Allowed", error_body("only GET is supported"))
+        (
+            "405 Method Not Allowed",
+            error_body("only GET is supported"),
+        )
     } else {
         let found = docs
             .read()

@@ -109,9 +109,11 @@ impl PacketSize {
     }
 
     /// Fragment bytes per packet once the SURB-ACK and the 32-byte key (or
-    /// digest) are taken out (1611 for Regular).
+    /// digest) are taken out (1611 for Regular; 0 for Ack, which carries no
+    /// fragment).
     pub const fn fragment_capacity(self) -> usize {
-        self.plaintext_size() - SURB_ACK_SIZE - PAYLOAD_KEY_SIZE
+        self.plaintext_size()
+            .saturating_sub(SURB_ACK_SIZE + PAYLOAD_KEY_SIZE)
     }
 
     /// The framing tag byte.
