@@ -108,7 +108,10 @@ fn frames_both_ways() {
     for (f, (version, rotation, p)) in decoded.iter().zip(&expected) {
         assert_eq!(f.packet().to_bytes().expect("bytes"), *p);
         assert_eq!(f.key_rotation() as u8, rotation.to_byte());
-        assert_eq!(f.header().packet_version.is_initial(), *version == FrameVersion::V7);
+        assert_eq!(
+            f.header().packet_version.is_initial(),
+            *version == FrameVersion::V7
+        );
         assert_eq!(f.packet_size().size(), p.len());
     }
 

@@ -149,6 +149,11 @@ impl Net {
 
     /// Nym's view of the same network, key rotation id `rotation`.
     pub fn nym_topology(&self, rotation: u32) -> NymRouteProvider {
+        NymRouteProvider::new(Arc::new(self.nym_topology_raw(rotation)), true)
+    }
+
+    /// Nym's `NymTopology` of the network.
+    pub fn nym_topology_raw(&self, rotation: u32) -> NymTopology {
         let metadata = NymTopologyMetadata::new(rotation, 1, time::OffsetDateTime::UNIX_EPOCH);
         let mut topology = NymTopology::new(metadata, CachedEpochRewardedSet::default(), vec![]);
         topology.set_testable_node(Role::Layer1, self.mixes[0].routing_node(false));
@@ -162,7 +167,7 @@ impl Net {
         topology.force_set_active(self.gateways[0].id, Role::EntryGateway);
         topology.force_set_active(self.gateways[0].id, Role::ExitGateway);
         topology.force_set_active(self.gateways[1].id, Role::ExitGateway);
-        NymRouteProvider::new(Arc::new(topology), true)
+        topology
     }
 
     /// Run a Nym mix packet through Nym's node-side processing
