@@ -304,3 +304,110 @@ fn nym_loop_cover_is_cover_to_us() {
         Ok(FragmentId::COVER)
     );
 }
+
+/// Replay tags: our node-side tag equals Nym's `PartiallyUnwrappedPacket`
+/// tag at every hop, for our packets and for Nym's; a packet for another
+/// node's key fails the MAC check on both sides.
+#[test]
+fn replay_tags_match_nym() {
+    use nym_sphinx_framing::packet::FramedNymPacket;
+    use nym_sphinx_framing::processing::PartiallyUnwrappedPacket;
+    use nymd_proto::keys::X25519Secret;
+    use nymd_proto::sphinx::{begin_unwrap, replay_tag, Processed};
+
+    let net = Net::new();
+    let sender = TestClient::new(1300, &net.gateways[0]);
+    let receiver = TestClient::new(1400, &net.gateways[1]);
+    let mut rng = common::our_rng(1301);
+    let surb_ack = ack::build_surb_ack(
+        &mut rng,
+        SphinxVersion::Seeds259,
+        &sender.ack_key,
+        FragmentId {
+            set_id: 1,
+            position: 1,
+        },
+        &net.ours_route(&sender.gateway),
+        sender.identity.public().as_bytes(),
+        MEAN,
+    )
+    .expect("ack");
+    let ours = payload::prepare_fragment(
+        &mut rng,
+        SphinxVersion::Seeds259,
+        &vec![7u8; PacketSize::Regular.fragment_capacity()],
+        &receiver.ours(),
+        &net.ours_route(&receiver.gateway),
+        &surb_ack,
+        MEAN,
+        KeyRotation::Odd,
+    )
+    .expect("prepare")
+    .mix_packet;
+    let topology = net.nym_topology(3);
+    let theirs = nym_sphinx_cover::generate_loop_cover_packet(
+        &mut common::nym_rng(1302),
+        &topology,
+        &receiver.nym_ack_key(),
+        &receiver.theirs(),
+        MEAN,
+        MEAN,
+        NymPacketSize::RegularPacket,
+        PacketType::Mix,
+    )
+    .expect("cover");
+
+    for start in [ours, from_nym(theirs)] {
+        let mut next = start.next_hop;
+        let mut bytes = start.packet;
+        for _hop in 0..4 {
+            let node = net
+                .mixes
+                .iter()
+                .chain(&net.gateways)
+                .find(|n| n.addr == next.0)
+                .expect("node")
+                .clone();
+            let secret = X25519Secret::from(node.sphinx_secret);
+            let nym_key = nym_sphinx_types::PrivateKey::from(node.sphinx_secret);
+            let framed = FramedNymPacket::new(
+                nym_sphinx_types::NymPacket::sphinx_from_bytes(&bytes).expect("parse"),
+                PacketType::Mix,
+                nym_sphinx_params::SphinxKeyRotation::Unknown,
+                false,
+            );
+            let partial = PartiallyUnwrappedPacket::new(framed, &nym_key)
+                .unwrap_or_else(|(_, e)| panic!("Nym MAC check: {e}"));
+            let nym_tag = *partial.replay_tag().expect("sphinx tag");
+            assert_eq!(replay_tag(&bytes, &secret).expect("tag"), nym_tag);
+            let unwrap = begin_unwrap(&bytes, &secret).expect("MAC ok");
+            assert_eq!(*unwrap.replay_tag(), nym_tag);
+
+            // Another node's key: both refuse.
+            let other = net.mixes[(node.id as usize) % 3].sphinx_secret;
+            if other != node.sphinx_secret {
+                assert!(begin_unwrap(&bytes, &X25519Secret::from(other)).is_err());
+                let framed = FramedNymPacket::new(
+                    nym_sphinx_types::NymPacket::sphinx_from_bytes(&bytes).expect("parse"),
+                    PacketType::Mix,
+                    nym_sphinx_params::SphinxKeyRotation::Unknown,
+                    false,
+                );
+                assert!(PartiallyUnwrappedPacket::new(
+                    framed,
+                    &nym_sphinx_types::PrivateKey::from(other)
+                )
+                .is_err());
+            }
+            match unwrap.finish().expect("process") {
+                Processed::Forward {
+                    next_hop, packet, ..
+                } => {
+                    next = next_hop;
+                    bytes = packet;
+                }
+                Processed::Final { .. } => break,
+            }
+        }
+    }
+}
