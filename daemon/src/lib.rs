@@ -1,5 +1,16 @@
 //! nymd: the daemon that runs many Nym client identities.
 //!
-//! It will own the identity store, the identity manager (one actor per
-//! identity), the per-identity websocket servers that speak nym-client's app
-//! API, and the control socket server. The binary will be a thin wrapper.
+//! # Layout
+//! - [`appserver`]: nym-client's websocket API on each identity's port.
+//! - [`config`]: the daemon config file, environment and defaults.
+//! - [`store`]: the identity store (keys, settings, gateway registration).
+//! - [`fsutil`]: atomic, durable file writes with private modes.
+//!
+//! Still to come: the identity manager (one actor per identity), the
+//! per-identity websocket servers speaking nym-client's app API, the control
+//! socket server, configuration and signals.
+
+pub mod appserver;
+pub mod config;
+pub mod fsutil;
+pub mod store;

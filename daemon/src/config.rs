@@ -1,0 +1,362 @@
+//! The daemon's configuration: `/etc/nymd/nymd.toml` (or `--config` /
+//! `NYMD_CONFIG`), overridden by environment variables and flags.
+//!
+//! Precedence for each setting: command-line flag, then environment
+//! variable, then the config file, then the built-in default.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the config file is looked for when none is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/nymd/nymd.toml";
+/// Nym mainnet's nym-api.
+pub const MAINNET_NYM_API: &str = "https://validator.nymtech.net/api/";
+/// Port of the first identity (nym-client's default).
+pub const DEFAULT_FIRST_PORT: u16 = 1977;
+
+/// The commented default configuration, as shipped in `/etc/nymd/nymd.toml`
+/// and printed by `nymd print-default-config`.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# nymd configuration.
+#
+# Every setting can also be given on the command line (see `nymd --help`);
+# flags win over environment variables (NYMD_STATE_DIR, NYMD_SOCKET), which
+# win over this file.
+
+[daemon]
+# Where identities (keys, gateway registrations, settings) are kept.
+# Default: /var/lib/nymd when run as root, $XDG_DATA_HOME/nymd otherwise.
+# state_dir = "/var/lib/nymd"
+
+# The control socket nymctl and nym-tui connect to.
+# Default: /run/nymd/nymd.sock as root, $XDG_RUNTIME_DIR/nymd/nymd.sock otherwise.
+# socket = "/run/nymd/nymd.sock"
+
+# Log level: error, warn, info, debug or trace.
+log_level = "info"
+
+[network]
+# nym-api endpoints the topology is fetched from (Nym mainnet by default).
+nym_api = ["https://validator.nymtech.net/api/"]
+
+# Use a fixed topology file (nym-client's --custom-mixnet format) instead.
+# topology_file = "/etc/nymd/topology.json"
+
+[identities]
+# Address new identities' websocket servers bind to.
+host = "127.0.0.1"
+# Port of the first identity; later identities take the next free port.
+first_port = 1977
+"#;
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file does not parse.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// No state dir could be derived.
+    #[error("cannot choose a state dir: set --state-dir, NYMD_STATE_DIR or XDG_DATA_HOME/HOME")]
+    NoStateDir,
+    /// No socket path could be derived.
+    #[error("cannot choose a socket path: set --socket, NYMD_SOCKET or XDG_RUNTIME_DIR")]
+    NoSocket,
+}
+
+/// The config file's contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[daemon]`.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// `[network]`.
+    #[serde(default)]
+    pub network: NetworkSection,
+    /// `[identities]`.
+    #[serde(default)]
+    pub identities: IdentitiesSection,
+}
+
+/// `[daemon]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// State dir.
+    pub state_dir: Option<PathBuf>,
+    /// Control socket path.
+    pub socket: Option<PathBuf>,
+    /// Log level.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        Self {
+            state_dir: None,
+            socket: None,
+            log_level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// `[network]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// nym-api base URLs.
+    #[serde(default = "default_nym_api")]
+    pub nym_api: Vec<String>,
+    /// A fixed topology file instead of nym-api.
+    pub topology_file: Option<PathBuf>,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            nym_api: default_nym_api(),
+            topology_file: None,
+        }
+    }
+}
+
+fn default_nym_api() -> Vec<String> {
+    vec![MAINNET_NYM_API.to_string()]
+}
+
+/// `[identities]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitiesSection {
+    /// Bind address of new identities' websocket servers.
+    #[serde(default = "default_host")]
+    pub host: IpAddr,
+    /// First port handed out.
+    #[serde(default = "default_first_port")]
+    pub first_port: u16,
+}
+
+impl Default for IdentitiesSection {
+    fn default() -> Self {
+        Self {
+            host: default_host(),
+            first_port: DEFAULT_FIRST_PORT,
+        }
+    }
+}
+
+fn default_host() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn default_first_port() -> u16 {
+    DEFAULT_FIRST_PORT
+}
+
+impl ConfigFile {
+    /// Parse config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Load `path`. A missing file at the default location gives the
+    /// defaults; a missing file that was asked for explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Facts about the process environment that pick defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// Running as uid 0.
+    pub is_root: bool,
+    /// `$XDG_DATA_HOME`.
+    pub xdg_data_home: Option<PathBuf>,
+    /// `$XDG_RUNTIME_DIR`.
+    pub xdg_runtime_dir: Option<PathBuf>,
+    /// `$HOME`.
+    pub home: Option<PathBuf>,
+    /// `$NYMD_STATE_DIR`.
+    pub state_dir: Option<PathBuf>,
+    /// `$NYMD_SOCKET`.
+    pub socket: Option<PathBuf>,
+}
+
+impl Environment {
+    /// Read the real environment.
+    pub fn from_process(is_root: bool) -> Self {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Self {
+            is_root,
+            xdg_data_home: var("XDG_DATA_HOME"),
+            xdg_runtime_dir: var("XDG_RUNTIME_DIR"),
+            home: var("HOME"),
+            state_dir: var("NYMD_STATE_DIR"),
+            socket: var("NYMD_SOCKET"),
+        }
+    }
+
+    /// Default state dir: `/var/lib/nymd` as root, else `$XDG_DATA_HOME/nymd`
+    /// (or `~/.local/share/nymd`).
+    pub fn default_state_dir(&self) -> Option<PathBuf> {
+        if self.is_root {
+            return Some(PathBuf::from("/var/lib/nymd"));
+        }
+        self.xdg_data_home
+            .clone()
+            .or_else(|| self.home.as_ref().map(|h| h.join(".local/share")))
+            .map(|d| d.join("nymd"))
+    }
+
+    /// Default socket: `/run/nymd/nymd.sock` as root, else
+    /// `$XDG_RUNTIME_DIR/nymd/nymd.sock`.
+    pub fn default_socket(&self) -> Option<PathBuf> {
+        if self.is_root {
+            return Some(PathBuf::from("/run/nymd/nymd.sock"));
+        }
+        self.xdg_runtime_dir
+            .as_ref()
+            .map(|d| d.join("nymd").join("nymd.sock"))
+    }
+}
+
+/// Resolve the state dir by precedence.
+pub fn resolve_state_dir(
+    flag: Option<&Path>,
+    env: &Environment,
+    file: &ConfigFile,
+) -> Result<PathBuf, ConfigError> {
+    flag.map(Path::to_path_buf)
+        .or_else(|| env.state_dir.clone())
+        .or_else(|| file.daemon.state_dir.clone())
+        .or_else(|| env.default_state_dir())
+        .ok_or(ConfigError::NoStateDir)
+}
+
+/// Resolve the control socket path by precedence.
+pub fn resolve_socket(
+    flag: Option<&Path>,
+    env: &Environment,
+    file: &ConfigFile,
+) -> Result<PathBuf, ConfigError> {
+    flag.map(Path::to_path_buf)
+        .or_else(|| env.socket.clone())
+        .or_else(|| file.daemon.socket.clone())
+        .or_else(|| env.default_socket())
+        .ok_or(ConfigError::NoSocket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_text_parses_to_defaults() {
+        let parsed = ConfigFile::parse(DEFAULT_CONFIG_TOML, Path::new("x")).expect("parses");
+        assert_eq!(parsed, ConfigFile::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_the_file() {
+        let err = ConfigFile::parse(
+            "[daemon]\nstate_dri = \"/x\"\n",
+            Path::new("/etc/nymd/nymd.toml"),
+        )
+        .expect_err("typo");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/etc/nymd/nymd.toml") && msg.contains("state_dri"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn precedence_flag_env_file_default() {
+        let file = ConfigFile {
+            daemon: DaemonSection {
+                state_dir: Some("/file".into()),
+                socket: None,
+                log_level: "info".into(),
+            },
+            ..ConfigFile::default()
+        };
+        let mut env = Environment {
+            xdg_data_home: Some("/xdg".into()),
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+            ..Environment::default()
+        };
+        assert_eq!(
+            resolve_state_dir(Some(Path::new("/flag")), &env, &file).expect("dir"),
+            PathBuf::from("/flag")
+        );
+        env.state_dir = Some("/env".into());
+        assert_eq!(
+            resolve_state_dir(None, &env, &file).expect("dir"),
+            PathBuf::from("/env")
+        );
+        env.state_dir = None;
+        assert_eq!(
+            resolve_state_dir(None, &env, &file).expect("dir"),
+            PathBuf::from("/file")
+        );
+        assert_eq!(
+            resolve_state_dir(None, &env, &ConfigFile::default()).expect("dir"),
+            PathBuf::from("/xdg/nymd")
+        );
+        assert_eq!(
+            resolve_socket(None, &env, &ConfigFile::default()).expect("sock"),
+            PathBuf::from("/run/user/1000/nymd/nymd.sock")
+        );
+        env.is_root = true;
+        assert_eq!(
+            resolve_state_dir(None, &env, &ConfigFile::default()).expect("dir"),
+            PathBuf::from("/var/lib/nymd")
+        );
+        let none = Environment::default();
+        assert!(resolve_socket(None, &none, &ConfigFile::default()).is_err());
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_explicit_is_not() {
+        let p = Path::new("/nonexistent/nymd.toml");
+        assert_eq!(
+            ConfigFile::load(p, false).expect("defaults"),
+            ConfigFile::default()
+        );
+        assert!(ConfigFile::load(p, true).is_err());
+    }
+}

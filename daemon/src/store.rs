@@ -1,0 +1,687 @@
+//! The identity store: one folder per identity under `<state dir>/identities`.
+//!
+//! ```text
+//! identities/<id>/config.toml            identity settings (port, autostart, …)
+//! identities/<id>/private_identity.pem   ED25519 PRIVATE KEY        0600
+//! identities/<id>/public_identity.pem    ED25519 PUBLIC KEY         0600
+//! identities/<id>/private_encryption.pem X25519 PRIVATE KEY         0600
+//! identities/<id>/public_encryption.pem  X25519 PUBLIC KEY          0600
+//! identities/<id>/ack_key.pem            AES-128-CTR ACKNOWLEDGEMENTS KEY 0600
+//! identities/<id>/gateway_shared.pem     AES-256-GCM-SIV GATEWAY SHARED KEY 0600
+//! identities/<id>/gateway.toml           gateway identity, listener URL
+//! identities/<id>/state.toml             last authentication timestamp
+//! ```
+//!
+//! A new identity is assembled in a hidden staging folder and renamed into
+//! place in one step, so a crash during `init` never leaves a half-written
+//! identity under its real name. Every file write is atomic. A folder that
+//! cannot be read is reported and skipped; it never affects the others and is
+//! never deleted by the daemon.
+
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use nymd_proto::keys::{AckKey, EncryptionKeyPair, GatewaySharedKey, IdentityKeyPair};
+use nymd_proto::pem::PemError;
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, SECRET_FILE_MODE};
+
+const CONFIG: &str = "config.toml";
+const PRIVATE_IDENTITY: &str = "private_identity.pem";
+const PUBLIC_IDENTITY: &str = "public_identity.pem";
+const PRIVATE_ENCRYPTION: &str = "private_encryption.pem";
+const PUBLIC_ENCRYPTION: &str = "public_encryption.pem";
+const ACK_KEY: &str = "ack_key.pem";
+const GATEWAY_SHARED: &str = "gateway_shared.pem";
+const GATEWAY: &str = "gateway.toml";
+const STATE: &str = "state.toml";
+const STAGING_PREFIX: &str = ".staging-";
+const TRASH_PREFIX: &str = ".removing-";
+
+/// Longest identity name accepted.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Errors of the identity store. Each says which file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The identity name has characters or a length we do not accept.
+    #[error("invalid identity name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ - (not starting with '.')")]
+    InvalidId(String),
+    /// No identity of that name.
+    #[error("identity '{0}' does not exist")]
+    NotFound(String),
+    /// An identity of that name already exists.
+    #[error("identity '{0}' already exists; pick another --id or remove it first")]
+    AlreadyExists(String),
+    /// The state dir is writable by group or others.
+    #[error("state dir {path} is writable by group or others; fix with: chmod go-w {path}")]
+    InsecureStateDir {
+        /// The offending folder.
+        path: PathBuf,
+    },
+    /// A filesystem operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A TOML file does not parse.
+    #[error("{path} is corrupted: {message}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A key file does not parse.
+    #[error("key file {path} is corrupted: {source}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM layer said.
+        source: PemError,
+    },
+    /// The public key file does not match the private key.
+    #[error("{path} does not match the private key next to it")]
+    KeyMismatch {
+        /// The public key file.
+        path: PathBuf,
+    },
+    /// gateway.toml names a gateway identity that is not valid base58 of 32 bytes.
+    #[error("{path}: gateway identity is not base58 of a 32-byte key")]
+    BadGatewayId {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Check an identity name.
+pub fn validate_id(id: &str) -> Result<(), StoreError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidId(id.to_string()))
+    }
+}
+
+/// Settings of one identity (its `config.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Identity name (same as its folder).
+    pub id: String,
+    /// Start this identity when the daemon starts.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where apps connect.
+    pub websocket: WebsocketConfig,
+    /// Traffic settings; absent values take Nym's defaults.
+    #[serde(default)]
+    pub traffic: TrafficConfig,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The app-facing websocket listener of an identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebsocketConfig {
+    /// Bind address (default 127.0.0.1).
+    #[serde(default = "default_host")]
+    pub host: IpAddr,
+    /// Port (first identity 1977, then the next free one).
+    pub port: u16,
+    /// Let several apps connect at once (every connected app receives every
+    /// message). `false` restores nym-client's one-app-at-a-time behaviour.
+    #[serde(default = "default_true")]
+    pub allow_multiple_apps: bool,
+}
+
+fn default_host() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+/// Per-identity traffic settings, in milliseconds. `None` means Nym's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficConfig {
+    /// Mean per-hop delay (default 15).
+    pub average_packet_delay_ms: Option<u64>,
+    /// Mean per-hop delay of acks (default 15).
+    pub average_ack_delay_ms: Option<u64>,
+    /// Mean gap of the main Poisson stream (default 20).
+    pub message_sending_average_delay_ms: Option<u64>,
+    /// Mean gap of the loop cover stream (default 200).
+    pub loop_cover_average_delay_ms: Option<u64>,
+    /// Turn off cover traffic and the Poisson schedule (testing only: it
+    /// removes the protection cover traffic gives).
+    #[serde(default)]
+    pub disable_cover_traffic: bool,
+    /// Turn off per-hop delays (testing only).
+    #[serde(default)]
+    pub disable_delays: bool,
+}
+
+/// The identity's registration with its gateway (`gateway.toml` plus the
+/// shared key file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRegistration {
+    /// The gateway's ed25519 identity.
+    pub gateway_id: [u8; 32],
+    /// The websocket URL the gateway is reached at.
+    pub listener: String,
+    /// The key agreed at registration.
+    pub shared_key: GatewaySharedKey,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayFile {
+    gateway_id: String,
+    listener: String,
+}
+
+/// Mutable runtime state kept across restarts (`state.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityState {
+    /// Highest authenticateV2 timestamp used with the gateway, so that
+    /// timestamps stay strictly increasing even if the clock steps back.
+    #[serde(default)]
+    pub last_auth_timestamp: u64,
+}
+
+/// An identity's keys.
+#[derive(Debug, Clone)]
+pub struct IdentityKeys {
+    /// ed25519 identity.
+    pub identity: IdentityKeyPair,
+    /// x25519 encryption key.
+    pub encryption: EncryptionKeyPair,
+    /// Ack key.
+    pub ack: AckKey,
+}
+
+impl IdentityKeys {
+    /// Fresh random keys.
+    pub fn generate<R: rand::RngCore + rand::CryptoRng>(rng: &mut R) -> Self {
+        Self {
+            identity: IdentityKeyPair::generate(rng),
+            encryption: EncryptionKeyPair::generate(rng),
+            ack: AckKey::generate(rng),
+        }
+    }
+}
+
+/// Everything stored for one identity.
+#[derive(Debug, Clone)]
+pub struct StoredIdentity {
+    /// Settings.
+    pub config: IdentityConfig,
+    /// Keys.
+    pub keys: IdentityKeys,
+    /// Gateway registration.
+    pub registration: StoredRegistration,
+    /// Runtime state.
+    pub state: IdentityState,
+}
+
+/// An identity folder that could not be loaded.
+#[derive(Debug)]
+pub struct SkippedIdentity {
+    /// Folder name.
+    pub id: String,
+    /// Why.
+    pub error: StoreError,
+}
+
+/// The store rooted at `<state dir>/identities`.
+#[derive(Debug, Clone)]
+pub struct IdentityStore {
+    root: PathBuf,
+}
+
+impl IdentityStore {
+    /// Open (creating with 0700 if missing) the store under `state_dir`.
+    /// Refuses a state dir or store folder writable by group or others.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let root = state_dir.join("identities");
+        fsutil::create_private_dir(&root).map_err(io_err("cannot create", &root))?;
+        for p in [state_dir, root.as_path()] {
+            if fsutil::writable_by_others(p).map_err(io_err("cannot inspect", p))? {
+                return Err(StoreError::InsecureStateDir {
+                    path: p.to_path_buf(),
+                });
+            }
+        }
+        Ok(Self { root })
+    }
+
+    /// The folder of an identity.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Whether an identity of this name exists.
+    pub fn exists(&self, id: &str) -> bool {
+        validate_id(id).is_ok() && self.dir(id).is_dir()
+    }
+
+    /// Names of every identity folder (staging and removal leftovers are
+    /// ignored), sorted.
+    pub fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_err("cannot list", &self.root))? {
+            let entry = entry.map_err(io_err("cannot list", &self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if entry.path().is_dir() {
+                ids.push(name);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Load every identity; broken ones are returned separately.
+    pub fn load_all(&self) -> Result<(Vec<StoredIdentity>, Vec<SkippedIdentity>), StoreError> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.ids()? {
+            match self.load(&id) {
+                Ok(i) => good.push(i),
+                Err(error) => bad.push(SkippedIdentity { id, error }),
+            }
+        }
+        Ok((good, bad))
+    }
+
+    /// Load one identity.
+    pub fn load(&self, id: &str) -> Result<StoredIdentity, StoreError> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        if !dir.is_dir() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        let config: IdentityConfig = read_toml(&dir.join(CONFIG))?;
+        let identity = IdentityKeyPair::from_private_pem(&read_text(&dir.join(PRIVATE_IDENTITY))?)
+            .map_err(pem_err(&dir.join(PRIVATE_IDENTITY)))?;
+        let encryption =
+            EncryptionKeyPair::from_private_pem(&read_text(&dir.join(PRIVATE_ENCRYPTION))?)
+                .map_err(pem_err(&dir.join(PRIVATE_ENCRYPTION)))?;
+        let ack = AckKey::from_pem(&read_text(&dir.join(ACK_KEY))?)
+            .map_err(pem_err(&dir.join(ACK_KEY)))?;
+        // Public key files are for people and tools; they must agree with the
+        // private keys so nobody copies a stale address.
+        let pub_id_path = dir.join(PUBLIC_IDENTITY);
+        let pub_id = nymd_proto::keys::identity_public_from_pem(&read_text(&pub_id_path)?)
+            .map_err(|e| match e {
+                nymd_proto::keys::KeyError::Pem(source) => StoreError::Pem {
+                    path: pub_id_path.clone(),
+                    source,
+                },
+                nymd_proto::keys::KeyError::InvalidEd25519 => StoreError::KeyMismatch {
+                    path: pub_id_path.clone(),
+                },
+            })?;
+        if pub_id != identity.public() {
+            return Err(StoreError::KeyMismatch { path: pub_id_path });
+        }
+        let pub_enc_path = dir.join(PUBLIC_ENCRYPTION);
+        let pub_enc = nymd_proto::keys::encryption_public_from_pem(&read_text(&pub_enc_path)?)
+            .map_err(pem_err(&pub_enc_path))?;
+        if pub_enc != encryption.public() {
+            return Err(StoreError::KeyMismatch { path: pub_enc_path });
+        }
+        let gw_path = dir.join(GATEWAY);
+        let gw: GatewayFile = read_toml(&gw_path)?;
+        let gateway_id =
+            decode_gateway_id(&gw.gateway_id).ok_or_else(|| StoreError::BadGatewayId {
+                path: gw_path.clone(),
+            })?;
+        let shared_key = GatewaySharedKey::from_pem(&read_text(&dir.join(GATEWAY_SHARED))?)
+            .map_err(pem_err(&dir.join(GATEWAY_SHARED)))?;
+        let state_path = dir.join(STATE);
+        let state = if state_path.exists() {
+            read_toml(&state_path)?
+        } else {
+            IdentityState::default()
+        };
+        Ok(StoredIdentity {
+            config,
+            keys: IdentityKeys {
+                identity,
+                encryption,
+                ack,
+            },
+            registration: StoredRegistration {
+                gateway_id,
+                listener: gw.listener,
+                shared_key,
+            },
+            state,
+        })
+    }
+
+    /// Create a new identity with all its files, atomically: it appears
+    /// complete or not at all.
+    pub fn create(&self, identity: &StoredIdentity) -> Result<(), StoreError> {
+        let id = identity.config.id.as_str();
+        validate_id(id)?;
+        let target = self.dir(id);
+        if target.exists() {
+            return Err(StoreError::AlreadyExists(id.to_string()));
+        }
+        let staging = self.root.join(format!(
+            "{STAGING_PREFIX}{id}-{:016x}",
+            rand::random::<u64>()
+        ));
+        let result = (|| {
+            fsutil::create_private_dir(&staging).map_err(io_err("cannot create", &staging))?;
+            write_identity_files(&staging, identity)?;
+            fsutil::sync_dir(&staging).map_err(io_err("cannot sync", &staging))?;
+            if target.exists() {
+                return Err(StoreError::AlreadyExists(id.to_string()));
+            }
+            fs::rename(&staging, &target).map_err(io_err("cannot move into place", &target))?;
+            fsutil::sync_dir(&self.root).map_err(io_err("cannot sync", &self.root))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        result
+    }
+
+    /// Replace an identity's settings.
+    pub fn save_config(&self, config: &IdentityConfig) -> Result<(), StoreError> {
+        let dir = self.existing_dir(&config.id)?;
+        write_toml(&dir.join(CONFIG), config)
+    }
+
+    /// Replace an identity's gateway registration.
+    pub fn save_registration(&self, id: &str, reg: &StoredRegistration) -> Result<(), StoreError> {
+        let dir = self.existing_dir(id)?;
+        write_registration(&dir, reg)
+    }
+
+    /// Replace an identity's runtime state.
+    pub fn save_state(&self, id: &str, state: &IdentityState) -> Result<(), StoreError> {
+        let dir = self.existing_dir(id)?;
+        write_toml(&dir.join(STATE), state)
+    }
+
+    /// Remove an identity and all its keys. The folder is first renamed away
+    /// so that a crash part-way never leaves a half-deleted identity behind
+    /// under its name.
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let dir = self.existing_dir(id)?;
+        let trash = self
+            .root
+            .join(format!("{TRASH_PREFIX}{id}-{:016x}", rand::random::<u64>()));
+        fs::rename(&dir, &trash).map_err(io_err("cannot remove", &dir))?;
+        fsutil::sync_dir(&self.root).map_err(io_err("cannot sync", &self.root))?;
+        fs::remove_dir_all(&trash).map_err(io_err("cannot remove", &trash))
+    }
+
+    /// Delete leftovers of interrupted `create` and `remove` calls.
+    pub fn clean_leftovers(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_err("cannot list", &self.root))? {
+            let entry = entry.map_err(io_err("cannot list", &self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX) {
+                let p = entry.path();
+                fs::remove_dir_all(&p).map_err(io_err("cannot remove", &p))?;
+                removed.push(p);
+            }
+        }
+        Ok(removed)
+    }
+
+    fn existing_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(StoreError::NotFound(id.to_string()))
+        }
+    }
+}
+
+fn decode_gateway_id(s: &str) -> Option<[u8; 32]> {
+    bs58::decode(s).into_vec().ok()?.try_into().ok()
+}
+
+fn write_identity_files(dir: &Path, i: &StoredIdentity) -> Result<(), StoreError> {
+    let files: [(&str, String); 5] = [
+        (PRIVATE_IDENTITY, i.keys.identity.private_pem()),
+        (PUBLIC_IDENTITY, i.keys.identity.public_pem()),
+        (PRIVATE_ENCRYPTION, i.keys.encryption.private_pem()),
+        (PUBLIC_ENCRYPTION, i.keys.encryption.public_pem()),
+        (ACK_KEY, i.keys.ack.to_pem()),
+    ];
+    for (name, text) in files {
+        let p = dir.join(name);
+        fsutil::write_atomic(&p, text.as_bytes(), SECRET_FILE_MODE)
+            .map_err(io_err("cannot write", &p))?;
+    }
+    write_registration(dir, &i.registration)?;
+    write_toml(&dir.join(STATE), &i.state)?;
+    write_toml(&dir.join(CONFIG), &i.config)
+}
+
+fn write_registration(dir: &Path, reg: &StoredRegistration) -> Result<(), StoreError> {
+    let p = dir.join(GATEWAY_SHARED);
+    fsutil::write_atomic(&p, reg.shared_key.to_pem().as_bytes(), SECRET_FILE_MODE)
+        .map_err(io_err("cannot write", &p))?;
+    write_toml(
+        &dir.join(GATEWAY),
+        &GatewayFile {
+            gateway_id: bs58::encode(reg.gateway_id).into_string(),
+            listener: reg.listener.clone(),
+        },
+    )
+}
+
+fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let text = toml::to_string_pretty(value).map_err(|e| StoreError::Toml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    fsutil::write_atomic(path, text.as_bytes(), SECRET_FILE_MODE)
+        .map_err(io_err("cannot write", path))
+}
+
+/// Largest file the store reads; identity files are tiny.
+const MAX_FILE: u64 = 1 << 20;
+
+fn read_text(path: &Path) -> Result<String, StoreError> {
+    let meta = fs::metadata(path).map_err(io_err("cannot read", path))?;
+    if meta.len() > MAX_FILE {
+        return Err(StoreError::Toml {
+            path: path.to_path_buf(),
+            message: format!(
+                "file is {} bytes, larger than any identity file",
+                meta.len()
+            ),
+        });
+    }
+    let bytes = fs::read(path).map_err(io_err("cannot read", path))?;
+    String::from_utf8(bytes).map_err(|_| StoreError::Toml {
+        path: path.to_path_buf(),
+        message: "not UTF-8 text".into(),
+    })
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
+    let text = read_text(path)?;
+    toml::from_str(&text).map_err(|e| StoreError::Toml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn pem_err(path: &Path) -> impl FnOnce(PemError) -> StoreError + '_ {
+    move |source| StoreError::Pem {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sample(id: &str, port: u16) -> StoredIdentity {
+        let mut rng = rand::thread_rng();
+        StoredIdentity {
+            config: IdentityConfig {
+                id: id.to_string(),
+                enabled: true,
+                websocket: WebsocketConfig {
+                    host: default_host(),
+                    port,
+                    allow_multiple_apps: true,
+                },
+                traffic: TrafficConfig::default(),
+            },
+            keys: IdentityKeys::generate(&mut rng),
+            registration: StoredRegistration {
+                gateway_id: IdentityKeyPair::generate(&mut rng).public_bytes(),
+                listener: "ws://127.0.0.1:9000".into(),
+                shared_key: GatewaySharedKey::from_bytes([7; 32]),
+            },
+            state: IdentityState {
+                last_auth_timestamp: 5,
+            },
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).expect("meta").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn create_load_round_trip_with_private_modes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let state = tmp.path().join("state");
+        let store = IdentityStore::open(&state).expect("open");
+        let alice = sample("alice", 1977);
+        store.create(&alice).expect("create");
+        assert!(matches!(
+            store.create(&alice),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        let back = store.load("alice").expect("load");
+        assert_eq!(back.config, alice.config);
+        assert_eq!(back.keys.identity.public(), alice.keys.identity.public());
+        assert_eq!(
+            back.keys.encryption.public(),
+            alice.keys.encryption.public()
+        );
+        assert_eq!(back.keys.ack, alice.keys.ack);
+        assert_eq!(back.registration, alice.registration);
+        assert_eq!(back.state, alice.state);
+        assert_eq!(mode(&store.dir("alice")), 0o700);
+        for f in fs::read_dir(store.dir("alice")).expect("ls") {
+            let f = f.expect("entry");
+            assert_eq!(mode(&f.path()), 0o600, "{:?}", f.file_name());
+        }
+        assert_eq!(store.ids().expect("ids"), vec!["alice".to_string()]);
+    }
+
+    #[test]
+    fn corrupted_identity_is_skipped_not_deleted() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = IdentityStore::open(tmp.path()).expect("open");
+        store.create(&sample("good", 1977)).expect("good");
+        store.create(&sample("bad", 1978)).expect("bad");
+        store.create(&sample("torn", 1979)).expect("torn");
+        fs::write(store.dir("bad").join(PRIVATE_IDENTITY), "garbage").expect("corrupt");
+        fs::write(store.dir("torn").join(CONFIG), "id = \"torn\"\nwebsock").expect("tear");
+        let (good, bad) = store.load_all().expect("load");
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].config.id, "good");
+        assert_eq!(bad.len(), 2);
+        let msgs: Vec<String> = bad.iter().map(|s| s.error.to_string()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("private_identity.pem")),
+            "{msgs:?}"
+        );
+        assert!(msgs.iter().any(|m| m.contains("config.toml")), "{msgs:?}");
+        assert!(store.dir("bad").exists() && store.dir("torn").exists());
+    }
+
+    #[test]
+    fn mismatched_public_key_is_reported() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = IdentityStore::open(tmp.path()).expect("open");
+        store.create(&sample("a", 1977)).expect("a");
+        let other = IdentityKeyPair::generate(&mut rand::thread_rng());
+        fs::write(store.dir("a").join(PUBLIC_IDENTITY), other.public_pem()).expect("swap");
+        assert!(matches!(
+            store.load("a"),
+            Err(StoreError::KeyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn leftovers_are_invisible_and_cleaned() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = IdentityStore::open(tmp.path()).expect("open");
+        fs::create_dir(store.root.join(".staging-x-1")).expect("mk");
+        fs::create_dir(store.root.join(".removing-y-1")).expect("mk");
+        assert!(store.ids().expect("ids").is_empty());
+        assert_eq!(store.clean_leftovers().expect("clean").len(), 2);
+    }
+
+    #[test]
+    fn remove_and_names() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = IdentityStore::open(tmp.path()).expect("open");
+        store.create(&sample("gone", 1977)).expect("create");
+        store.remove("gone").expect("remove");
+        assert!(!store.exists("gone"));
+        assert!(matches!(store.remove("gone"), Err(StoreError::NotFound(_))));
+        for bad in ["", ".x", "a/b", "../x", "a b", &"x".repeat(65)] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_id("alice_2-b").is_ok());
+    }
+
+    #[test]
+    fn insecure_state_dir_is_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("s");
+        fs::create_dir(&dir).expect("mk");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = IdentityStore::open(&dir).expect_err("refused");
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+    }
+}
