@@ -88,3 +88,31 @@ fn aes128_ctr64_matches_nym_ack_and_packet_cipher() {
         assert_eq!(ours, theirs_packet, "packet cipher, iv {}", hex::encode(iv));
     }
 }
+
+/// AES-256-GCM-SIV as the gateway shared key uses it: ours sealed, Nym's
+/// `SharedSymmetricKey` opens, and the other way; same ciphertext for the
+/// same nonce.
+#[test]
+fn gcm_siv_matches_nym_shared_key() {
+    use nym_gateway_requests::SharedSymmetricKey;
+    let key = common::bytes::<32>(20);
+    let theirs = SharedSymmetricKey::try_from_bytes(&key).expect("32 bytes");
+    for len in [0usize, 1, 32, 1000] {
+        let plaintext = vec![0x5a; len];
+        let nonce = common::bytes::<12>(21 + len as u64);
+        let ours = crypto::gcm_siv_seal(&key, &nonce, &plaintext);
+        let their_nonce = SharedSymmetricKey::validate_aead_nonce(&nonce).expect("12 bytes");
+        assert_eq!(
+            theirs.encrypt(&plaintext, &their_nonce).expect("Nym seals"),
+            ours
+        );
+        assert_eq!(
+            theirs.decrypt(&ours, &their_nonce).expect("Nym opens ours"),
+            plaintext
+        );
+        let mut bad = ours.clone();
+        bad[0] ^= 1;
+        assert!(theirs.decrypt(&bad, &their_nonce).is_err());
+        assert!(crypto::gcm_siv_open(&key, &nonce, &bad).is_err());
+    }
+}
