@@ -48,6 +48,17 @@ nym_api = ["https://validator.nymtech.net/api/"]
 host = "127.0.0.1"
 # Port of the first identity; later identities take the next free port.
 first_port = 1977
+
+# Traffic settings for new identities (each identity keeps its own copy in
+# its config.toml). Absent values take nym-client's defaults.
+[identities.traffic]
+# average_packet_delay_ms = 15
+# average_ack_delay_ms = 15
+# message_sending_average_delay_ms = 20
+# loop_cover_average_delay_ms = 200
+# Testing only: these remove the protection of cover traffic and delays.
+# disable_cover_traffic = false
+# disable_delays = false
 "#;
 
 /// Errors loading the configuration.
@@ -153,6 +164,9 @@ pub struct IdentitiesSection {
     /// First port handed out.
     #[serde(default = "default_first_port")]
     pub first_port: u16,
+    /// Traffic settings given to new identities.
+    #[serde(default)]
+    pub traffic: crate::store::TrafficConfig,
 }
 
 impl Default for IdentitiesSection {
@@ -160,6 +174,7 @@ impl Default for IdentitiesSection {
         Self {
             host: default_host(),
             first_port: DEFAULT_FIRST_PORT,
+            traffic: crate::store::TrafficConfig::default(),
         }
     }
 }

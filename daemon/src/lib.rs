@@ -5,12 +5,14 @@
 //! - [`config`]: the daemon config file, environment and defaults.
 //! - [`store`]: the identity store (keys, settings, gateway registration).
 //! - [`fsutil`]: atomic, durable file writes with private modes.
-//!
-//! Still to come: the identity manager (one actor per identity), the
-//! per-identity websocket servers speaking nym-client's app API, the control
-//! socket server, configuration and signals.
+//! - [`manager`]: identity lifecycle, one runner actor per identity.
+//! - [`run`]: settings resolution, the embedded localnet, signals.
+//! - [`cli`]: the command line of the `nymd` binary.
 
 pub mod appserver;
+pub mod cli;
 pub mod config;
 pub mod fsutil;
+pub mod manager;
+pub mod run;
 pub mod store;

@@ -193,6 +193,8 @@ pub struct StoredRegistration {
     pub gateway_id: [u8; 32],
     /// The websocket URL the gateway is reached at.
     pub listener: String,
+    /// A second URL to try when the first fails.
+    pub fallback_listener: Option<String>,
     /// The key agreed at registration.
     pub shared_key: GatewaySharedKey,
 }
@@ -202,6 +204,8 @@ pub struct StoredRegistration {
 struct GatewayFile {
     gateway_id: String,
     listener: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fallback_listener: Option<String>,
 }
 
 /// Mutable runtime state kept across restarts (`state.toml`).
@@ -381,6 +385,7 @@ impl IdentityStore {
             registration: StoredRegistration {
                 gateway_id,
                 listener: gw.listener,
+                fallback_listener: gw.fallback_listener,
                 shared_key,
             },
             state,
@@ -504,6 +509,7 @@ fn write_registration(dir: &Path, reg: &StoredRegistration) -> Result<(), StoreE
         &GatewayFile {
             gateway_id: bs58::encode(reg.gateway_id).into_string(),
             listener: reg.listener.clone(),
+            fallback_listener: reg.fallback_listener.clone(),
         },
     )
 }
@@ -575,6 +581,7 @@ mod tests {
             registration: StoredRegistration {
                 gateway_id: IdentityKeyPair::generate(&mut rng).public_bytes(),
                 listener: "ws://127.0.0.1:9000".into(),
+                fallback_listener: None,
                 shared_key: GatewaySharedKey::from_bytes([7; 32]),
             },
             state: IdentityState {

@@ -1,0 +1,973 @@
+//! The identity manager: owns every identity's lifecycle.
+//!
+//! Each running identity is an actor task (its *runner*) that owns the
+//! identity's mixnet client, its websocket listener and its app hub. The
+//! runner restarts a failed client with backoff without disturbing other
+//! identities, and answers app requests through [`AppCommand`]s. The manager
+//! keeps a status table that the control socket reads, and broadcasts
+//! [`ManagerEvent`]s.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nymd_mixnet::{
+    ClientConfig, ClientEvent, ClientHandle, ClientKeys, ClientStats, GatewayConfig,
+    GatewayRegistration, GatewaySelection, GatewayState, Lane, OutgoingMessage, Shared,
+};
+use nymd_proto::appapi::{ApiError, ClientRequest, ServerResponse};
+use nymd_proto::keys::VerifyingKey;
+use nymd_proto::Recipient;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::appserver::{self, AppCommand, AppHub, AppServerConfig, Delivery};
+use crate::config::IdentitiesSection;
+use crate::store::{
+    validate_id, IdentityConfig, IdentityKeys, IdentityState as PersistedState, IdentityStore,
+    StoreError, StoredIdentity, StoredRegistration, TrafficConfig, WebsocketConfig,
+};
+
+/// Longest wait between restarts of a failing identity.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// First wait before restarting a failed identity.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Commands buffered between app sessions and the runner.
+const COMMAND_BUFFER: usize = 64;
+/// Events buffered for subscribers before they see `Lagged`.
+const EVENT_BUFFER: usize = 1024;
+/// How often traffic counters are published.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Lifecycle state of an identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Not running.
+    Stopped,
+    /// Connecting to its gateway.
+    Starting,
+    /// Connected and serving apps.
+    Running,
+    /// Lost its gateway; reconnecting.
+    Reconnecting,
+    /// Failed; retrying with backoff.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A change the control plane may want to show.
+#[derive(Debug, Clone)]
+pub enum ManagerEvent {
+    /// An identity was created.
+    Added {
+        /// Identity.
+        id: String,
+    },
+    /// An identity was removed.
+    Removed {
+        /// Identity.
+        id: String,
+    },
+    /// An identity changed state.
+    State {
+        /// Identity.
+        id: String,
+        /// New state.
+        state: RunState,
+    },
+    /// A step of `init`.
+    InitProgress {
+        /// Identity.
+        id: String,
+        /// What is happening.
+        step: String,
+    },
+    /// Traffic counters (every [`STATS_INTERVAL`]).
+    Traffic {
+        /// Identity.
+        id: String,
+        /// Counters.
+        stats: ClientStats,
+        /// Apps connected.
+        apps: usize,
+    },
+}
+
+/// Errors of manager operations; the control plane maps them to codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// No such identity.
+    #[error("identity '{0}' does not exist (see `nymctl list`)")]
+    NotFound(String),
+    /// Name taken.
+    #[error("identity '{0}' already exists")]
+    AlreadyExists(String),
+    /// The requested websocket port is taken.
+    #[error("port {0} is already in use; choose another with --port")]
+    PortInUse(u16),
+    /// A bad argument.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The identity is not running.
+    #[error("identity '{0}' is not running; start it with `nymctl start {0}`")]
+    NotRunning(String),
+    /// The identity store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The mixnet client failed.
+    #[error("{0}")]
+    Client(String),
+    /// The daemon is shutting down.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// What `init` needs.
+#[derive(Debug, Clone, Default)]
+pub struct InitRequest {
+    /// Identity name.
+    pub id: String,
+    /// Gateway to register with (base58 ed25519 identity).
+    pub gateway: Option<String>,
+    /// Pick the gateway with the lowest latency.
+    pub latency_based_selection: bool,
+    /// Websocket port (default: next free from the configured first port).
+    pub port: Option<u16>,
+    /// Websocket bind address.
+    pub host: Option<IpAddr>,
+    /// Create without starting.
+    pub no_start: bool,
+    /// Use these keys instead of fresh ones (import).
+    pub keys: Option<IdentityKeys>,
+}
+
+/// A row of `list` / `status`.
+#[derive(Debug, Clone)]
+pub struct IdentityInfo {
+    /// Name.
+    pub id: String,
+    /// Nym address.
+    pub address: String,
+    /// State.
+    pub state: RunState,
+    /// Starts with the daemon.
+    pub enabled: bool,
+    /// Websocket bind address.
+    pub websocket: SocketAddr,
+    /// Gateway identity (base58).
+    pub gateway_id: String,
+    /// Gateway URL.
+    pub gateway_listener: String,
+    /// Apps connected now.
+    pub connected_apps: usize,
+    /// Time since the client last started.
+    pub uptime: Option<Duration>,
+    /// Latest counters.
+    pub stats: Option<ClientStats>,
+}
+
+/// An identity folder that failed to load at startup.
+#[derive(Debug, Clone)]
+pub struct BrokenIdentity {
+    /// Folder name.
+    pub id: String,
+    /// What is wrong and where.
+    pub error: String,
+}
+
+struct Slot {
+    config: IdentityConfig,
+    address: Recipient,
+    gateway_id: [u8; 32],
+    gateway_listener: String,
+    state: RunState,
+    running: Option<Running>,
+    stats: Option<ClientStats>,
+    started_at: Option<Instant>,
+}
+
+struct Running {
+    stop: CancellationToken,
+    commands: mpsc::Sender<AppCommand>,
+    hub: Arc<AppHub>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    store: IdentityStore,
+    shared: Shared,
+    defaults: IdentitiesSection,
+    slots: Mutex<HashMap<String, Slot>>,
+    broken: Mutex<Vec<BrokenIdentity>>,
+    events: broadcast::Sender<ManagerEvent>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    /// Serialises init/remove so two inits cannot pick the same port or name.
+    admin: tokio::sync::Mutex<()>,
+}
+
+/// The identity manager (cheap to clone).
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock would poison it; the table is still
+    // consistent (every update is a single assignment), so keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Manager {
+    /// A manager over `store`, using `shared` for every identity's mixnet
+    /// client. Call [`Manager::load`] then [`Manager::autostart`].
+    pub fn new(
+        store: IdentityStore,
+        shared: Shared,
+        defaults: IdentitiesSection,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let m = Self {
+            inner: Arc::new(Inner {
+                store,
+                shared,
+                defaults,
+                slots: Mutex::new(HashMap::new()),
+                broken: Mutex::new(Vec::new()),
+                events,
+                cancel,
+                tracker,
+                admin: tokio::sync::Mutex::new(()),
+            }),
+        };
+        m.spawn_stats_ticker();
+        m
+    }
+
+    /// Subscribe to events.
+    pub fn subscribe(&self) -> broadcast::Receiver<ManagerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, e: ManagerEvent) {
+        let _ = self.inner.events.send(e);
+    }
+
+    /// Read every identity from the store. Broken ones are reported (and
+    /// kept on disk untouched).
+    pub fn load(&self) -> Result<(), ManagerError> {
+        match self.inner.store.clean_leftovers() {
+            Ok(removed) => {
+                for p in removed {
+                    tracing::info!(
+                        "removed leftover of an interrupted operation: {}",
+                        p.display()
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("could not clean leftovers: {e}"),
+        }
+        let (good, bad) = self.inner.store.load_all()?;
+        let mut broken = lock(&self.inner.broken);
+        broken.clear();
+        for b in bad {
+            tracing::error!(identity = %b.id, "skipping identity that cannot be loaded: {}", b.error);
+            broken.push(BrokenIdentity {
+                id: b.id,
+                error: b.error.to_string(),
+            });
+        }
+        drop(broken);
+        let mut slots = lock(&self.inner.slots);
+        for s in good {
+            let slot = slot_for(&s)?;
+            slots.insert(s.config.id.clone(), slot);
+        }
+        Ok(())
+    }
+
+    /// Identities that failed to load.
+    pub fn broken(&self) -> Vec<BrokenIdentity> {
+        lock(&self.inner.broken).clone()
+    }
+
+    /// Start every enabled identity.
+    pub fn autostart(&self) {
+        let ids: Vec<String> = lock(&self.inner.slots)
+            .iter()
+            .filter(|(_, s)| s.config.enabled)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            if let Err(e) = self.start(&id) {
+                tracing::error!(identity = %id, "autostart failed: {e}");
+            }
+        }
+    }
+
+    /// Number of identities known.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.slots).len()
+    }
+
+    /// Whether no identity exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Create an identity: keys, gateway registration, port; then start it
+    /// unless `no_start`.
+    pub async fn init(&self, req: InitRequest) -> Result<IdentityInfo, ManagerError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(ManagerError::ShuttingDown);
+        }
+        validate_id(&req.id)?;
+        let _admin = self.inner.admin.lock().await;
+        if lock(&self.inner.slots).contains_key(&req.id) || self.inner.store.exists(&req.id) {
+            return Err(ManagerError::AlreadyExists(req.id));
+        }
+        let host = req.host.unwrap_or(self.inner.defaults.host);
+        let port = self.choose_port(host, req.port).await?;
+        let selection = match (&req.gateway, req.latency_based_selection) {
+            (Some(g), _) => {
+                let bytes: [u8; 32] = bs58::decode(g)
+                    .into_vec()
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| {
+                        ManagerError::InvalidArgument(format!(
+                            "--gateway {g:?} is not a base58 ed25519 identity"
+                        ))
+                    })?;
+                GatewaySelection::Given(bytes)
+            }
+            (None, true) => GatewaySelection::LatencyBased,
+            (None, false) => GatewaySelection::UniformRandom,
+        };
+        let keys = req
+            .keys
+            .clone()
+            .unwrap_or_else(|| IdentityKeys::generate(&mut rand::thread_rng()));
+        self.emit(ManagerEvent::InitProgress {
+            id: req.id.clone(),
+            step: "fetching the network topology and registering with a gateway".into(),
+        });
+        let client_keys = to_client_keys(&keys);
+        let gateway_config = GatewayConfig::default();
+        let reg = tokio::select! {
+            _ = self.inner.cancel.cancelled() => return Err(ManagerError::ShuttingDown),
+            r = nymd_mixnet::register_with(
+                &self.inner.shared,
+                None,
+                &client_keys,
+                selection,
+                &gateway_config,
+            ) => r.map_err(|e| ManagerError::Client(format!("registration failed: {e}")))?,
+        };
+        self.emit(ManagerEvent::InitProgress {
+            id: req.id.clone(),
+            step: format!(
+                "registered with gateway {}",
+                bs58::encode(reg.gateway_id).into_string()
+            ),
+        });
+        let stored = StoredIdentity {
+            config: IdentityConfig {
+                id: req.id.clone(),
+                enabled: !req.no_start,
+                websocket: WebsocketConfig {
+                    host,
+                    port,
+                    allow_multiple_apps: true,
+                },
+                traffic: self.inner.defaults.traffic.clone(),
+            },
+            keys,
+            registration: StoredRegistration {
+                gateway_id: reg.gateway_id,
+                listener: reg.listener.clone(),
+                fallback_listener: reg.fallback_listener.clone(),
+                shared_key: reg.shared_key.clone(),
+            },
+            state: PersistedState {
+                last_auth_timestamp: reg.last_auth_timestamp,
+            },
+        };
+        self.inner.store.create(&stored)?;
+        let slot = slot_for(&stored)?;
+        lock(&self.inner.slots).insert(req.id.clone(), slot);
+        self.emit(ManagerEvent::Added { id: req.id.clone() });
+        if !req.no_start {
+            self.start(&req.id)?;
+        }
+        self.info(&req.id)
+    }
+
+    async fn choose_port(&self, host: IpAddr, wanted: Option<u16>) -> Result<u16, ManagerError> {
+        let taken: Vec<u16> = lock(&self.inner.slots)
+            .values()
+            .map(|s| s.config.websocket.port)
+            .collect();
+        if let Some(p) = wanted {
+            if p == 0 {
+                return Err(ManagerError::InvalidArgument("--port must not be 0".into()));
+            }
+            if taken.contains(&p) || TcpListener::bind((host, p)).await.is_err() {
+                return Err(ManagerError::PortInUse(p));
+            }
+            return Ok(p);
+        }
+        let mut p = self.inner.defaults.first_port.max(1);
+        loop {
+            if !taken.contains(&p) && TcpListener::bind((host, p)).await.is_ok() {
+                return Ok(p);
+            }
+            p = p.checked_add(1).ok_or_else(|| {
+                ManagerError::InvalidArgument("no free port above first_port".into())
+            })?;
+        }
+    }
+
+    /// Start an identity (no-op if running). Marks it enabled.
+    pub fn start(&self, id: &str) -> Result<(), ManagerError> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(ManagerError::ShuttingDown);
+        }
+        let mut slots = lock(&self.inner.slots);
+        let slot = slots
+            .get_mut(id)
+            .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
+        if slot.running.as_ref().is_some_and(|r| !r.done.is_finished()) {
+            return Ok(());
+        }
+        if !slot.config.enabled {
+            slot.config.enabled = true;
+            self.inner.store.save_config(&slot.config)?;
+        }
+        let stop = self.inner.cancel.child_token();
+        let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
+        let hub = AppHub::new(appserver::DEFAULT_PENDING_LIMIT);
+        let runner = Runner {
+            manager: self.clone(),
+            id: id.to_string(),
+            stop: stop.clone(),
+            commands: rx,
+            commands_tx: tx.clone(),
+            hub: hub.clone(),
+        };
+        let done = self.inner.tracker.spawn(runner.run());
+        slot.running = Some(Running {
+            stop,
+            commands: tx,
+            hub,
+            done,
+        });
+        slot.state = RunState::Starting;
+        drop(slots);
+        self.emit(ManagerEvent::State {
+            id: id.to_string(),
+            state: RunState::Starting,
+        });
+        Ok(())
+    }
+
+    /// Stop an identity and wait for it. Marks it disabled (it will not
+    /// autostart) unless `keep_enabled`.
+    pub async fn stop(&self, id: &str) -> Result<(), ManagerError> {
+        self.stop_inner(id, false).await
+    }
+
+    async fn stop_inner(&self, id: &str, keep_enabled: bool) -> Result<(), ManagerError> {
+        let running = {
+            let mut slots = lock(&self.inner.slots);
+            let slot = slots
+                .get_mut(id)
+                .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
+            if !keep_enabled && slot.config.enabled {
+                slot.config.enabled = false;
+                self.inner.store.save_config(&slot.config)?;
+            }
+            slot.running.take()
+        };
+        if let Some(r) = running {
+            r.stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), r.done).await;
+        }
+        self.set_state(id, RunState::Stopped);
+        Ok(())
+    }
+
+    /// Stop then start.
+    pub async fn restart(&self, id: &str) -> Result<(), ManagerError> {
+        self.stop_inner(id, true).await?;
+        self.start(id)
+    }
+
+    /// Stop and delete an identity with all its keys.
+    pub async fn remove(&self, id: &str) -> Result<(), ManagerError> {
+        let _admin = self.inner.admin.lock().await;
+        if !lock(&self.inner.slots).contains_key(id) {
+            // A broken identity can still be removed from disk.
+            if self.inner.store.exists(id) {
+                self.inner.store.remove(id)?;
+                lock(&self.inner.broken).retain(|b| b.id != id);
+                self.emit(ManagerEvent::Removed { id: id.to_string() });
+                return Ok(());
+            }
+            return Err(ManagerError::NotFound(id.to_string()));
+        }
+        self.stop_inner(id, true).await?;
+        self.inner.store.remove(id)?;
+        lock(&self.inner.slots).remove(id);
+        self.emit(ManagerEvent::Removed { id: id.to_string() });
+        Ok(())
+    }
+
+    /// One identity's row.
+    pub fn info(&self, id: &str) -> Result<IdentityInfo, ManagerError> {
+        let slots = lock(&self.inner.slots);
+        let s = slots
+            .get(id)
+            .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
+        Ok(info_of(id, s))
+    }
+
+    /// Every identity's row, sorted by name.
+    pub fn list(&self) -> Vec<IdentityInfo> {
+        let slots = lock(&self.inner.slots);
+        let mut v: Vec<IdentityInfo> = slots.iter().map(|(id, s)| info_of(id, s)).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Send a plain message from an identity.
+    pub async fn send(
+        &self,
+        id: &str,
+        recipient: Recipient,
+        data: Vec<u8>,
+    ) -> Result<(), ManagerError> {
+        let tx = {
+            let slots = lock(&self.inner.slots);
+            let s = slots
+                .get(id)
+                .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
+            s.running
+                .as_ref()
+                .map(|r| r.commands.clone())
+                .ok_or_else(|| ManagerError::NotRunning(id.to_string()))?
+        };
+        let (respond, rx) = oneshot::channel();
+        tx.send(AppCommand {
+            session: 0,
+            request: ClientRequest::Send {
+                recipient,
+                message: data,
+                connection_id: None,
+            },
+            respond,
+        })
+        .await
+        .map_err(|_| ManagerError::NotRunning(id.to_string()))?;
+        match rx.await {
+            Ok(Some(ServerResponse::Error(e))) => Err(ManagerError::Client(e.message)),
+            Ok(_) => Ok(()),
+            Err(_) => Err(ManagerError::NotRunning(id.to_string())),
+        }
+    }
+
+    /// The shared mixnet resources.
+    pub fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Stop every identity (keeping them enabled) and wait.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = lock(&self.inner.slots).keys().cloned().collect();
+        for id in ids {
+            let _ = self.stop_inner(&id, true).await;
+        }
+    }
+
+    fn set_state(&self, id: &str, state: RunState) {
+        let changed = {
+            let mut slots = lock(&self.inner.slots);
+            match slots.get_mut(id) {
+                Some(s) if s.state != state => {
+                    s.state = state.clone();
+                    if state == RunState::Running && s.started_at.is_none() {
+                        s.started_at = Some(Instant::now());
+                    }
+                    if matches!(state, RunState::Stopped | RunState::Failed { .. }) {
+                        s.started_at = None;
+                        s.stats = None;
+                    }
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            self.emit(ManagerEvent::State {
+                id: id.to_string(),
+                state,
+            });
+        }
+    }
+
+    fn spawn_stats_ticker(&self) {
+        let m = self.clone();
+        let cancel = self.inner.cancel.clone();
+        self.inner.tracker.spawn(async move {
+            let mut tick = tokio::time::interval(STATS_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let rows: Vec<(String, ClientStats, usize)> = lock(&m.inner.slots)
+                    .iter()
+                    .filter_map(|(id, s)| {
+                        let apps = s.running.as_ref().map(|r| r.hub.connected_apps())?;
+                        Some((id.clone(), s.stats.clone()?, apps))
+                    })
+                    .collect();
+                for (id, stats, apps) in rows {
+                    m.emit(ManagerEvent::Traffic { id, stats, apps });
+                }
+            }
+        });
+    }
+}
+
+fn info_of(id: &str, s: &Slot) -> IdentityInfo {
+    IdentityInfo {
+        id: id.to_string(),
+        address: s.address.to_string(),
+        state: s.state.clone(),
+        enabled: s.config.enabled,
+        websocket: SocketAddr::new(s.config.websocket.host, s.config.websocket.port),
+        gateway_id: bs58::encode(s.gateway_id).into_string(),
+        gateway_listener: s.gateway_listener.clone(),
+        connected_apps: s
+            .running
+            .as_ref()
+            .map(|r| r.hub.connected_apps())
+            .unwrap_or(0),
+        uptime: s.started_at.map(|t| t.elapsed()),
+        stats: s.stats.clone(),
+    }
+}
+
+fn slot_for(s: &StoredIdentity) -> Result<Slot, ManagerError> {
+    let gw = VerifyingKey::from_bytes(&s.registration.gateway_id).map_err(|_| {
+        ManagerError::InvalidArgument(format!(
+            "identity '{}' names a gateway identity that is not a valid key",
+            s.config.id
+        ))
+    })?;
+    let address = Recipient::new(s.keys.identity.public(), s.keys.encryption.public(), gw);
+    Ok(Slot {
+        config: s.config.clone(),
+        address,
+        gateway_id: s.registration.gateway_id,
+        gateway_listener: s.registration.listener.clone(),
+        state: RunState::Stopped,
+        running: None,
+        stats: None,
+        started_at: None,
+    })
+}
+
+fn to_client_keys(k: &IdentityKeys) -> ClientKeys {
+    ClientKeys {
+        identity: k.identity.clone(),
+        encryption: k.encryption.clone(),
+        ack: k.ack.clone(),
+    }
+}
+
+/// Client settings from an identity's traffic section.
+pub fn client_config(t: &TrafficConfig) -> ClientConfig {
+    let mut c = ClientConfig::default();
+    let ms = Duration::from_millis;
+    if let Some(v) = t.average_packet_delay_ms {
+        c.average_packet_delay = ms(v);
+    }
+    if let Some(v) = t.average_ack_delay_ms {
+        c.average_ack_delay = ms(v);
+    }
+    if let Some(v) = t.message_sending_average_delay_ms {
+        c.message_sending_average_delay = ms(v);
+    }
+    if let Some(v) = t.loop_cover_average_delay_ms {
+        c.loop_cover_average_delay = ms(v);
+    }
+    if t.disable_cover_traffic {
+        c.disable_main_poisson = true;
+        c.disable_loop_cover = true;
+    }
+    c.disable_delays = t.disable_delays;
+    c
+}
+
+/// The actor of one running identity.
+struct Runner {
+    manager: Manager,
+    id: String,
+    stop: CancellationToken,
+    commands: mpsc::Receiver<AppCommand>,
+    /// Given to the app server so app sessions and the control plane share
+    /// one queue.
+    commands_tx: mpsc::Sender<AppCommand>,
+    hub: Arc<AppHub>,
+}
+
+enum Outcome {
+    Stopped,
+    Failed(String),
+}
+
+impl Runner {
+    async fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut listener_task: Option<CancellationToken> = None;
+        loop {
+            let outcome = self.run_once(&mut listener_task).await;
+            match outcome {
+                Outcome::Stopped => break,
+                Outcome::Failed(reason) => {
+                    tracing::warn!(identity = %self.id, "identity failed, retrying in {backoff:?}: {reason}");
+                    self.manager
+                        .set_state(&self.id, RunState::Failed { reason });
+                    let wait = tokio::time::sleep(backoff);
+                    tokio::pin!(wait);
+                    // Keep answering apps while we wait.
+                    loop {
+                        tokio::select! {
+                            _ = self.stop.cancelled() => {
+                                if let Some(t) = listener_task.take() { t.cancel(); }
+                                return;
+                            }
+                            _ = &mut wait => break,
+                            Some(cmd) = self.commands.recv() => {
+                                let _ = cmd.respond.send(Some(ServerResponse::Error(ApiError::other(
+                                    "the identity is not connected to the mixnet right now; retrying",
+                                ))));
+                            }
+                        }
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        if let Some(t) = listener_task.take() {
+            t.cancel();
+        }
+    }
+
+    async fn run_once(&mut self, listener_task: &mut Option<CancellationToken>) -> Outcome {
+        let stored = match self.manager.inner.store.load(&self.id) {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        // Bind the app port first: a port conflict is reported early and
+        // connected apps survive client restarts.
+        if listener_task.is_none() {
+            let addr = SocketAddr::new(stored.config.websocket.host, stored.config.websocket.port);
+            let listener = match TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => return Outcome::Failed(format!("cannot listen on {addr}: {e}")),
+            };
+            let token = self.stop.child_token();
+            self.manager.inner.tracker.spawn(appserver::serve(
+                listener,
+                AppServerConfig {
+                    allow_multiple_apps: stored.config.websocket.allow_multiple_apps,
+                },
+                self.hub.clone(),
+                self.commands_tx.clone(),
+                token.clone(),
+                self.manager.inner.tracker.clone(),
+            ));
+            *listener_task = Some(token);
+            tracing::info!(identity = %self.id, %addr, "websocket listening");
+        }
+        self.manager.set_state(&self.id, RunState::Starting);
+        let reg = GatewayRegistration {
+            gateway_id: stored.registration.gateway_id,
+            listener: stored.registration.listener.clone(),
+            fallback_listener: stored.registration.fallback_listener.clone(),
+            shared_key: stored.registration.shared_key.clone(),
+            last_auth_timestamp: stored.state.last_auth_timestamp,
+        };
+        let config = client_config(&stored.config.traffic);
+        let start = nymd_mixnet::start(
+            &self.manager.inner.shared,
+            to_client_keys(&stored.keys),
+            reg,
+            config,
+            self.stop.child_token(),
+        );
+        let handle = tokio::select! {
+            _ = self.stop.cancelled() => return Outcome::Stopped,
+            h = start => match h {
+                Ok(h) => h,
+                Err(e) => return Outcome::Failed(format!("cannot start the mixnet client: {e}")),
+            },
+        };
+        self.manager.set_state(&self.id, RunState::Running);
+        let outcome = self.serve(&handle, stored.state.last_auth_timestamp).await;
+        self.persist_auth(&handle, stored.state.last_auth_timestamp);
+        handle.shutdown().await;
+        outcome
+    }
+
+    fn persist_auth(&self, handle: &ClientHandle, persisted: u64) -> u64 {
+        let last = handle.last_auth_timestamp();
+        if last > persisted {
+            let state = PersistedState {
+                last_auth_timestamp: last,
+            };
+            if let Err(e) = self.manager.inner.store.save_state(&self.id, &state) {
+                tracing::warn!(identity = %self.id, "cannot save state: {e}");
+                return persisted;
+            }
+            return last;
+        }
+        persisted
+    }
+
+    async fn serve(&mut self, handle: &ClientHandle, mut persisted: u64) -> Outcome {
+        let mut events = handle.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return Outcome::Stopped,
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_client_event(ev),
+                    None => return Outcome::Failed("the mixnet client stopped".into()),
+                },
+                Some(cmd) = self.commands.recv() => self.on_command(handle, cmd).await,
+                _ = tick.tick() => {
+                    if handle.is_finished() {
+                        return Outcome::Failed("the mixnet client stopped".into());
+                    }
+                    persisted = self.persist_auth(handle, persisted);
+                    let stats = handle.stats();
+                    if let Some(s) = lock(&self.manager.inner.slots).get_mut(&self.id) {
+                        s.stats = Some(stats);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_client_event(&self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Received(m) => self.hub.deliver(Delivery {
+                data: m.data,
+                sender_tag: m.sender_tag,
+            }),
+            ClientEvent::Error { kind, message, .. } => {
+                tracing::warn!(identity = %self.id, ?kind, "{message}");
+                self.hub.broadcast_error(ApiError::other(message));
+            }
+            ClientEvent::GatewayStatus(state) => {
+                let s = match state {
+                    GatewayState::Connected => RunState::Running,
+                    GatewayState::Reconnecting => RunState::Reconnecting,
+                    GatewayState::Closed => RunState::Reconnecting,
+                };
+                self.manager.set_state(&self.id, s);
+            }
+        }
+    }
+
+    async fn on_command(&self, handle: &ClientHandle, cmd: AppCommand) {
+        let lane_of = |c: Option<u64>| c.map(Lane::Connection).unwrap_or(Lane::General);
+        let queue_reply = |c: Option<u64>| {
+            c.map(|lane| ServerResponse::LaneQueueLength {
+                lane,
+                queue_length: handle.lane_queue_length(lane) as u64,
+            })
+        };
+        let (msg, conn) = match cmd.request {
+            ClientRequest::SelfAddress => {
+                let _ = cmd
+                    .respond
+                    .send(Some(ServerResponse::SelfAddress(handle.address())));
+                return;
+            }
+            ClientRequest::ClosedConnection(lane) => {
+                handle.close_lane(lane);
+                let _ = cmd.respond.send(None);
+                return;
+            }
+            ClientRequest::GetLaneQueueLength(lane) => {
+                let _ = cmd.respond.send(queue_reply(Some(lane)));
+                return;
+            }
+            ClientRequest::Send {
+                recipient,
+                message,
+                connection_id,
+            } => (
+                OutgoingMessage::Plain {
+                    recipient,
+                    data: message,
+                    lane: lane_of(connection_id),
+                },
+                connection_id,
+            ),
+            ClientRequest::SendAnonymous {
+                recipient,
+                message,
+                reply_surbs,
+                connection_id,
+            } => (
+                OutgoingMessage::Anonymous {
+                    recipient,
+                    data: message,
+                    reply_surbs,
+                    lane: lane_of(connection_id),
+                },
+                connection_id,
+            ),
+            ClientRequest::Reply {
+                sender_tag,
+                message,
+                connection_id,
+            } => (
+                OutgoingMessage::Reply {
+                    sender_tag,
+                    data: message,
+                    lane: lane_of(connection_id),
+                },
+                connection_id,
+            ),
+        };
+        let resp = match handle.send(msg).await {
+            Ok(()) => queue_reply(conn),
+            Err(e) => Some(ServerResponse::Error(ApiError::other(format!(
+                "could not queue the message: {e}"
+            )))),
+        };
+        let _ = cmd.respond.send(resp);
+    }
+}

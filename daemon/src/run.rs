@@ -1,0 +1,171 @@
+//! Running the daemon: configuration, the embedded localnet, the identity
+//! manager, signals and graceful shutdown.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nymd_mixnet::{Shared, SharedConfig, TopologySource, Url};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cli::Cli;
+use crate::config::{self, ConfigFile, Environment};
+use crate::manager::{InitRequest, Manager};
+use crate::store::IdentityStore;
+
+/// How long shutdown may take before the daemon gives up waiting.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything resolved from flags, environment and the config file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Parsed config file.
+    pub file: ConfigFile,
+    /// State dir.
+    pub state_dir: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+    /// Log filter.
+    pub log_level: String,
+    /// Start the embedded localnet.
+    pub localnet: bool,
+    /// Topology source for every identity (unless localnet).
+    pub source: TopologySource,
+}
+
+/// Resolve settings from the command line and the process environment.
+pub fn resolve(cli: &Cli, env: &Environment) -> anyhow::Result<Settings> {
+    let (path, explicit) = match &cli.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(config::DEFAULT_CONFIG_PATH), false),
+    };
+    let file = ConfigFile::load(&path, explicit)?;
+    let state_dir = config::resolve_state_dir(cli.state_dir.as_deref(), env, &file)?;
+    let socket = config::resolve_socket(cli.socket.as_deref(), env, &file)?;
+    let log_level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| file.daemon.log_level.clone());
+    let source = if let Some(f) = cli
+        .topology_file
+        .clone()
+        .or(file.network.topology_file.clone())
+    {
+        TopologySource::File(f)
+    } else {
+        let urls = if cli.nym_api.is_empty() {
+            file.network.nym_api.clone()
+        } else {
+            cli.nym_api.clone()
+        };
+        let mut parsed = Vec::new();
+        for u in urls {
+            parsed.push(
+                Url::parse(&u).with_context(|| format!("--nym-api {u:?} is not a valid URL"))?,
+            );
+        }
+        if parsed.is_empty() {
+            anyhow::bail!("no nym-api URL configured: give --nym-api URL or --topology-file FILE");
+        }
+        TopologySource::NymApi(parsed)
+    };
+    Ok(Settings {
+        file,
+        state_dir,
+        socket,
+        log_level,
+        localnet: cli.localnet,
+        source,
+    })
+}
+
+/// Run until SIGTERM or SIGINT.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    crate::fsutil::create_private_dir(&settings.state_dir)
+        .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
+    let store = IdentityStore::open(&settings.state_dir)?;
+
+    let mut localnet = None;
+    let source = if settings.localnet {
+        let net = nymd_localnet::Localnet::start(nymd_localnet::LocalnetConfig::default())
+            .await
+            .context("cannot start the embedded local mixnet")?;
+        let url = Url::parse(&net.api_url()).context("localnet directory URL")?;
+        tracing::info!(directory = %url, "embedded local mixnet started");
+        localnet = Some(net);
+        TopologySource::NymApi(vec![url])
+    } else {
+        settings.source.clone()
+    };
+    let shared = Shared::new(SharedConfig {
+        default_source: source,
+        ..SharedConfig::default()
+    })
+    .context("cannot set up the HTTP client")?;
+
+    let manager = Manager::new(
+        store,
+        shared,
+        settings.file.identities.clone(),
+        cancel.child_token(),
+        tracker.clone(),
+    );
+    manager.load()?;
+    for b in manager.broken() {
+        tracing::error!(identity = %b.id, "not started: {}", b.error);
+    }
+    if settings.localnet && manager.is_empty() && manager.broken().is_empty() {
+        tracing::info!("empty store: creating identity 'default'");
+        let info = manager
+            .init(InitRequest {
+                id: "default".into(),
+                ..InitRequest::default()
+            })
+            .await
+            .context("cannot create the default identity on the local mixnet")?;
+        tracing::info!(address = %info.address, websocket = %info.websocket, "identity 'default' ready");
+    }
+    manager.autostart();
+
+    wait_for_signal(&cancel).await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    let graceful = async {
+        manager.shutdown().await;
+        tracker.close();
+        tracker.wait().await;
+        if let Some(net) = localnet.take() {
+            net.shutdown().await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal(cancel: &CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = cancel.cancelled() => {}
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop with the control socket");
+            cancel.cancelled().await;
+        }
+    }
+}
