@@ -44,6 +44,7 @@ pub fn free_port() -> u16 {
 
 /// A daemon built from the real library: identity store in `state_dir`,
 /// topology from `api_url`.
+#[derive(Debug)]
 pub struct TestDaemon {
     /// The manager.
     pub manager: Manager,
@@ -110,6 +111,7 @@ impl TestDaemon {
 }
 
 /// An app connected to an identity's websocket port.
+#[derive(Debug)]
 pub struct App {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }

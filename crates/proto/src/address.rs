@@ -43,11 +43,16 @@ pub enum KeyTextError {
     /// Not base58.
     #[error("the base58 representation of the public key was malformed - {0}")]
     Base58(String),
-    /// Decoded to the wrong size.
+    /// An x25519 key decoded to the wrong size (nym-client's text).
     #[error("received public key of invalid size. Got: {0}, expected: 32")]
     Size(usize),
-    /// 32 bytes that are not a valid compressed Edwards point.
-    #[error("the bytes are not a valid ed25519 curve point")]
+    /// An ed25519 key decoded to the wrong size (nym-client's text, which
+    /// does not give the size).
+    #[error("could not convert slice to array")]
+    Ed25519Size(usize),
+    /// 32 bytes that are not a valid compressed Edwards point (nym-client's
+    /// text, from ed25519-dalek 2).
+    #[error("signature error: Cannot decompress Edwards point")]
     NotAPoint,
 }
 
@@ -57,6 +62,14 @@ fn decode_key_text(s: &str) -> Result<[u8; 32], KeyTextError> {
         .map_err(|e| KeyTextError::Base58(e.to_string()))?;
     let len = bytes.len();
     bytes.try_into().map_err(|_| KeyTextError::Size(len))
+}
+
+fn decode_ed25519_text(s: &str) -> Result<VerifyingKey, KeyTextError> {
+    let bytes = decode_key_text(s).map_err(|e| match e {
+        KeyTextError::Size(n) => KeyTextError::Ed25519Size(n),
+        other => other,
+    })?;
+    ed25519_from(&bytes)
 }
 
 fn ed25519_from(bytes: &[u8; 32]) -> Result<VerifyingKey, KeyTextError> {
@@ -141,14 +154,10 @@ impl FromStr for Recipient {
                 ))
             }
         };
-        let identity = decode_key_text(id)
-            .and_then(|b| ed25519_from(&b))
-            .map_err(RecipientError::Identity)?;
+        let identity = decode_ed25519_text(id).map_err(RecipientError::Identity)?;
         let encryption =
             X25519Public::from(decode_key_text(enc).map_err(RecipientError::Encryption)?);
-        let gateway = decode_key_text(gw)
-            .and_then(|b| ed25519_from(&b))
-            .map_err(RecipientError::Gateway)?;
+        let gateway = decode_ed25519_text(gw).map_err(RecipientError::Gateway)?;
         Ok(Self {
             identity,
             encryption,

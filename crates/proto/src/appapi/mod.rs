@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use crate::address::{KeyTextError, Recipient, RecipientError, SenderTag};
+use crate::address::{Recipient, RecipientError, SenderTag};
 
 mod binary;
 mod text;
@@ -234,40 +234,11 @@ impl From<ApiError> for ServerResponse {
     }
 }
 
-/// nym-client's text for a recipient error.
-///
-/// Our `RecipientError` texts match nym-client's except where nym-client
-/// passes through a library error: a key of the wrong size (a slice
-/// conversion error) and a key that is not a curve point (ed25519-dalek's
-/// error). Apps see nym-client's texts, so they are rebuilt here.
+/// nym-client's text for a recipient error (our `RecipientError` texts are
+/// nym-client's, including the library texts it passes through).
 pub fn recipient_error_text(err: &RecipientError) -> String {
-    fn ed25519_reason(e: &KeyTextError) -> String {
-        match e {
-            KeyTextError::Base58(_) => e.to_string(),
-            KeyTextError::Size(_) => SLICE_LEN_ERROR.to_string(),
-            KeyTextError::NotAPoint => NOT_A_POINT_ERROR.to_string(),
-        }
-    }
-    match err {
-        RecipientError::Identity(e) => {
-            format!(
-                "recipient's identity key is malformed: {}",
-                ed25519_reason(e)
-            )
-        }
-        RecipientError::Gateway(e) => format!(
-            "recipient gateway's identity key is malformed: {}",
-            ed25519_reason(e)
-        ),
-        other => other.to_string(),
-    }
+    err.to_string()
 }
-
-/// `std::array::TryFromSliceError`'s text.
-const SLICE_LEN_ERROR: &str = "could not convert slice to array";
-/// ed25519-dalek 2.2's text (through `signature` 2.2 with `std`) for bytes
-/// that do not decompress to a point.
-const NOT_A_POINT_ERROR: &str = "signature error: Cannot decompress Edwards point";
 
 /// Which encoding responses use: that of the last request frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -454,9 +454,15 @@ fn not_a_point() -> [u8; 32] {
 #[test]
 fn not_a_point_text_is_the_libraries_text() {
     let e = ed25519_dalek::VerifyingKey::from_bytes(&not_a_point()).expect_err("off curve");
-    assert_eq!(e.to_string(), NOT_A_POINT_ERROR);
+    assert_eq!(
+        e.to_string(),
+        crate::address::KeyTextError::NotAPoint.to_string()
+    );
     let e = <[u8; 32]>::try_from(&[0u8; 3][..]).expect_err("short");
-    assert_eq!(e.to_string(), SLICE_LEN_ERROR);
+    assert_eq!(
+        e.to_string(),
+        crate::address::KeyTextError::Ed25519Size(3).to_string()
+    );
 }
 
 fn bin_err(b: &[u8]) -> (ErrorKind, String) {
