@@ -9,6 +9,10 @@
 //! broadcast receiver falls behind: the subscriber is told `Lagged`, the
 //! daemon never waits.
 //!
+//! Responses and subscription events are separate streams on one
+//! connection: an event published just before a request completes may reach
+//! the client just after its response.
+//!
 //! A frame that is oversized or does not decode ends the connection after
 //! a [`ServerMessage::Error`]; other connections are unaffected.
 
