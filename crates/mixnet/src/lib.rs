@@ -1,6 +1,297 @@
-//! nymd-mixnet: the tokio driver around `nymd-proto`.
+//! nymd-mixnet: the tokio driver of one Nym client identity, around the
+//! sans-IO core `nymd-proto`.
 //!
-//! It will own, per identity: the gateway websocket connection, the Poisson
-//! sending streams, retransmission timers, topology refresh over HTTP and the
-//! reply-SURB store. It holds no protocol byte layouts of its own: those live
-//! in `nymd-proto`.
+//! - [`Shared`]: one per daemon; the HTTP client and the topology caches
+//!   (one per source, refreshed every 5 minutes, shared by identities).
+//! - [`register`]: pick a gateway, run the registration handshake, return
+//!   the [`GatewayRegistration`] the daemon persists.
+//! - [`start`]: authenticate with the stored shared key, claim bandwidth and
+//!   run the identity's client task; returns a [`ClientHandle`] to send,
+//!   subscribe to [`ClientEvent`]s, read [`ClientStats`] and shut down.
+//!
+//! Each identity is one task that owns all its state (lanes, unacked
+//! fragments and their timers, reassembly, reply SURBs) and reacts to a
+//! closed set of events; a second task per connection moves websocket
+//! frames. Every queue is bounded: `send` waits when too many packets are
+//! queued, and when received messages are not consumed the client stops
+//! reading from its gateway instead of dropping them.
+//!
+//! No byte layout lives here: packets, frames, handshakes and messages come
+//! from `nymd-proto`.
+
+mod client;
+mod config;
+mod error;
+mod gateway;
+mod topology;
+mod types;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nymd_proto::keys::VerifyingKey;
+use nymd_proto::Recipient;
+use rand::seq::SliceRandom;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{ClientConfig, GatewayConfig, ReplySurbConfig};
+pub use error::ClientError;
+pub use topology::{
+    Shared, SharedConfig, TopologyHandle, TopologySource, Url, MAINNET_NYM_API, ROUTE_GATEWAYS,
+    ROUTE_KEY_ROTATION, ROUTE_MIXNODES, ROUTE_REWARDED_SET,
+};
+pub use types::{
+    ClientEvent, ClientKeys, ClientStats, ErrorKind, GatewayRegistration, GatewaySelection,
+    GatewayState, Lane, OutgoingMessage, ReceivedMessage,
+};
+
+use crate::client::{Actor, ActorParts};
+use crate::gateway::{AuthClock, WarmConnection};
+use crate::types::{bs58_str, HandleShared};
+
+/// Candidates measured by latency-based selection.
+const LATENCY_CANDIDATES: usize = 16;
+
+/// Register `keys` with a gateway chosen from the default topology source.
+/// See [`register_with`].
+pub async fn register(
+    shared: &Shared,
+    keys: &ClientKeys,
+    gateway: GatewaySelection,
+) -> Result<GatewayRegistration, ClientError> {
+    register_with(shared, None, keys, gateway, &GatewayConfig::default()).await
+}
+
+/// Register with a gateway: topology → pick a gateway → websocket →
+/// `supportedProtocol` → handshake → `register` → free bandwidth. The
+/// connection is kept open for a while so that [`start`] can take it over
+/// (messages the gateway pushes right after registration are not lost).
+pub async fn register_with(
+    shared: &Shared,
+    source: Option<&TopologySource>,
+    keys: &ClientKeys,
+    selection: GatewaySelection,
+    config: &GatewayConfig,
+) -> Result<GatewayRegistration, ClientError> {
+    let topology = shared
+        .topology(source)
+        .await?
+        .current()
+        .ok_or_else(|| ClientError::Topology("no usable topology".into()))?;
+    let (gateway, primary, fallback) = match selection {
+        GatewaySelection::Given(id) => {
+            let node = topology
+                .gateway_by_identity(&id)
+                .ok_or_else(|| ClientError::GatewayNotInTopology(bs58_str(&id)))?;
+            let l = node
+                .ws_listeners(false)
+                .ok_or_else(|| ClientError::NoListener(bs58_str(&id)))?;
+            (node.identity_key, l.primary, l.fallback)
+        }
+        GatewaySelection::UniformRandom => {
+            let c = topology::gateway_candidates(&topology);
+            c.choose(&mut rand::thread_rng())
+                .cloned()
+                .ok_or(ClientError::NoGateway)?
+        }
+        GatewaySelection::LatencyBased => {
+            let mut c = topology::gateway_candidates(&topology);
+            c.shuffle(&mut rand::thread_rng());
+            c.truncate(LATENCY_CANDIDATES);
+            let timeout = config.response_timeout;
+            let measured = futures_util::future::join_all(
+                c.iter()
+                    .map(|(_, url, _)| gateway::measure_latency(url, timeout)),
+            )
+            .await;
+            c.into_iter()
+                .zip(measured)
+                .filter_map(|(cand, rtt)| rtt.map(|r| (r, cand)))
+                .min_by_key(|(r, _)| *r)
+                .map(|(_, cand)| cand)
+                .ok_or(ClientError::NoGateway)?
+        }
+    };
+    let gateway_id = gateway.to_bytes();
+    tracing::info!(gateway = %bs58_str(&gateway_id), listener = %primary, "registering with gateway");
+    let (shared_key, session) = gateway::register(
+        &primary,
+        fallback.as_deref(),
+        &keys.identity,
+        gateway,
+        config,
+    )
+    .await?;
+    shared.put_warm(
+        keys.identity.public_bytes(),
+        WarmConnection {
+            session,
+            created: Instant::now(),
+            gateway: gateway_id,
+        },
+    );
+    Ok(GatewayRegistration {
+        gateway_id,
+        listener: primary,
+        fallback_listener: fallback,
+        shared_key,
+        last_auth_timestamp: 0,
+    })
+}
+
+/// Start the client of one identity: take over the connection left by
+/// [`register`] or connect and `authenticateV2`, claim bandwidth if low, and
+/// run the client task until `cancel` fires or [`ClientHandle::shutdown`].
+pub async fn start(
+    shared: &Shared,
+    keys: ClientKeys,
+    reg: GatewayRegistration,
+    config: ClientConfig,
+    cancel: CancellationToken,
+) -> Result<ClientHandle, ClientError> {
+    let topology = shared.topology(config.topology.as_ref()).await?;
+    let gateway = VerifyingKey::from_bytes(&reg.gateway_id).map_err(|_| {
+        ClientError::Protocol("the registered gateway identity is not a valid key".into())
+    })?;
+    if let Some(t) = topology.current() {
+        if t.gateway_by_identity(&reg.gateway_id).is_none() {
+            return Err(ClientError::GatewayNotInTopology(bs58_str(&reg.gateway_id)));
+        }
+    }
+    let handle_shared = Arc::new(HandleShared {
+        clock: AuthClock::new(reg.last_auth_timestamp),
+        ..HandleShared::default()
+    });
+    let own_id = keys.identity.public_bytes();
+    let session = match shared.take_warm(&own_id) {
+        Some(w) if w.gateway == reg.gateway_id => w.session,
+        _ => {
+            gateway::authenticate(
+                &reg.listener,
+                reg.fallback_listener.as_deref(),
+                &keys.identity,
+                &reg.shared_key,
+                &handle_shared.clock,
+                &config.gateway,
+            )
+            .await?
+        }
+    };
+    let address = keys.address(gateway);
+    let (req_tx, req_rx) = mpsc::channel(config.request_buffer.max(1));
+    let cancel = cancel.child_token();
+    let event_buffer = config.event_buffer.max(1);
+    let mut actor = Actor::new(ActorParts {
+        keys,
+        own: address,
+        listener: reg.listener.clone(),
+        fallback: reg.fallback_listener.clone(),
+        shared_key: reg.shared_key.clone(),
+        config,
+        topology,
+        shared: handle_shared.clone(),
+        requests: req_rx,
+        cancel: cancel.clone(),
+    });
+    actor.install_session(session);
+    let task = tokio::spawn(actor.run());
+    tracing::info!(address = %address, "client started");
+    Ok(ClientHandle {
+        address,
+        requests: req_tx,
+        shared: handle_shared,
+        cancel,
+        task,
+        event_buffer,
+    })
+}
+
+/// Control of a running identity.
+#[derive(Debug)]
+pub struct ClientHandle {
+    address: Recipient,
+    requests: mpsc::Sender<OutgoingMessage>,
+    shared: Arc<HandleShared>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    event_buffer: usize,
+}
+
+impl ClientHandle {
+    /// This identity's address.
+    pub fn address(&self) -> Recipient {
+        self.address
+    }
+
+    /// Queue a message. Waits while the client's queues are full.
+    pub async fn send(&self, req: OutgoingMessage) -> Result<(), ClientError> {
+        self.requests
+            .send(req)
+            .await
+            .map_err(|_| ClientError::Shutdown)
+    }
+
+    /// Packets queued on a connection lane, including replies waiting for
+    /// reply SURBs.
+    pub fn lane_queue_length(&self, conn: u64) -> usize {
+        self.shared
+            .lanes
+            .lock()
+            .map(|m| m.get(&conn).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Drop the packets still queued on a connection lane.
+    pub fn close_lane(&self, conn: u64) {
+        if let Ok(mut c) = self.shared.control.lock() {
+            if !c.closed_lanes.contains(&conn) {
+                c.closed_lanes.push(conn);
+            }
+        }
+        self.shared.notify.notify_one();
+    }
+
+    /// Receive this identity's events. There is one subscription at a
+    /// time: a new call replaces the previous one (whose stream then ends).
+    /// Events produced while nobody is subscribed, or while the subscriber
+    /// is slow, are held (bounded; the client then stops reading from its
+    /// gateway rather than dropping messages).
+    pub fn subscribe(&self) -> mpsc::Receiver<ClientEvent> {
+        let (tx, rx) = mpsc::channel(self.event_buffer);
+        if let Ok(mut c) = self.shared.control.lock() {
+            c.new_subscriber = Some(tx);
+        }
+        self.shared.notify.notify_one();
+        rx
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// The last `authenticateV2` timestamp used; persist it with the
+    /// registration.
+    pub fn last_auth_timestamp(&self) -> u64 {
+        self.shared.clock.last()
+    }
+
+    /// Whether the client task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Close the gateway connection and wait (at most 5 s) for the tasks.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}

@@ -175,3 +175,15 @@ impl NymTopology {
         )?)])
     }
 }
+
+impl From<&RouteHop> for crate::sphinx::RouteHop {
+    fn from(hop: &RouteHop) -> Self {
+        crate::sphinx::RouteHop::new(hop.address, hop.sphinx_key)
+    }
+}
+
+/// The Sphinx hops (address and key) of a topology route, as the packet
+/// builders take them.
+pub fn to_sphinx_hops(route: &[RouteHop]) -> Vec<crate::sphinx::RouteHop> {
+    route.iter().map(Into::into).collect()
+}

@@ -1,0 +1,196 @@
+//! The directory's nym-api JSON parses back into a routable topology, and
+//! the topology file matches it.
+
+use std::time::Duration;
+
+use nymd_localnet::{Localnet, LocalnetConfig, NodeKind};
+use nymd_proto::topology::api::{
+    KeyRotationInfoResponse, PageCollector, PageProgress, Performance, RewardedSetResponse,
+    SkimmedNodesResponse,
+};
+use nymd_proto::topology::{NymTopology, PerformanceThresholds};
+use nymd_proto::KeyRotation;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{bounded, init_tracing, STEP};
+
+/// Send raw request bytes; return (status, body).
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("tcp");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(STEP, s.read_to_end(&mut out))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8(out).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, body.to_string())
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/bincode\r\nUser-Agent: test\r\n\r\n"
+    );
+    raw(addr, req.as_bytes()).await
+}
+
+async fn listing(addr: std::net::SocketAddr, path: &str) -> SkimmedNodesResponse {
+    let (status, body) = get(addr, path).await;
+    assert_eq!(status, 200, "{path}");
+    serde_json::from_str(&body).expect("skimmed listing")
+}
+
+/// The nodes, ignoring performance (the API carries it, files do not).
+fn without_performance(t: &NymTopology) -> Vec<nymd_proto::topology::RoutingNode> {
+    t.nodes()
+        .values()
+        .cloned()
+        .map(|mut n| {
+            n.performance = None;
+            n
+        })
+        .collect()
+}
+
+/// Fetch the routes nym-client calls and build its topology from them.
+async fn fetch_topology(addr: std::net::SocketAddr, prefix: &str) -> NymTopology {
+    let (status, body) = get(addr, &format!("{prefix}v1/nym-nodes/rewarded-set")).await;
+    assert_eq!(status, 200);
+    let rewarded: RewardedSetResponse = serde_json::from_str(&body).expect("rewarded set");
+    let mut collected = Vec::new();
+    for route in ["mixnodes/active", "entry-gateways"] {
+        let mut pages = PageCollector::new();
+        let mut page = 0;
+        loop {
+            let l = listing(
+                addr,
+                &format!(
+                    "{prefix}v2/unstable/nym-nodes/skimmed/{route}?page={page}&output=bincode"
+                ),
+            )
+            .await;
+            match pages.push(l).expect("page") {
+                PageProgress::Complete => break,
+                PageProgress::NeedPage(p) => page = p,
+            }
+        }
+        collected.push(pages.finish().expect("listing"));
+    }
+    NymTopology::from_api(
+        &rewarded,
+        &collected[0],
+        &collected[1],
+        PerformanceThresholds::default(),
+    )
+    .expect("consistent listings")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_json_parses_into_a_routable_topology() {
+    init_tracing();
+    bounded(Duration::from_secs(30), async {
+        let net = Localnet::start(LocalnetConfig {
+            mixnodes_per_layer: 2,
+            gateways: 2,
+            ..LocalnetConfig::default()
+        })
+        .await
+        .expect("start");
+        let addr = net.api_addr();
+        assert_eq!(net.api_url(), format!("http://{addr}/"));
+
+        let (status, body) = get(addr, "/v1/epoch/key-rotation-info").await;
+        assert_eq!(status, 200);
+        let rotation: KeyRotationInfoResponse = serde_json::from_str(&body).expect("rotation");
+        assert_eq!(rotation.progress.current_key_rotation_id, 0);
+        assert_eq!(rotation.key_rotation(), KeyRotation::Unknown);
+
+        for prefix in ["/", "/api/"] {
+            let t = fetch_topology(addr, prefix).await;
+            assert!(t.is_routable());
+            assert_eq!(without_performance(&t), without_performance(net.topology()));
+            assert_eq!(t.rewarded_set(), net.topology().rewarded_set());
+            assert_eq!(t.key_rotation_id(), 0);
+        }
+        let all = listing(addr, "/v2/unstable/nym-nodes/skimmed").await;
+        assert_eq!(all.nodes.data.len(), 8);
+
+        // Gateways announce the websocket the handle reports.
+        for gw in net.gateways() {
+            let node = net.topology().node(gw.id).expect("in topology");
+            let listeners = node.ws_listeners(true).expect("entry");
+            assert_eq!(Some(listeners.primary), gw.ws_url());
+            assert!(net
+                .topology()
+                .rewarded_set()
+                .entry_gateways
+                .contains(&gw.id));
+            assert!(net.topology().rewarded_set().exit_gateways.contains(&gw.id));
+        }
+        for layer in 1..=3u8 {
+            let ids = net
+                .topology()
+                .rewarded_set()
+                .layer(layer)
+                .expect("layer")
+                .clone();
+            let expected: Vec<u32> = net.layer(layer).iter().map(|n| n.id).collect();
+            assert_eq!(ids.into_iter().collect::<Vec<_>>(), expected);
+        }
+
+        // The topology file is the same network.
+        let text = std::fs::read_to_string(net.topology_path()).expect("topology file");
+        let file = NymTopology::from_file_json(&text).expect("file parses");
+        assert_eq!(file.nodes(), net.topology().nodes());
+        assert_eq!(file.rewarded_set(), net.topology().rewarded_set());
+        assert!(file.is_routable());
+
+        // Bad requests get errors; the directory keeps serving.
+        assert_eq!(get(addr, "/v1/nothing").await.0, 404);
+        assert_eq!(
+            raw(addr, b"POST /v1/nym-nodes/rewarded-set HTTP/1.1\r\n\r\n")
+                .await
+                .0,
+            405
+        );
+        let mut junk = TcpStream::connect(addr).await.expect("tcp");
+        junk.write_all(&[0xff; 20_000]).await.ok();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(STEP, junk.read_to_end(&mut sink)).await;
+        assert!(fetch_topology(addr, "/").await.is_routable());
+
+        // A stopped node is served with performance 0, so clients skip it.
+        let stopped = net.layer(1)[0].id;
+        net.stop_node(stopped).await.expect("stop");
+        let mixnodes = listing(addr, "/v2/unstable/nym-nodes/skimmed/mixnodes/active").await;
+        let entry = mixnodes
+            .nodes
+            .data
+            .iter()
+            .find(|n| n.node_id == stopped)
+            .expect("still listed");
+        assert_eq!(entry.performance, Performance::ZERO);
+        let t = fetch_topology(addr, "/").await;
+        assert!(t.node(stopped).is_none());
+        assert!(t.is_routable());
+        net.start_node(stopped).await.expect("start");
+        assert!(fetch_topology(addr, "/").await.node(stopped).is_some());
+        assert!(matches!(
+            net.node(stopped).expect("node").kind,
+            NodeKind::Mixnode { layer: 1 }
+        ));
+
+        let dir = net.topology_path().parent().expect("dir").to_path_buf();
+        net.shutdown().await;
+        assert!(!dir.exists(), "temporary topology directory removed");
+        assert!(TcpStream::connect(addr).await.is_err(), "directory closed");
+    })
+    .await;
+}

@@ -1,0 +1,1612 @@
+//! The client task of one identity: a single actor that owns all sending
+//! and receiving state and reacts to a closed set of events (requests, gateway
+//! frames, timers, control).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use nymd_proto::ack::{build_surb_ack, recognise_ack};
+use nymd_proto::chunking::{InsertOutcome, NymMessage, Reassembler};
+use nymd_proto::cover::{build_loop_cover, is_cover, LoopCover};
+use nymd_proto::gateway::frames::seal_client_frame;
+use nymd_proto::gateway::{
+    bandwidth, forward_kind_for, uses_forward_sphinx_v2, ClientControlRequest, ServerResponse,
+    TypedGatewayError,
+};
+use nymd_proto::keys::GatewaySharedKey;
+use nymd_proto::mixpacket::MixPacket;
+use nymd_proto::params::FragmentId;
+use nymd_proto::payload::{
+    classify_pushed, decrypt_message, prepare_fragment, reply_plaintext, PushedKind,
+};
+use nymd_proto::replies::{
+    RepliableContent, RepliableMessage, ReplyMessage, ReplySurb, MAX_SURBS_PER_LIST,
+};
+use nymd_proto::topology::route::to_sphinx_hops as hops;
+use nymd_proto::topology::route::to_sphinx_route;
+use nymd_proto::topology::{NymTopology, RouteError};
+use nymd_proto::{Recipient, SenderTag};
+use rand::rngs::StdRng;
+use rand::Rng;
+use rand_distr::{Distribution, Exp};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::OwnedPermit;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use crate::config::ClientConfig;
+use crate::error::ClientError;
+use crate::gateway::{authenticate, spawn_connection, Connection, GwEvent, Session};
+use crate::topology::TopologyHandle;
+use crate::types::{
+    bs58_str, ClientEvent, ClientKeys, ErrorKind, GatewayState, HandleShared, Lane,
+    OutgoingMessage, ReceivedMessage, StatsCounters,
+};
+
+/// How often bookkeeping runs (reassembly timeouts, SURB requests, keys).
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Packets sent per loop turn when the main Poisson stream is off.
+const IMMEDIATE_BATCH: usize = 8;
+/// Gateway events handled per loop turn before other work gets a chance.
+const GATEWAY_BATCH: usize = 64;
+
+/// Where a fragment goes.
+#[derive(Debug)]
+enum Dest {
+    /// A regular packet to this recipient.
+    Recipient(Box<Recipient>),
+    /// A reply through a SURB from `tag`; the SURB is attached when one is
+    /// reserved for this fragment.
+    Reply {
+        tag: SenderTag,
+        surb: Option<ReplySurb>,
+    },
+}
+
+/// A fragment that is queued or awaiting its ack.
+#[derive(Debug)]
+struct Pending {
+    fragment: Vec<u8>,
+    dest: Dest,
+    lane: Lane,
+    message: u64,
+    /// Created by the client itself (SURB requests and answers): failures
+    /// are logged, not reported to the app.
+    internal: bool,
+    retransmissions: u32,
+    timer: Option<delay_queue::Key>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueueLane {
+    Retransmit,
+    General,
+    Conn(u64),
+}
+
+/// Sending queues: retransmissions, the general lane, and one lane per
+/// connection id. The main stream picks a non-empty lane at random.
+#[derive(Debug, Default)]
+struct Lanes {
+    retransmit: VecDeque<FragmentId>,
+    general: VecDeque<FragmentId>,
+    conns: HashMap<u64, VecDeque<FragmentId>>,
+    total: usize,
+}
+
+impl Lanes {
+    fn push(&mut self, lane: QueueLane, id: FragmentId, front: bool) {
+        let q = match lane {
+            QueueLane::Retransmit => &mut self.retransmit,
+            QueueLane::General => &mut self.general,
+            QueueLane::Conn(c) => self.conns.entry(c).or_default(),
+        };
+        if front {
+            q.push_front(id);
+        } else {
+            q.push_back(id);
+        }
+        self.total += 1;
+    }
+
+    fn pop<R: Rng>(&mut self, rng: &mut R) -> Option<(QueueLane, FragmentId)> {
+        let mut candidates: Vec<QueueLane> = Vec::with_capacity(2 + self.conns.len());
+        if !self.retransmit.is_empty() {
+            candidates.push(QueueLane::Retransmit);
+        }
+        if !self.general.is_empty() {
+            candidates.push(QueueLane::General);
+        }
+        candidates.extend(
+            self.conns
+                .iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(c, _)| QueueLane::Conn(*c)),
+        );
+        if candidates.is_empty() {
+            return None;
+        }
+        let lane = candidates[rng.gen_range(0..candidates.len())];
+        let id = match lane {
+            QueueLane::Retransmit => self.retransmit.pop_front(),
+            QueueLane::General => self.general.pop_front(),
+            QueueLane::Conn(c) => {
+                let q = self.conns.get_mut(&c)?;
+                let id = q.pop_front();
+                if q.is_empty() {
+                    self.conns.remove(&c);
+                }
+                id
+            }
+        }?;
+        self.total = self.total.saturating_sub(1);
+        Some((lane, id))
+    }
+
+    fn close(&mut self, conn: u64) -> Vec<FragmentId> {
+        let ids: Vec<FragmentId> = self.conns.remove(&conn).map(Vec::from).unwrap_or_default();
+        self.total = self.total.saturating_sub(ids.len());
+        ids
+    }
+}
+
+/// Reply SURBs received from one anonymous sender, and replies waiting for
+/// SURBs.
+#[derive(Debug)]
+struct SurbStore {
+    surbs: VecDeque<ReplySurb>,
+    /// Fragment, its lane, and whether it counts on that lane.
+    waiting: VecDeque<(FragmentId, Lane, bool)>,
+    request_sent: Option<Instant>,
+    request_attempts: u32,
+    touched: Instant,
+}
+
+impl SurbStore {
+    fn new(now: Instant) -> Self {
+        Self {
+            surbs: VecDeque::new(),
+            waiting: VecDeque::new(),
+            request_sent: None,
+            request_attempts: 0,
+            touched: now,
+        }
+    }
+}
+
+/// Everything the task's select loop can wake up for.
+enum Wake {
+    Shutdown,
+    Control,
+    Deliver(Result<OwnedPermit<ClientEvent>, mpsc::error::SendError<()>>),
+    Request(Option<OutgoingMessage>),
+    Gateway(Option<(u64, GwEvent)>),
+    Reconnected(Result<Result<Session, ClientError>, tokio::task::JoinError>),
+    AckTimeout(Option<FragmentId>),
+    MainTick,
+    CoverTick,
+    Immediate,
+    Housekeeping,
+}
+
+/// Parameters of the client task.
+pub(crate) struct ActorParts {
+    pub keys: ClientKeys,
+    pub own: Recipient,
+    pub listener: String,
+    pub fallback: Option<String>,
+    pub shared_key: GatewaySharedKey,
+    pub config: ClientConfig,
+    pub topology: TopologyHandle,
+    pub shared: Arc<HandleShared>,
+    pub requests: mpsc::Receiver<OutgoingMessage>,
+    pub cancel: CancellationToken,
+}
+
+pub(crate) struct Actor {
+    keys: ClientKeys,
+    own: Recipient,
+    own_gateway: [u8; 32],
+    listener: String,
+    fallback: Option<String>,
+    shared_key: GatewaySharedKey,
+    config: ClientConfig,
+    topology: TopologyHandle,
+    shared: Arc<HandleShared>,
+    rng: StdRng,
+    requests: mpsc::Receiver<OutgoingMessage>,
+    cancel: CancellationToken,
+
+    gw_tx: mpsc::Sender<(u64, GwEvent)>,
+    gw_rx: mpsc::Receiver<(u64, GwEvent)>,
+    conn: Option<Connection>,
+    generation: u64,
+    reconnect: Option<JoinHandle<Result<Session, ClientError>>>,
+    claim_outstanding: bool,
+
+    lanes: Lanes,
+    pending: HashMap<FragmentId, Pending>,
+    timers: DelayQueue<FragmentId>,
+    next_message: u64,
+
+    reassembler: Reassembler,
+    reply_keys: HashMap<[u8; 32], ([u8; 16], Instant)>,
+    reply_key_order: VecDeque<([u8; 32], Instant)>,
+    sender_tags: HashMap<[u8; 96], SenderTag>,
+    stores: HashMap<SenderTag, SurbStore>,
+    waiting_total: usize,
+
+    events: VecDeque<ClientEvent>,
+    event_bytes: usize,
+    subscriber: Option<mpsc::Sender<ClientEvent>>,
+}
+
+fn exp_sample<R: Rng>(rng: &mut R, mean: Duration) -> Duration {
+    let ns = mean.as_nanos() as f64;
+    if ns <= 0.0 {
+        return Duration::ZERO;
+    }
+    match Exp::new(1.0 / ns) {
+        Ok(d) => Duration::from_nanos(d.sample(rng).round() as u64),
+        Err(_) => mean,
+    }
+}
+
+async fn join_opt<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match h {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn reserve_opt(
+    s: Option<mpsc::Sender<ClientEvent>>,
+) -> Result<OwnedPermit<ClientEvent>, mpsc::error::SendError<()>> {
+    match s {
+        Some(s) => s.reserve_owned().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Actor {
+    pub(crate) fn new(parts: ActorParts) -> Self {
+        let (gw_tx, gw_rx) = mpsc::channel(256);
+        let own_gateway = parts.own.gateway().to_bytes();
+        let reassembler = Reassembler::new(parts.config.reassembly);
+        Self {
+            keys: parts.keys,
+            own: parts.own,
+            own_gateway,
+            listener: parts.listener,
+            fallback: parts.fallback,
+            shared_key: parts.shared_key,
+            config: parts.config,
+            topology: parts.topology,
+            shared: parts.shared,
+            rng: rand::SeedableRng::from_entropy(),
+            requests: parts.requests,
+            cancel: parts.cancel,
+            gw_tx,
+            gw_rx,
+            conn: None,
+            generation: 0,
+            reconnect: None,
+            claim_outstanding: false,
+            lanes: Lanes::default(),
+            pending: HashMap::new(),
+            timers: DelayQueue::new(),
+            next_message: 0,
+            reassembler,
+            reply_keys: HashMap::new(),
+            reply_key_order: VecDeque::new(),
+            sender_tags: HashMap::new(),
+            stores: HashMap::new(),
+            waiting_total: 0,
+            events: VecDeque::new(),
+            event_bytes: 0,
+            subscriber: None,
+        }
+    }
+
+    /// Connected, with room in the socket's queue.
+    fn can_send(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.tx.capacity() > 0)
+    }
+
+    fn stats(&self) -> &StatsCounters {
+        &self.shared.stats
+    }
+
+    // ------------------------------------------------------------ main loop
+
+    pub(crate) async fn run(mut self) {
+        let main_mean = self.config.message_sending_average_delay;
+        let cover_mean = self.config.loop_cover_average_delay;
+        let main_sleep = tokio::time::sleep(exp_sample(&mut self.rng, main_mean));
+        let cover_sleep = tokio::time::sleep(exp_sample(&mut self.rng, cover_mean));
+        tokio::pin!(main_sleep, cover_sleep);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            self.publish_counters();
+            let can_send = self.can_send();
+            let topology_ok = self.topology.current().is_some();
+            let accept_requests =
+                self.lanes.total + self.waiting_total < self.config.max_queued_packets;
+            let read_gateway = self.event_bytes < self.config.received_buffer_bytes;
+            let immediate =
+                self.config.disable_main_poisson && can_send && topology_ok && self.lanes.total > 0;
+            let main_on = !self.config.disable_main_poisson;
+            let cover_on = !self.config.disable_loop_cover;
+            let deliver = !self.events.is_empty();
+            let subscriber = if deliver {
+                self.subscriber.clone()
+            } else {
+                None
+            };
+
+            let wake = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => Wake::Shutdown,
+                _ = self.shared.notify.notified() => Wake::Control,
+                p = reserve_opt(subscriber), if deliver => Wake::Deliver(p),
+                r = join_opt(&mut self.reconnect), if self.reconnect.is_some() => Wake::Reconnected(r),
+                e = self.gw_rx.recv(), if read_gateway => Wake::Gateway(e),
+                t = self.timers.next(), if !self.timers.is_empty() => Wake::AckTimeout(t.map(|e| e.into_inner())),
+                _ = &mut main_sleep, if main_on => Wake::MainTick,
+                _ = &mut cover_sleep, if cover_on => Wake::CoverTick,
+                _ = tokio::task::yield_now(), if immediate => Wake::Immediate,
+                r = self.requests.recv(), if accept_requests => Wake::Request(r),
+                _ = housekeeping.tick() => Wake::Housekeeping,
+            };
+
+            match wake {
+                Wake::Shutdown => break,
+                Wake::Control => self.on_control(),
+                Wake::Deliver(Ok(permit)) => {
+                    if let Some(ev) = self.events.pop_front() {
+                        self.event_bytes = self.event_bytes.saturating_sub(ev.weight());
+                        permit.send(ev);
+                    }
+                }
+                Wake::Deliver(Err(_)) => self.subscriber = None,
+                Wake::Reconnected(r) => {
+                    self.reconnect = None;
+                    match r {
+                        Ok(Ok(session)) => {
+                            StatsCounters::add(&self.shared.stats.reconnects, 1);
+                            self.install_session(session);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "reconnection ended");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reconnection task failed; retrying");
+                            self.start_reconnect();
+                        }
+                    }
+                }
+                Wake::Gateway(Some((generation, ev))) => {
+                    self.on_gateway(generation, ev);
+                    // Drain what is already there, bounded.
+                    for _ in 0..GATEWAY_BATCH {
+                        if self.event_bytes >= self.config.received_buffer_bytes {
+                            break;
+                        }
+                        match self.gw_rx.try_recv() {
+                            Ok((g, ev)) => self.on_gateway(g, ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::Gateway(None) => {}
+                Wake::AckTimeout(Some(id)) => self.on_ack_timeout(id),
+                Wake::AckTimeout(None) => {}
+                Wake::MainTick => {
+                    main_sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + exp_sample(&mut self.rng, main_mean));
+                    if can_send && !self.send_next_real() {
+                        self.send_cover();
+                    }
+                }
+                Wake::CoverTick => {
+                    cover_sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + exp_sample(&mut self.rng, cover_mean));
+                    if can_send {
+                        self.send_cover();
+                    }
+                }
+                Wake::Immediate => {
+                    for _ in 0..IMMEDIATE_BATCH {
+                        if !self.can_send() || !self.send_next_real() {
+                            break;
+                        }
+                    }
+                }
+                Wake::Request(Some(req)) => self.on_request(req),
+                Wake::Request(None) => {
+                    // Every handle is gone: nothing more will be asked.
+                    tracing::debug!("all client handles dropped");
+                    break;
+                }
+                Wake::Housekeeping => self.housekeeping(),
+            }
+        }
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        self.stats().set_state(GatewayState::Closed);
+        if let Some(r) = self.reconnect.take() {
+            r.abort();
+        }
+        if let Some(conn) = self.conn.take() {
+            drop(conn.tx);
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.task).await;
+        }
+        // Hand what is left to the subscriber if it has room.
+        if let Some(sub) = self.subscriber.take() {
+            while let Some(ev) = self.events.pop_front() {
+                if sub.try_send(ev).is_err() {
+                    break;
+                }
+            }
+            let _ = sub.try_send(ClientEvent::GatewayStatus(GatewayState::Closed));
+        }
+    }
+
+    fn publish_counters(&self) {
+        let s = self.stats();
+        let queued = (self.lanes.total + self.waiting_total) as u64;
+        s.queued_packets
+            .store(queued, std::sync::atomic::Ordering::Relaxed);
+        s.unacked_fragments.store(
+            self.timers.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn emit(&mut self, ev: ClientEvent) {
+        self.event_bytes += ev.weight();
+        self.events.push_back(ev);
+    }
+
+    fn emit_error(&mut self, kind: ErrorKind, message: String, lane: Option<Lane>) {
+        tracing::warn!(?kind, %message, "client error");
+        self.emit(ClientEvent::Error {
+            kind,
+            message,
+            lane,
+        });
+    }
+
+    fn on_control(&mut self) {
+        let (sub, closed) = match self.shared.control.lock() {
+            Ok(mut c) => (c.new_subscriber.take(), std::mem::take(&mut c.closed_lanes)),
+            Err(_) => return,
+        };
+        if let Some(s) = sub {
+            self.subscriber = Some(s);
+        }
+        for conn in closed {
+            let ids = self.lanes.close(conn);
+            for id in ids {
+                self.shared.lane_adjust(Lane::Connection(conn), -1);
+                if let Some(p) = self.pending.remove(&id) {
+                    if let Some(k) = p.timer {
+                        self.timers.try_remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------- gateway
+
+    pub(crate) fn install_session(&mut self, session: Session) {
+        self.generation = self.generation.wrapping_add(1);
+        let Session {
+            ws,
+            protocol,
+            bandwidth,
+            early,
+            rtt,
+            ..
+        } = session;
+        let conn = spawn_connection(
+            ws,
+            self.shared_key.clone(),
+            protocol,
+            self.generation,
+            self.gw_tx.clone(),
+            &self.config.gateway,
+            self.cancel.child_token(),
+        );
+        if let Some(old) = self.conn.replace(conn) {
+            old.task.abort();
+        }
+        self.claim_outstanding = false;
+        let s = self.stats();
+        s.bandwidth_remaining
+            .store(bandwidth, std::sync::atomic::Ordering::Relaxed);
+        s.gateway_rtt_us.store(
+            u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        s.set_state(GatewayState::Connected);
+        self.emit(ClientEvent::GatewayStatus(GatewayState::Connected));
+        for plain in early {
+            self.on_pushed(plain);
+        }
+    }
+
+    fn start_reconnect(&mut self) {
+        if self.reconnect.is_some() || self.cancel.is_cancelled() {
+            return;
+        }
+        self.stats().set_state(GatewayState::Reconnecting);
+        self.emit(ClientEvent::GatewayStatus(GatewayState::Reconnecting));
+        let listener = self.listener.clone();
+        let fallback = self.fallback.clone();
+        let identity = self.keys.identity.clone();
+        let key = self.shared_key.clone();
+        let shared = self.shared.clone();
+        let gw = self.config.gateway.clone();
+        let cancel = self.cancel.clone();
+        self.reconnect = Some(tokio::spawn(async move {
+            let mut backoff = gw.reconnect_initial_backoff;
+            let mut attempt = 0u32;
+            loop {
+                attempt = attempt.saturating_add(1);
+                tracing::info!(attempt, "attempting gateway reconnection");
+                let r = tokio::select! {
+                    _ = cancel.cancelled() => return Err(ClientError::Shutdown),
+                    r = authenticate(&listener, fallback.as_deref(), &identity, &key, &shared.clock, &gw) => r,
+                };
+                match r {
+                    Ok(s) => {
+                        tracing::info!(attempt, "managed to reconnect");
+                        return Ok(s);
+                    }
+                    Err(e) => tracing::warn!(attempt, error = %e, "reconnection attempt failed"),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ClientError::Shutdown),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = backoff.saturating_mul(2).min(gw.reconnect_max_backoff);
+            }
+        }));
+    }
+
+    fn on_gateway(&mut self, generation: u64, ev: GwEvent) {
+        if generation != self.generation {
+            return;
+        }
+        match ev {
+            GwEvent::Pushed(plain) => self.on_pushed(plain),
+            GwEvent::Response(r) => self.on_response(r),
+            GwEvent::Rtt(rtt) => self.stats().gateway_rtt_us.store(
+                u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1),
+                std::sync::atomic::Ordering::Relaxed,
+            ),
+            GwEvent::Closed(reason) => {
+                tracing::warn!(%reason, "gateway connection lost");
+                if let Some(c) = self.conn.take() {
+                    c.task.abort();
+                }
+                self.start_reconnect();
+            }
+        }
+    }
+
+    fn on_response(&mut self, r: ServerResponse) {
+        let remaining = match r {
+            ServerResponse::Send {
+                remaining_bandwidth,
+                ..
+            } => Some(remaining_bandwidth),
+            ServerResponse::Bandwidth {
+                available_total, ..
+            } => {
+                self.claim_outstanding = false;
+                Some(available_total)
+            }
+            ServerResponse::TypedError {
+                error: TypedGatewayError::OutOfBandwidth { available, .. },
+            } => {
+                tracing::warn!("not enough bandwidth; claiming more");
+                Some(available)
+            }
+            ServerResponse::Error { message } => {
+                tracing::warn!(%message, "gateway error");
+                None
+            }
+            other => {
+                tracing::debug!(?other, "gateway response");
+                None
+            }
+        };
+        if let Some(rem) = remaining {
+            self.stats()
+                .bandwidth_remaining
+                .store(rem, std::sync::atomic::Ordering::Relaxed);
+            if bandwidth::client_should_claim(rem) && !self.claim_outstanding {
+                if let Some(c) = &self.conn {
+                    let text = ClientControlRequest::ClaimFreeTestnetBandwidth.to_json();
+                    if c.tx.try_send(Message::text(text)).is_ok() {
+                        self.claim_outstanding = true;
+                    }
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ receiving
+
+    fn on_pushed(&mut self, plain: Vec<u8>) {
+        let s = &self.shared.stats;
+        match classify_pushed(plain.len()) {
+            Some(PushedKind::Ack) => match recognise_ack(&self.keys.ack, &plain) {
+                Ok(id) if id.is_cover() => {}
+                Ok(id) => {
+                    if let Some(p) = self.pending.remove(&id) {
+                        StatsCounters::add(&s.acks_received, 1);
+                        if let Some(k) = p.timer {
+                            self.timers.try_remove(&k);
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "unrecognised ack"),
+            },
+            Some(PushedKind::Message(_)) => {
+                let reply_keys = &mut self.reply_keys;
+                let decrypted =
+                    decrypt_message(&self.keys.encryption, &plain, &mut |d: &[u8; 32]| {
+                        reply_keys.remove(d).map(|(k, _)| k)
+                    });
+                let decrypted = match decrypted {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "undecryptable message");
+                        return;
+                    }
+                };
+                if is_cover(&decrypted.fragment) {
+                    StatsCounters::add(&s.cover_packets_received, 1);
+                    return;
+                }
+                StatsCounters::add(&s.real_packets_received, 1);
+                StatsCounters::add(&s.real_bytes_received, plain.len() as u64);
+                let now = Instant::now();
+                match self.reassembler.insert_bytes(&decrypted.fragment, now) {
+                    Ok(ins) => {
+                        for d in ins.evicted {
+                            tracing::warn!(set = d.set_id, reason = ?d.reason, "dropped an incomplete message");
+                        }
+                        if let InsertOutcome::Complete(m) = ins.outcome {
+                            match m.into_message() {
+                                Ok(msg) => self.on_message(msg),
+                                Err(e) => tracing::warn!(error = %e, "malformed message"),
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "fragment rejected"),
+                }
+            }
+            None => tracing::debug!(len = plain.len(), "pushed plaintext of unknown length"),
+        }
+    }
+
+    fn deliver(&mut self, data: Vec<u8>, sender_tag: Option<SenderTag>) {
+        StatsCounters::add(&self.shared.stats.messages_received, 1);
+        self.emit(ClientEvent::Received(ReceivedMessage { data, sender_tag }));
+    }
+
+    fn on_message(&mut self, msg: NymMessage) {
+        match msg {
+            NymMessage::Plain(data) => self.deliver(data, None),
+            NymMessage::Repliable(m) => {
+                let tag = m.sender_tag;
+                let is_data = matches!(
+                    m.content,
+                    RepliableContent::DataV1 { .. } | RepliableContent::DataV2 { .. }
+                );
+                let (surbs, data) = m.content.into_parts();
+                self.store_surbs(tag, surbs);
+                if is_data {
+                    self.deliver(data, Some(tag));
+                }
+                self.pump_replies(tag);
+            }
+            NymMessage::Reply(ReplyMessage::Data(data)) => self.deliver(data, None),
+            NymMessage::Reply(ReplyMessage::SurbRequest { recipient, amount }) => {
+                self.answer_surb_request(*recipient, amount)
+            }
+        }
+    }
+
+    fn store_surbs(&mut self, tag: SenderTag, surbs: Vec<ReplySurb>) {
+        let now = Instant::now();
+        let cfg = &self.config.reply_surbs;
+        if !self.stores.contains_key(&tag) && self.stores.len() >= cfg.max_tags {
+            // Forget the least recently filled tag that has nothing waiting.
+            if let Some(old) = self
+                .stores
+                .iter()
+                .filter(|(_, s)| s.waiting.is_empty())
+                .min_by_key(|(_, s)| s.touched)
+                .map(|(t, _)| *t)
+            {
+                self.stores.remove(&old);
+            }
+        }
+        let max = cfg.max_stored_per_tag;
+        let store = self
+            .stores
+            .entry(tag)
+            .or_insert_with(|| SurbStore::new(now));
+        store.touched = now;
+        if !surbs.is_empty() {
+            store.request_sent = None;
+            store.request_attempts = 0;
+        }
+        store.surbs.extend(surbs);
+        while store.surbs.len() > max {
+            store.surbs.pop_front();
+        }
+    }
+
+    fn answer_surb_request(&mut self, recipient: Recipient, amount: u32) {
+        let amount = amount.min(self.config.reply_surbs.max_accepted_request);
+        tracing::debug!(amount, "answering a reply-SURB request");
+        let Some(topology) = self.topology.current() else {
+            return;
+        };
+        if topology
+            .gateway_by_identity(recipient.gateway().as_bytes())
+            .is_none()
+        {
+            tracing::warn!("cannot answer a SURB request: the requester's gateway is unknown");
+            return;
+        }
+        let surbs = match self.build_reply_surbs(&topology, amount) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not build reply SURBs");
+                return;
+            }
+        };
+        let tag = self.sender_tag_for(&recipient);
+        let msg = NymMessage::Repliable(RepliableMessage::new_additional_surbs(tag, surbs));
+        self.enqueue_to_recipient(msg, recipient, Lane::General, true);
+    }
+
+    // -------------------------------------------------------------- sending
+
+    fn new_message_id(&mut self) -> u64 {
+        self.next_message = self.next_message.wrapping_add(1);
+        self.next_message
+    }
+
+    fn sender_tag_for(&mut self, recipient: &Recipient) -> SenderTag {
+        let rng = &mut self.rng;
+        *self.sender_tags.entry(recipient.to_bytes()).or_insert_with(|| {
+            let tag = SenderTag::random(rng);
+            tracing::info!(%tag, "using a new sender tag for anonymous messages to {recipient}");
+            tag
+        })
+    }
+
+    fn build_reply_surbs(
+        &mut self,
+        topology: &NymTopology,
+        count: u32,
+    ) -> Result<Vec<ReplySurb>, String> {
+        let count = (count as usize).min(MAX_SURBS_PER_LIST);
+        let mut out = Vec::with_capacity(count);
+        let now = Instant::now();
+        for _ in 0..count {
+            let route = topology
+                .random_route_to(&mut self.rng, &self.own_gateway)
+                .map_err(|e| e.to_string())?;
+            let nodes = to_sphinx_route(&route).map_err(|e| e.to_string())?;
+            let surb = ReplySurb::build_with_mean_delay(
+                &mut self.rng,
+                &nodes,
+                self.own.identity(),
+                self.config.packet_mean(),
+                self.config.sphinx_version,
+            )
+            .map_err(|e| e.to_string())?
+            .with_key_rotation(topology.key_rotation());
+            let digest = surb.key_digest();
+            self.reply_keys
+                .insert(digest, (*surb.encryption_key().as_bytes(), now));
+            self.reply_key_order.push_back((digest, now));
+            out.push(surb);
+        }
+        while self.reply_keys.len() > self.config.reply_surbs.max_reply_keys {
+            match self.reply_key_order.pop_front() {
+                Some((d, _)) => {
+                    self.reply_keys.remove(&d);
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Check that the recipient's gateway is routable right now.
+    fn check_recipient(
+        &self,
+        recipient: &Recipient,
+    ) -> Result<Arc<NymTopology>, (ErrorKind, String)> {
+        let Some(topology) = self.topology.current() else {
+            return Err((
+                ErrorKind::TopologyUnavailable,
+                "no usable network topology; the message was not sent".into(),
+            ));
+        };
+        if topology
+            .gateway_by_identity(recipient.gateway().as_bytes())
+            .is_none()
+        {
+            return Err((
+                ErrorKind::RecipientGatewayUnknown,
+                format!(
+                    "the gateway {} of recipient {recipient} is not in the network topology; the message was not sent",
+                    bs58_str(recipient.gateway().as_bytes())
+                ),
+            ));
+        }
+        Ok(topology)
+    }
+
+    fn on_request(&mut self, req: OutgoingMessage) {
+        match req {
+            OutgoingMessage::Plain {
+                recipient,
+                data,
+                lane,
+            } => {
+                tracing::debug!(len = data.len(), ?lane, "sending a message to {recipient}");
+                if let Err((kind, msg)) = self.check_recipient(&recipient) {
+                    return self.emit_error(kind, msg, Some(lane));
+                }
+                self.enqueue_to_recipient(NymMessage::Plain(data), recipient, lane, false);
+            }
+            OutgoingMessage::Anonymous {
+                recipient,
+                data,
+                reply_surbs,
+                lane,
+            } => {
+                tracing::debug!(
+                    len = data.len(),
+                    reply_surbs,
+                    ?lane,
+                    "sending an anonymous message to {recipient}"
+                );
+                let topology = match self.check_recipient(&recipient) {
+                    Ok(t) => t,
+                    Err((kind, msg)) => return self.emit_error(kind, msg, Some(lane)),
+                };
+                let tag = self.sender_tag_for(&recipient);
+                let surbs = match self.build_reply_surbs(&topology, reply_surbs) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return self.emit_error(
+                            ErrorKind::SendFailed,
+                            format!("could not build reply SURBs: {e}"),
+                            Some(lane),
+                        )
+                    }
+                };
+                let msg = NymMessage::Repliable(RepliableMessage::new_data(tag, data, surbs));
+                self.enqueue_to_recipient(msg, recipient, lane, false);
+            }
+            OutgoingMessage::Reply {
+                sender_tag,
+                data,
+                lane,
+            } => {
+                tracing::debug!(len = data.len(), ?lane, %sender_tag, "sending a reply");
+                if !self.stores.contains_key(&sender_tag) {
+                    return self.emit_error(
+                        ErrorKind::NoReplySurbs,
+                        format!("no reply SURBs were ever received from sender tag {sender_tag}"),
+                        Some(lane),
+                    );
+                }
+                let message = self.new_message_id();
+                let Some(fragments) =
+                    self.fragment(NymMessage::Reply(ReplyMessage::Data(data)), lane)
+                else {
+                    return;
+                };
+                for (id, bytes) in fragments {
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            fragment: bytes,
+                            dest: Dest::Reply {
+                                tag: sender_tag,
+                                surb: None,
+                            },
+                            lane,
+                            message,
+                            internal: false,
+                            retransmissions: 0,
+                            timer: None,
+                        },
+                    );
+                    self.push_waiting(sender_tag, id, lane, false, true);
+                }
+                self.pump_replies(sender_tag);
+            }
+        }
+    }
+
+    /// Pad and split; ids are (set, position) and must not collide with
+    /// fragments still in flight.
+    fn fragment(&mut self, msg: NymMessage, lane: Lane) -> Option<Vec<(FragmentId, Vec<u8>)>> {
+        let cap = self.config.packet_size.fragment_capacity();
+        let padded = match msg.pad(cap) {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit_error(
+                    ErrorKind::SendFailed,
+                    format!("could not encode the message: {e}"),
+                    Some(lane),
+                );
+                return None;
+            }
+        };
+        for _ in 0..8 {
+            let fragments = match padded.split_into_fragments(&mut self.rng, cap) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.emit_error(
+                        ErrorKind::SendFailed,
+                        format!("could not split the message: {e}"),
+                        Some(lane),
+                    );
+                    return None;
+                }
+            };
+            if fragments.iter().any(|f| self.pending.contains_key(&f.id())) {
+                continue;
+            }
+            return Some(
+                fragments
+                    .into_iter()
+                    .map(|f| (f.id(), f.to_bytes()))
+                    .collect(),
+            );
+        }
+        self.emit_error(
+            ErrorKind::SendFailed,
+            "could not allocate fragment ids".into(),
+            Some(lane),
+        );
+        None
+    }
+
+    fn queue_lane(lane: Lane) -> QueueLane {
+        match lane {
+            Lane::General => QueueLane::General,
+            Lane::Connection(c) => QueueLane::Conn(c),
+        }
+    }
+
+    fn enqueue_to_recipient(
+        &mut self,
+        msg: NymMessage,
+        recipient: Recipient,
+        lane: Lane,
+        internal: bool,
+    ) {
+        let message = self.new_message_id();
+        let Some(fragments) = self.fragment(msg, lane) else {
+            return;
+        };
+        let recipient = Box::new(recipient);
+        for (id, bytes) in fragments {
+            self.pending.insert(
+                id,
+                Pending {
+                    fragment: bytes,
+                    dest: Dest::Recipient(recipient.clone()),
+                    lane,
+                    message,
+                    internal,
+                    retransmissions: 0,
+                    timer: None,
+                },
+            );
+            self.lanes.push(Self::queue_lane(lane), id, false);
+            self.shared.lane_adjust(lane, 1);
+        }
+    }
+
+    /// Park a reply fragment until a SURB is reserved for it. `counted`:
+    /// whether it counts on its lane (first transmissions do,
+    /// retransmissions do not).
+    fn push_waiting(
+        &mut self,
+        tag: SenderTag,
+        id: FragmentId,
+        lane: Lane,
+        front: bool,
+        counted: bool,
+    ) {
+        let now = Instant::now();
+        let store = self
+            .stores
+            .entry(tag)
+            .or_insert_with(|| SurbStore::new(now));
+        let entry = (id, lane, counted);
+        if front {
+            store.waiting.push_front(entry);
+        } else {
+            store.waiting.push_back(entry);
+        }
+        self.waiting_total += 1;
+        if counted {
+            self.shared.lane_adjust(lane, 1);
+        }
+    }
+
+    /// Attach SURBs to replies waiting for `tag`; when there are too few,
+    /// spend one on asking the sender for more.
+    fn pump_replies(&mut self, tag: SenderTag) {
+        loop {
+            let Some(store) = self.stores.get_mut(&tag) else {
+                return;
+            };
+            // Drop waiting ids whose fragment is gone (acked or failed).
+            while let Some((id, lane, counted)) = store.waiting.front().copied() {
+                if self.pending.contains_key(&id) {
+                    break;
+                }
+                store.waiting.pop_front();
+                self.waiting_total = self.waiting_total.saturating_sub(1);
+                if counted {
+                    self.shared.lane_adjust(lane, -1);
+                }
+            }
+            let need = store.waiting.len();
+            if need == 0 {
+                return;
+            }
+            let have = store.surbs.len();
+            if have == 0 {
+                if store.request_sent.is_none() {
+                    self.fail_waiting(tag, "no reply SURBs left for this sender tag");
+                }
+                return;
+            }
+            if have < need && store.request_sent.is_none() {
+                let cfg = &self.config.reply_surbs;
+                let want =
+                    (need - (have - 1) + cfg.min_surb_threshold).min(cfg.max_surb_threshold) as u32;
+                let amount = want.clamp(cfg.min_request, cfg.max_request.max(cfg.min_request));
+                store.request_sent = Some(Instant::now());
+                store.request_attempts += 1;
+                if let Some(surb) = store.surbs.pop_front() {
+                    self.send_surb_request(tag, surb, amount);
+                }
+                continue;
+            }
+            let (Some((id, lane, counted)), Some(surb)) =
+                (store.waiting.pop_front(), store.surbs.pop_front())
+            else {
+                return;
+            };
+            self.waiting_total = self.waiting_total.saturating_sub(1);
+            let Some(p) = self.pending.get_mut(&id) else {
+                // Gone meanwhile: keep the SURB.
+                if let Some(store) = self.stores.get_mut(&tag) {
+                    store.surbs.push_front(surb);
+                }
+                if counted {
+                    self.shared.lane_adjust(lane, -1);
+                }
+                continue;
+            };
+            if let Dest::Reply { surb: slot, .. } = &mut p.dest {
+                *slot = Some(surb);
+            }
+            // A counted fragment moves to its lane (count unchanged); an
+            // uncounted one (a retransmission) to the retransmission lane.
+            let q = if counted {
+                Self::queue_lane(lane)
+            } else {
+                QueueLane::Retransmit
+            };
+            self.lanes.push(q, id, false);
+        }
+    }
+
+    fn send_surb_request(&mut self, tag: SenderTag, surb: ReplySurb, amount: u32) {
+        tracing::debug!(%tag, amount, "asking for more reply SURBs");
+        let msg = NymMessage::Reply(ReplyMessage::SurbRequest {
+            recipient: Box::new(self.own),
+            amount,
+        });
+        let Some(fragments) = self.fragment(msg, Lane::General) else {
+            return;
+        };
+        let message = self.new_message_id();
+        let mut surb = Some(surb);
+        for (id, bytes) in fragments {
+            let attached = surb.take();
+            let has = attached.is_some();
+            self.pending.insert(
+                id,
+                Pending {
+                    fragment: bytes,
+                    dest: Dest::Reply {
+                        tag,
+                        surb: attached,
+                    },
+                    lane: Lane::General,
+                    message,
+                    internal: true,
+                    retransmissions: 0,
+                    timer: None,
+                },
+            );
+            if has {
+                self.lanes.push(QueueLane::Retransmit, id, true);
+            } else {
+                self.push_waiting(tag, id, Lane::General, true, false);
+            }
+        }
+    }
+
+    fn fail_waiting(&mut self, tag: SenderTag, why: &str) {
+        let Some(store) = self.stores.get_mut(&tag) else {
+            return;
+        };
+        let ids: Vec<(FragmentId, Lane, bool)> = store.waiting.drain(..).collect();
+        store.request_sent = None;
+        store.request_attempts = 0;
+        self.waiting_total = self.waiting_total.saturating_sub(ids.len());
+        let mut failed: Vec<(u64, Lane, bool)> = Vec::new();
+        for (id, lane, counted) in ids {
+            if counted {
+                self.shared.lane_adjust(lane, -1);
+            }
+            if let Some(p) = self.pending.remove(&id) {
+                if let Some(k) = p.timer {
+                    self.timers.try_remove(&k);
+                }
+                if !failed.iter().any(|(m, _, _)| *m == p.message) {
+                    failed.push((p.message, p.lane, p.internal));
+                }
+            }
+        }
+        for (message, lane, internal) in failed {
+            self.drop_message(message);
+            if !internal {
+                self.emit_error(
+                    ErrorKind::NoReplySurbs,
+                    format!("reply to {tag} not sent: {why}"),
+                    Some(lane),
+                );
+            }
+        }
+    }
+
+    /// Forget every fragment of a message.
+    fn drop_message(&mut self, message: u64) {
+        let ids: Vec<FragmentId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.message == message)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(p) = self.pending.remove(&id) {
+                if let Some(k) = p.timer {
+                    self.timers.try_remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Pop the next real fragment and send it. False when none was sent.
+    fn send_next_real(&mut self) -> bool {
+        loop {
+            let Some((lane, id)) = self.lanes.pop(&mut self.rng) else {
+                return false;
+            };
+            if let QueueLane::Conn(c) = lane {
+                self.shared.lane_adjust(Lane::Connection(c), -1);
+            }
+            let Some(p) = self.pending.remove(&id) else {
+                continue; // acked or dropped meanwhile
+            };
+            match self.send_fragment(id, p) {
+                SendResult::Sent => return true,
+                SendResult::Blocked => return false,
+                SendResult::Dropped => continue,
+            }
+        }
+    }
+
+    fn send_fragment(&mut self, id: FragmentId, mut p: Pending) -> SendResult {
+        let Some(topology) = self.topology.current() else {
+            self.pending.insert(id, p);
+            self.lanes.push(QueueLane::Retransmit, id, true);
+            return SendResult::Blocked;
+        };
+        let built = self.build_packet(&topology, id, &mut p);
+        let (mix_packet, total_delay) = match built {
+            Ok(b) => b,
+            Err(BuildError::NoSurb) => {
+                let (tag, lane) = match &p.dest {
+                    Dest::Reply { tag, .. } => (*tag, p.lane),
+                    Dest::Recipient(_) => return SendResult::Dropped,
+                };
+                let counted = p.retransmissions == 0;
+                self.pending.insert(id, p);
+                self.push_waiting(tag, id, lane, true, counted);
+                self.pump_replies(tag);
+                return SendResult::Dropped;
+            }
+            Err(BuildError::Route(kind, msg)) => {
+                let (message, lane, internal) = (p.message, p.lane, p.internal);
+                self.drop_message(message);
+                if !internal {
+                    self.emit_error(kind, msg, Some(lane));
+                }
+                return SendResult::Dropped;
+            }
+            Err(BuildError::Other(msg)) => {
+                let (message, lane, internal) = (p.message, p.lane, p.internal);
+                self.drop_message(message);
+                if internal {
+                    tracing::warn!(%msg, "internal message dropped");
+                } else {
+                    self.emit_error(ErrorKind::SendFailed, msg, Some(lane));
+                }
+                return SendResult::Dropped;
+            }
+        };
+        let sent = self.forward(&mix_packet);
+        if let Some(bytes) = sent {
+            let s = &self.shared.stats;
+            StatsCounters::add(&s.real_packets_sent, 1);
+            StatsCounters::add(&s.real_bytes_sent, bytes as u64);
+        }
+        // Even if the frame could not be queued, the timer retransmits it.
+        let timeout = self.config.ack_timeout(total_delay);
+        p.timer = Some(self.timers.insert(id, timeout));
+        self.pending.insert(id, p);
+        SendResult::Sent
+    }
+
+    fn build_packet(
+        &mut self,
+        topology: &NymTopology,
+        id: FragmentId,
+        p: &mut Pending,
+    ) -> Result<(MixPacket, Duration), BuildError> {
+        let ack_route = topology
+            .random_route_to(&mut self.rng, &self.own_gateway)
+            .map(|r| hops(&r))
+            .map_err(|e| BuildError::Other(format!("no route back to our own gateway: {e}")))?;
+        let surb_ack = build_surb_ack(
+            &mut self.rng,
+            self.config.sphinx_version,
+            &self.keys.ack,
+            id,
+            &ack_route,
+            &self.own.identity().to_bytes(),
+            self.config.ack_mean(),
+        )
+        .map_err(|e| BuildError::Other(format!("SURB-ACK: {e}")))?;
+        match &mut p.dest {
+            Dest::Recipient(r) => {
+                let route = topology
+                    .random_route_to(&mut self.rng, r.gateway().as_bytes())
+                    .map_err(|e| match e {
+                        RouteError::UnknownEgress(g) => BuildError::Route(
+                            ErrorKind::RecipientGatewayUnknown,
+                            format!("the gateway {g} of recipient {r} is not in the network topology; the message was dropped"),
+                        ),
+                        other => BuildError::Route(ErrorKind::TopologyUnavailable, other.to_string()),
+                    })
+                    .map(|r| hops(&r))?;
+                let prepared = prepare_fragment(
+                    &mut self.rng,
+                    self.config.sphinx_version,
+                    &p.fragment,
+                    r,
+                    &route,
+                    &surb_ack,
+                    self.config.packet_mean(),
+                    topology.key_rotation(),
+                )
+                .map_err(|e| BuildError::Other(format!("packet: {e}")))?;
+                let total = prepared.total_delay();
+                Ok((prepared.mix_packet, total))
+            }
+            Dest::Reply { surb, .. } => {
+                let Some(surb) = surb.take() else {
+                    return Err(BuildError::NoSurb);
+                };
+                let rotation = surb.key_rotation();
+                let plaintext = reply_plaintext(
+                    surb.encryption_key().as_bytes(),
+                    &surb_ack.bytes,
+                    &p.fragment,
+                )
+                .map_err(|e| BuildError::Other(format!("reply payload: {e}")))?;
+                let (packet, first_hop) = surb
+                    .apply(&plaintext, self.config.packet_size)
+                    .map_err(|e| BuildError::Other(format!("reply SURB: {e}")))?;
+                let data_delay = self.config.packet_mean().saturating_mul(3);
+                Ok((
+                    MixPacket::new(first_hop, packet, rotation),
+                    data_delay.saturating_add(surb_ack.expected_delay),
+                ))
+            }
+        }
+    }
+
+    /// Seal and hand a packet to the connection; the frame length when it
+    /// was queued.
+    fn forward(&mut self, mp: &MixPacket) -> Option<usize> {
+        let conn = self.conn.as_ref()?;
+        let plain = if uses_forward_sphinx_v2(conn.protocol) {
+            mp.to_v2_bytes()
+        } else {
+            mp.to_v1_bytes()
+        };
+        let frame = seal_client_frame(
+            &mut self.rng,
+            &self.shared_key,
+            forward_kind_for(conn.protocol),
+            &plain,
+        );
+        let len = frame.len();
+        conn.tx.try_send(Message::binary(frame)).ok().map(|_| len)
+    }
+
+    fn send_cover(&mut self) {
+        let Some(topology) = self.topology.current() else {
+            tracing::debug!("no topology: skipping a loop cover packet");
+            return;
+        };
+        let (route, ack_route) = match (
+            topology.random_route_to(&mut self.rng, &self.own_gateway),
+            topology.random_route_to(&mut self.rng, &self.own_gateway),
+        ) {
+            (Ok(r), Ok(a)) => (hops(&r), hops(&a)),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %e, "cannot route loop cover");
+                return;
+            }
+        };
+        let params = LoopCover {
+            own: &self.own,
+            ack_key: &self.keys.ack,
+            ack_route: &ack_route,
+            route: &route,
+            ack_mean: self.config.ack_mean(),
+            packet_mean: self.config.packet_mean(),
+            size: self.config.packet_size,
+            key_rotation: topology.key_rotation(),
+        };
+        match build_loop_cover(&mut self.rng, &params) {
+            Ok(mp) => {
+                if let Some(bytes) = self.forward(&mp) {
+                    let s = &self.shared.stats;
+                    StatsCounters::add(&s.cover_packets_sent, 1);
+                    StatsCounters::add(&s.cover_bytes_sent, bytes as u64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "loop cover packet"),
+        }
+    }
+
+    fn on_ack_timeout(&mut self, id: FragmentId) {
+        let Some(mut p) = self.pending.remove(&id) else {
+            return;
+        };
+        p.timer = None;
+        // While the subscriber is slow we do not read acks; waiting longer
+        // beats retransmitting what probably arrived.
+        if self.event_bytes >= self.config.received_buffer_bytes {
+            p.timer = Some(self.timers.insert(id, self.config.ack_wait_addition));
+            self.pending.insert(id, p);
+            return;
+        }
+        if let Some(max) = self.config.max_retransmissions {
+            if p.retransmissions >= max {
+                let (message, lane, internal) = (p.message, p.lane, p.internal);
+                self.drop_message(message);
+                let text = format!(
+                    "a message fragment was not acknowledged after {max} retransmissions; the message was abandoned"
+                );
+                if internal {
+                    tracing::warn!(%text, "internal message abandoned");
+                } else {
+                    self.emit_error(ErrorKind::RetransmissionsExhausted, text, Some(lane));
+                }
+                return;
+            }
+        }
+        p.retransmissions += 1;
+        StatsCounters::add(&self.shared.stats.retransmissions, 1);
+        tracing::debug!(
+            set = id.set_id,
+            position = id.position,
+            attempt = p.retransmissions,
+            "retransmitting"
+        );
+        match &p.dest {
+            Dest::Reply { tag, .. } => {
+                let (tag, lane) = (*tag, p.lane);
+                self.pending.insert(id, p);
+                // Needs a fresh SURB; not counted on the app's lane.
+                self.push_waiting(tag, id, lane, true, false);
+                self.pump_replies(tag);
+            }
+            Dest::Recipient(_) => {
+                self.pending.insert(id, p);
+                self.lanes.push(QueueLane::Retransmit, id, false);
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        for d in self.reassembler.purge(now) {
+            tracing::warn!(
+                set = d.set_id,
+                received = d.received,
+                total = d.total,
+                "incomplete message timed out"
+            );
+        }
+        let max_age = self.config.reply_surbs.max_key_age;
+        while let Some((digest, at)) = self.reply_key_order.front().copied() {
+            if now.saturating_duration_since(at) < max_age {
+                break;
+            }
+            self.reply_key_order.pop_front();
+            if self.reply_keys.get(&digest).is_some_and(|(_, t)| *t == at) {
+                self.reply_keys.remove(&digest);
+            }
+        }
+        // Re-ask for SURBs, or give up.
+        let retry = self.config.reply_surbs.request_retry;
+        let max_attempts = self.config.reply_surbs.max_request_attempts;
+        let due: Vec<(SenderTag, bool)> = self
+            .stores
+            .iter()
+            .filter(|(_, s)| !s.waiting.is_empty())
+            .filter_map(|(t, s)| match s.request_sent {
+                Some(at) if now.saturating_duration_since(at) >= retry => {
+                    Some((*t, s.request_attempts >= max_attempts))
+                }
+                _ => None,
+            })
+            .collect();
+        for (tag, give_up) in due {
+            if give_up {
+                self.fail_waiting(tag, "the sender did not provide more reply SURBs");
+            } else if let Some(s) = self.stores.get_mut(&tag) {
+                s.request_sent = None;
+                self.pump_replies(tag);
+            }
+        }
+    }
+}
+
+enum SendResult {
+    Sent,
+    Blocked,
+    Dropped,
+}
+
+enum BuildError {
+    NoSurb,
+    Route(ErrorKind, String),
+    Other(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn id(set_id: i32, position: u8) -> FragmentId {
+        FragmentId { set_id, position }
+    }
+
+    #[test]
+    fn lanes_pop_everything_once_and_in_order_within_a_lane() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut lanes = Lanes::default();
+        for i in 0..10 {
+            lanes.push(QueueLane::General, id(1, i), false);
+            lanes.push(QueueLane::Conn(7), id(2, i), false);
+            lanes.push(QueueLane::Conn(8), id(3, i), false);
+        }
+        lanes.push(QueueLane::Retransmit, id(4, 0), false);
+        assert_eq!(lanes.total, 31);
+        let mut seen: HashMap<i32, Vec<u8>> = HashMap::new();
+        while let Some((_, f)) = lanes.pop(&mut rng) {
+            seen.entry(f.set_id).or_default().push(f.position);
+        }
+        assert_eq!(lanes.total, 0);
+        for set in 1..=3 {
+            assert_eq!(seen[&set], (0..10).collect::<Vec<u8>>());
+        }
+        assert_eq!(seen[&4], vec![0]);
+        assert!(lanes.conns.is_empty());
+    }
+
+    #[test]
+    fn lanes_pick_lanes_at_random() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut first_from_conn = 0;
+        for _ in 0..200 {
+            let mut lanes = Lanes::default();
+            lanes.push(QueueLane::General, id(1, 0), false);
+            lanes.push(QueueLane::Conn(1), id(2, 0), false);
+            if let Some((QueueLane::Conn(1), _)) = lanes.pop(&mut rng) {
+                first_from_conn += 1;
+            }
+        }
+        assert!((40..=160).contains(&first_from_conn), "{first_from_conn}");
+    }
+
+    #[test]
+    fn closing_a_lane_returns_its_fragments() {
+        let mut lanes = Lanes::default();
+        lanes.push(QueueLane::Conn(5), id(1, 1), false);
+        lanes.push(QueueLane::Conn(5), id(1, 2), false);
+        lanes.push(QueueLane::General, id(2, 1), false);
+        assert_eq!(lanes.close(5), vec![id(1, 1), id(1, 2)]);
+        assert_eq!(lanes.close(5), vec![]);
+        assert_eq!(lanes.total, 1);
+    }
+
+    #[test]
+    fn front_pushes_jump_the_queue() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut lanes = Lanes::default();
+        lanes.push(QueueLane::Retransmit, id(1, 1), false);
+        lanes.push(QueueLane::Retransmit, id(1, 2), true);
+        assert_eq!(lanes.pop(&mut rng).map(|(_, f)| f), Some(id(1, 2)));
+    }
+
+    #[test]
+    fn exponential_samples_have_roughly_the_mean() {
+        let mut rng = StdRng::seed_from_u64(4);
+        assert_eq!(exp_sample(&mut rng, Duration::ZERO), Duration::ZERO);
+        let n = 20_000u32;
+        let total: Duration = (0..n)
+            .map(|_| exp_sample(&mut rng, Duration::from_millis(20)))
+            .sum();
+        let mean = total / n;
+        assert!(
+            mean > Duration::from_millis(18) && mean < Duration::from_millis(22),
+            "{mean:?}"
+        );
+    }
+}

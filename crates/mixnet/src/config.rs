@@ -1,0 +1,240 @@
+//! Per-identity settings, with nym-client's defaults.
+
+use std::time::Duration;
+
+use nymd_proto::chunking::ReassemblyConfig;
+use nymd_proto::{PacketSize, SphinxVersion};
+
+use crate::topology::TopologySource;
+
+/// Reply-SURB settings (nym-client defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplySurbConfig {
+    /// Ask for more SURBs when fewer than this remain for a tag (10).
+    pub min_surb_threshold: usize,
+    /// Keep at most this many SURBs per tag when asking (200).
+    pub max_surb_threshold: usize,
+    /// Smallest amount asked for in one request (10).
+    pub min_request: u32,
+    /// Largest amount asked for in one request (50).
+    pub max_request: u32,
+    /// Most SURBs handed out in answer to one request (500).
+    pub max_accepted_request: u32,
+    /// Ask again when a request got no answer within this (10 s).
+    pub request_retry: Duration,
+    /// Give up on waiting replies after this many requests (5).
+    pub max_request_attempts: u32,
+    /// Keys of SURBs we handed out expire after this (24 h).
+    pub max_key_age: Duration,
+    /// Most received SURBs stored per sender tag (oldest dropped).
+    pub max_stored_per_tag: usize,
+    /// Most sender tags with stored SURBs (least recently filled dropped).
+    pub max_tags: usize,
+    /// Most reply keys remembered (oldest dropped).
+    pub max_reply_keys: usize,
+}
+
+impl Default for ReplySurbConfig {
+    fn default() -> Self {
+        Self {
+            min_surb_threshold: 10,
+            max_surb_threshold: 200,
+            min_request: 10,
+            max_request: 50,
+            max_accepted_request: 500,
+            request_retry: Duration::from_secs(10),
+            max_request_attempts: 5,
+            max_key_age: Duration::from_secs(24 * 60 * 60),
+            max_stored_per_tag: 2_000,
+            max_tags: 1_000,
+            max_reply_keys: 200_000,
+        }
+    }
+}
+
+/// Gateway connection settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    /// Deadline for each step of connect, handshake and authentication.
+    pub response_timeout: Duration,
+    /// First reconnection delay; doubled on each failure.
+    pub reconnect_initial_backoff: Duration,
+    /// Largest reconnection delay.
+    pub reconnect_max_backoff: Duration,
+    /// Interval of websocket pings (RTT measurement and liveness).
+    pub keepalive: Duration,
+    /// The connection is declared dead after this long without any frame.
+    pub dead_after: Duration,
+    /// Outgoing frames buffered towards the gateway socket.
+    pub send_buffer: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            response_timeout: Duration::from_secs(10),
+            reconnect_initial_backoff: Duration::from_millis(500),
+            reconnect_max_backoff: Duration::from_secs(30),
+            keepalive: Duration::from_secs(20),
+            dead_after: Duration::from_secs(60),
+            send_buffer: 128,
+        }
+    }
+}
+
+/// Settings of one client identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// Mean per-hop delay of data packets (15 ms).
+    pub average_packet_delay: Duration,
+    /// Mean per-hop delay of acks (15 ms).
+    pub average_ack_delay: Duration,
+    /// Mean gap of the main Poisson stream (20 ms).
+    pub message_sending_average_delay: Duration,
+    /// Mean gap of the loop cover stream (200 ms).
+    pub loop_cover_average_delay: Duration,
+    /// Send real packets at once instead of on the main Poisson stream
+    /// (which then sends no cover either).
+    pub disable_main_poisson: bool,
+    /// Turn the separate loop cover stream off.
+    pub disable_loop_cover: bool,
+    /// Test switch: every per-hop delay (packets and acks) is zero.
+    pub disable_delays: bool,
+    /// Ack timeout = total route delay × this + `ack_wait_addition` (1.5).
+    pub ack_wait_multiplier: f64,
+    /// See `ack_wait_multiplier` (1.5 s).
+    pub ack_wait_addition: Duration,
+    /// Give up on a fragment after this many retransmissions (None:
+    /// never, as nym-client).
+    pub max_retransmissions: Option<u32>,
+    /// Packet size of real traffic and cover (Regular).
+    pub packet_size: PacketSize,
+    /// Sphinx version of data packets, their SURB-ACKs and reply SURBs
+    /// (259, as a stock 2026.9 client). Cover always uses 258.
+    pub sphinx_version: SphinxVersion,
+    /// Reply-SURB settings.
+    pub reply_surbs: ReplySurbConfig,
+    /// Reassembly bounds.
+    pub reassembly: ReassemblyConfig,
+    /// Bytes of received messages held for a slow subscriber before the
+    /// client stops reading from its gateway (backpressure, nothing dropped).
+    pub received_buffer_bytes: usize,
+    /// Packets queued for sending before `send` waits.
+    pub max_queued_packets: usize,
+    /// Requests buffered between the handle and the client task.
+    pub request_buffer: usize,
+    /// Events buffered in a subscription channel.
+    pub event_buffer: usize,
+    /// Gateway connection settings.
+    pub gateway: GatewayConfig,
+    /// Topology source for this identity; `None` uses the daemon default.
+    pub topology: Option<TopologySource>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            average_packet_delay: Duration::from_millis(15),
+            average_ack_delay: Duration::from_millis(15),
+            message_sending_average_delay: Duration::from_millis(20),
+            loop_cover_average_delay: Duration::from_millis(200),
+            disable_main_poisson: false,
+            disable_loop_cover: false,
+            disable_delays: false,
+            ack_wait_multiplier: 1.5,
+            ack_wait_addition: Duration::from_millis(1500),
+            max_retransmissions: None,
+            packet_size: PacketSize::Regular,
+            sphinx_version: SphinxVersion::Seeds259,
+            reply_surbs: ReplySurbConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            received_buffer_bytes: 64 * 1024 * 1024,
+            max_queued_packets: 16 * 1024,
+            request_buffer: 64,
+            event_buffer: 256,
+            gateway: GatewayConfig::default(),
+            topology: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Nym's defaults with cover traffic, the Poisson rate limit and all
+    /// per-hop delays off (nym-client's `--no-cover` plus zero delays).
+    pub fn for_tests() -> Self {
+        Self {
+            disable_main_poisson: true,
+            disable_loop_cover: true,
+            disable_delays: true,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn packet_mean(&self) -> Duration {
+        if self.disable_delays {
+            Duration::ZERO
+        } else {
+            self.average_packet_delay
+        }
+    }
+
+    pub(crate) fn ack_mean(&self) -> Duration {
+        if self.disable_delays {
+            Duration::ZERO
+        } else {
+            self.average_ack_delay
+        }
+    }
+
+    pub(crate) fn ack_timeout(&self, total_delay: Duration) -> Duration {
+        let m = if self.ack_wait_multiplier.is_finite() && self.ack_wait_multiplier > 0.0 {
+            self.ack_wait_multiplier
+        } else {
+            1.5
+        };
+        total_delay
+            .mul_f64(m)
+            .saturating_add(self.ack_wait_addition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nym_defaults() {
+        let c = ClientConfig::default();
+        assert_eq!(c.average_packet_delay, Duration::from_millis(15));
+        assert_eq!(c.average_ack_delay, Duration::from_millis(15));
+        assert_eq!(c.message_sending_average_delay, Duration::from_millis(20));
+        assert_eq!(c.loop_cover_average_delay, Duration::from_millis(200));
+        assert!(!c.disable_main_poisson && !c.disable_loop_cover && !c.disable_delays);
+        assert_eq!(c.max_retransmissions, None);
+        let r = ReplySurbConfig::default();
+        assert_eq!(
+            (
+                r.min_surb_threshold,
+                r.max_surb_threshold,
+                r.min_request,
+                r.max_request
+            ),
+            (10, 200, 10, 50)
+        );
+        assert_eq!(r.max_accepted_request, 500);
+    }
+
+    #[test]
+    fn ack_timeout_is_delay_times_multiplier_plus_addition() {
+        let c = ClientConfig::default();
+        assert_eq!(c.ack_timeout(Duration::ZERO), Duration::from_millis(1500));
+        assert_eq!(
+            c.ack_timeout(Duration::from_secs(2)),
+            Duration::from_millis(4500)
+        );
+        let t = ClientConfig::for_tests();
+        assert_eq!(t.packet_mean(), Duration::ZERO);
+        assert_eq!(t.ack_mean(), Duration::ZERO);
+        assert_eq!(c.packet_mean(), Duration::from_millis(15));
+    }
+}

@@ -1,0 +1,446 @@
+//! Topology sources and the cache shared by every identity of a daemon.
+//!
+//! One [`Shared`] per daemon holds the HTTP client and one cache per topology
+//! source. A cache fetches once when the first identity needs it, then a
+//! background task refreshes it every `refresh_interval` (5 min). A failed
+//! refresh keeps the last good topology; after `max_refresh_failures` (10)
+//! consecutive failures the topology is cleared until a refresh succeeds
+//! (nym-client's behaviour). The task ends when no identity uses the source.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use nymd_proto::keys::VerifyingKey;
+use nymd_proto::topology::api::{
+    PageCollector, PageProgress, RewardedSetResponse, SkimmedNodesResponse,
+    SkimmedNodesWithMetadata,
+};
+use nymd_proto::topology::{NymTopology, PerformanceThresholds};
+pub use reqwest::Url;
+use serde_json::de::from_slice;
+use tokio::sync::watch;
+
+use crate::error::ClientError;
+use crate::gateway::WarmConnection;
+
+/// nym-api route: key-rotation schedule.
+pub const ROUTE_KEY_ROTATION: &str = "v1/epoch/key-rotation-info";
+/// nym-api route: rewarded set.
+pub const ROUTE_REWARDED_SET: &str = "v1/nym-nodes/rewarded-set";
+/// nym-api route: active mixnodes (paged).
+pub const ROUTE_MIXNODES: &str = "v2/unstable/nym-nodes/skimmed/mixnodes/active";
+/// nym-api route: entry gateways (paged).
+pub const ROUTE_GATEWAYS: &str = "v2/unstable/nym-nodes/skimmed/entry-gateways";
+
+/// Nym mainnet's nym-api.
+pub const MAINNET_NYM_API: &str = "https://validator.nymtech.net/api/";
+
+/// Largest nym-api response body read.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Most pages read for one listing.
+const MAX_PAGES: u32 = 1_000;
+
+/// Where an identity gets its view of the network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopologySource {
+    /// nym-api base URLs (tried in turn; a failing one rotates to the end).
+    NymApi(Vec<Url>),
+    /// A topology file in nym-client's `--custom-mixnet` format, re-read on
+    /// every refresh.
+    File(PathBuf),
+    /// A fixed topology (tests, embedded networks).
+    Fixed(NymTopology),
+}
+
+impl TopologySource {
+    fn cache_key(&self) -> Option<String> {
+        match self {
+            TopologySource::NymApi(urls) => Some(format!(
+                "api:{}",
+                urls.iter().map(Url::as_str).collect::<Vec<_>>().join(" ")
+            )),
+            TopologySource::File(p) => Some(format!("file:{}", p.display())),
+            TopologySource::Fixed(_) => None,
+        }
+    }
+}
+
+/// Daemon-wide settings of [`Shared`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedConfig {
+    /// Source used by identities whose config names none.
+    pub default_source: TopologySource,
+    /// Refresh period (5 min).
+    pub refresh_interval: Duration,
+    /// Consecutive failed refreshes tolerated before the topology is
+    /// cleared (10).
+    pub max_refresh_failures: u32,
+    /// Timeout of one HTTP request.
+    pub http_timeout: Duration,
+    /// Performance filter for nym-api topologies (50 % / 50 %).
+    pub thresholds: PerformanceThresholds,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        let mainnet = Url::parse(MAINNET_NYM_API)
+            .map(|u| vec![u])
+            .unwrap_or_default();
+        Self {
+            default_source: TopologySource::NymApi(mainnet),
+            refresh_interval: Duration::from_secs(5 * 60),
+            max_refresh_failures: 10,
+            http_timeout: Duration::from_secs(30),
+            thresholds: PerformanceThresholds::default(),
+        }
+    }
+}
+
+type TopologyState = Option<Arc<NymTopology>>;
+
+struct CacheEntry {
+    rx: watch::Receiver<TopologyState>,
+}
+
+/// A live view of one source's topology, shared by identities.
+#[derive(Clone)]
+pub struct TopologyHandle {
+    entry: Arc<CacheEntry>,
+}
+
+impl std::fmt::Debug for TopologyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyHandle")
+            .field("available", &self.current().is_some())
+            .finish()
+    }
+}
+
+impl TopologyHandle {
+    /// The current topology, `None` after too many failed refreshes.
+    pub fn current(&self) -> Option<Arc<NymTopology>> {
+        self.entry.rx.borrow().clone()
+    }
+
+    /// Watch for changes.
+    pub fn watch(&self) -> watch::Receiver<TopologyState> {
+        self.entry.rx.clone()
+    }
+
+    fn fixed(topology: NymTopology) -> Self {
+        let (_tx, rx) = watch::channel(Some(Arc::new(topology)));
+        Self {
+            entry: Arc::new(CacheEntry { rx }),
+        }
+    }
+}
+
+pub(crate) struct SharedInner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) config: SharedConfig,
+    caches: tokio::sync::Mutex<HashMap<String, Weak<CacheEntry>>>,
+    /// Connections left open by `register` for `start` to take over (so
+    /// that messages the gateway pushes right after registration are kept).
+    pub(crate) warm: Mutex<HashMap<[u8; 32], WarmConnection>>,
+}
+
+/// Resources shared by every identity of a daemon: the HTTP client and the
+/// topology caches. Cheap to clone.
+#[derive(Clone)]
+pub struct Shared {
+    pub(crate) inner: Arc<SharedInner>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Build the shared resources. Installs rustls' ring provider as the
+    /// process default if none is installed yet.
+    pub fn new(config: SharedConfig) -> Result<Self, ClientError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(config.http_timeout)
+            .connect_timeout(config.http_timeout)
+            .user_agent(concat!("nymd/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            inner: Arc::new(SharedInner {
+                http,
+                config,
+                caches: tokio::sync::Mutex::new(HashMap::new()),
+                warm: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// The daemon settings.
+    pub fn config(&self) -> &SharedConfig {
+        &self.inner.config
+    }
+
+    /// The topology of `source` (the default source when `None`). The first
+    /// call for a source fetches it and fails if that fetch fails; later
+    /// calls share the cache and its refresher.
+    pub async fn topology(
+        &self,
+        source: Option<&TopologySource>,
+    ) -> Result<TopologyHandle, ClientError> {
+        let source = source.unwrap_or(&self.inner.config.default_source);
+        let Some(key) = source.cache_key() else {
+            if let TopologySource::Fixed(t) = source {
+                return Ok(TopologyHandle::fixed(t.clone()));
+            }
+            return Err(ClientError::Topology("unsupported source".into()));
+        };
+        let mut caches = self.inner.caches.lock().await;
+        caches.retain(|_, w| w.strong_count() > 0);
+        if let Some(entry) = caches.get(&key).and_then(Weak::upgrade) {
+            return Ok(TopologyHandle { entry });
+        }
+        let mut fetcher = Fetcher::new(self.inner.http.clone(), source.clone(), &self.inner.config);
+        if let TopologySource::NymApi(_) = source {
+            fetcher.check_key_rotation().await;
+        }
+        let first = fetcher.fetch().await.map_err(ClientError::Topology)?;
+        let (tx, rx) = watch::channel(Some(Arc::new(first)));
+        let entry = Arc::new(CacheEntry { rx });
+        caches.insert(key, Arc::downgrade(&entry));
+        let interval = self.inner.config.refresh_interval;
+        let max_failures = self.inner.config.max_refresh_failures;
+        tokio::spawn(refresher(fetcher, tx, interval, max_failures));
+        Ok(TopologyHandle { entry })
+    }
+
+    pub(crate) fn take_warm(&self, client: &[u8; 32]) -> Option<WarmConnection> {
+        let mut warm = self.inner.warm.lock().ok()?;
+        warm.retain(|_, w| w.created.elapsed() < WARM_MAX_AGE);
+        warm.remove(client)
+    }
+
+    pub(crate) fn put_warm(&self, client: [u8; 32], conn: WarmConnection) {
+        if let Ok(mut warm) = self.inner.warm.lock() {
+            warm.retain(|_, w| w.created.elapsed() < WARM_MAX_AGE);
+            warm.insert(client, conn);
+        }
+    }
+}
+
+/// How long a connection left open by `register` waits for `start`.
+const WARM_MAX_AGE: Duration = Duration::from_secs(60);
+
+async fn refresher(
+    mut fetcher: Fetcher,
+    tx: watch::Sender<TopologyState>,
+    interval: Duration,
+    max_failures: u32,
+) {
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        match fetcher.fetch().await {
+            Ok(t) => {
+                failures = 0;
+                tx.send_replace(Some(Arc::new(t)));
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures > max_failures {
+                    tracing::warn!(error = %e, failures, "topology refresh failed again; clearing the topology");
+                    tx.send_replace(None);
+                } else {
+                    tracing::warn!(error = %e, failures, "failed to obtain new network topology; keeping the old one");
+                }
+            }
+        }
+    }
+}
+
+struct Fetcher {
+    http: reqwest::Client,
+    source: TopologySource,
+    thresholds: PerformanceThresholds,
+}
+
+impl Fetcher {
+    fn new(http: reqwest::Client, source: TopologySource, config: &SharedConfig) -> Self {
+        Self {
+            http,
+            source,
+            thresholds: config.thresholds,
+        }
+    }
+
+    async fn fetch(&mut self) -> Result<NymTopology, String> {
+        match &mut self.source {
+            TopologySource::Fixed(t) => Ok(t.clone()),
+            TopologySource::File(path) => {
+                let bytes = std::fs::read(&*path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                NymTopology::from_file_slice(&bytes).map_err(|e| {
+                    format!(
+                        "failed to load custom topology using path '{}'. detailed message: {e}",
+                        path.display()
+                    )
+                })
+            }
+            TopologySource::NymApi(urls) => {
+                if urls.is_empty() {
+                    return Err("no nym-api URL configured".into());
+                }
+                let mut last = String::new();
+                for _ in 0..urls.len() {
+                    let Some(base) = urls.first().cloned() else {
+                        break;
+                    };
+                    match fetch_from_api(&self.http, &base, self.thresholds).await {
+                        Ok(t) => return Ok(t),
+                        Err(e) => {
+                            tracing::warn!(api = %base, error = %e, "failed to get network nodes");
+                            last = e;
+                            urls.rotate_left(1);
+                        }
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+
+    /// nym-client reads the key-rotation schedule at start. The parity
+    /// used for packets comes from the node listings' metadata, so a
+    /// failure here is only logged.
+    async fn check_key_rotation(&self) {
+        if let TopologySource::NymApi(urls) = &self.source {
+            if let Some(base) = urls.first() {
+                match get_json::<nymd_proto::topology::api::KeyRotationInfoResponse>(
+                    &self.http,
+                    base,
+                    ROUTE_KEY_ROTATION,
+                    None,
+                )
+                .await
+                {
+                    Ok(info) => {
+                        tracing::debug!(rotation = ?info.current_key_rotation_id(), "key rotation info")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not read key-rotation-info"),
+                }
+            }
+        }
+    }
+}
+
+fn join(base: &Url, route: &str) -> Result<Url, String> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let p = format!("{}/", base.path());
+        base.set_path(&p);
+    }
+    base.join(route)
+        .map_err(|e| format!("bad URL {base}{route}: {e}"))
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    base: &Url,
+    route: &str,
+    page: Option<u32>,
+) -> Result<T, String> {
+    let mut url = join(base, route)?;
+    if let Some(p) = page {
+        url.query_pairs_mut().append_pair("page", &p.to_string());
+    }
+    let mut resp = http
+        .get(url.clone())
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("GET {url}: response larger than {MAX_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    from_slice(&body).map_err(|e| format!("GET {url}: {e}"))
+}
+
+async fn get_listing(
+    http: &reqwest::Client,
+    base: &Url,
+    route: &str,
+) -> Result<SkimmedNodesWithMetadata, String> {
+    let mut collector = PageCollector::new();
+    let mut page = 0u32;
+    loop {
+        let resp: SkimmedNodesResponse = get_json(http, base, route, Some(page)).await?;
+        match collector.push(resp).map_err(|e| e.to_string())? {
+            PageProgress::Complete => break,
+            PageProgress::NeedPage(p) if p < MAX_PAGES => page = p,
+            PageProgress::NeedPage(_) => return Err("too many pages".into()),
+        }
+    }
+    collector.finish().map_err(|e| e.to_string())
+}
+
+async fn fetch_from_api(
+    http: &reqwest::Client,
+    base: &Url,
+    thresholds: PerformanceThresholds,
+) -> Result<NymTopology, String> {
+    let started = Instant::now();
+    let (rewarded, mixnodes, gateways) = tokio::try_join!(
+        get_json::<RewardedSetResponse>(http, base, ROUTE_REWARDED_SET, None),
+        get_listing(http, base, ROUTE_MIXNODES),
+        get_listing(http, base, ROUTE_GATEWAYS),
+    )?;
+    let topology = NymTopology::from_api(&rewarded, &mixnodes, &gateways, thresholds)
+        .map_err(|e| e.to_string())?;
+    if !topology.is_routable() {
+        return Err(
+            "the current filtered active topology can't be used to construct any packets".into(),
+        );
+    }
+    tracing::debug!(nodes = topology.nodes().len(), took = ?started.elapsed(), "fetched topology");
+    Ok(topology)
+}
+
+/// Gateways a new identity may register with: the rewarded entry gateways
+/// that announce a websocket, or (topology files often have no entry set)
+/// any node declaring the entry role.
+pub(crate) fn gateway_candidates(
+    topology: &NymTopology,
+) -> Vec<(VerifyingKey, String, Option<String>)> {
+    let collect = |nodes: Vec<&nymd_proto::topology::RoutingNode>| {
+        nodes
+            .into_iter()
+            .filter_map(|n| {
+                let l = n.ws_listeners(false)?;
+                Some((n.identity_key, l.primary, l.fallback))
+            })
+            .collect::<Vec<_>>()
+    };
+    let rewarded = collect(topology.entry_gateways().collect());
+    if !rewarded.is_empty() {
+        return rewarded;
+    }
+    collect(topology.entry_capable_nodes().collect())
+}

@@ -1,0 +1,345 @@
+//! Keys, registrations, requests, events and statistics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nymd_proto::keys::{
+    AckKey, EncryptionKeyPair, GatewaySharedKey, IdentityKeyPair, VerifyingKey,
+};
+use nymd_proto::{Recipient, SenderTag};
+use rand::{CryptoRng, RngCore};
+use tokio::sync::{mpsc, Notify};
+
+use crate::gateway::AuthClock;
+
+/// The long-term keys of one client identity.
+#[derive(Clone)]
+pub struct ClientKeys {
+    /// ed25519 identity (the address's first part; the gateway knows the
+    /// client by it).
+    pub identity: IdentityKeyPair,
+    /// x25519 key that packets to us are encrypted for.
+    pub encryption: EncryptionKeyPair,
+    /// AES key of our acks.
+    pub ack: AckKey,
+}
+
+impl std::fmt::Debug for ClientKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKeys")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientKeys {
+    /// Fresh keys.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        Self {
+            identity: IdentityKeyPair::generate(rng),
+            encryption: EncryptionKeyPair::generate(rng),
+            ack: AckKey::generate(rng),
+        }
+    }
+
+    /// Our address behind `gateway`.
+    pub fn address(&self, gateway: VerifyingKey) -> Recipient {
+        Recipient::new(self.identity.public(), self.encryption.public(), gateway)
+    }
+}
+
+/// What registering with a gateway produced; the daemon persists it.
+#[derive(Clone)]
+pub struct GatewayRegistration {
+    /// The gateway's ed25519 identity.
+    pub gateway_id: [u8; 32],
+    /// Websocket URL to dial (`ws://host:port`).
+    pub listener: String,
+    /// Second URL to try when the first fails.
+    pub fallback_listener: Option<String>,
+    /// The key agreed in the handshake.
+    pub shared_key: GatewaySharedKey,
+    /// Last `authenticateV2` timestamp used (seconds); later requests use
+    /// strictly larger ones. 0 when unknown.
+    pub last_auth_timestamp: u64,
+}
+
+impl std::fmt::Debug for GatewayRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayRegistration")
+            .field("gateway_id", &bs58_str(&self.gateway_id))
+            .field("listener", &self.listener)
+            .field("fallback_listener", &self.fallback_listener)
+            .field("last_auth_timestamp", &self.last_auth_timestamp)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn bs58_str(b: &[u8]) -> String {
+    bs58::encode(b).into_string()
+}
+
+/// How `register` picks a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewaySelection {
+    /// This gateway (ed25519 identity).
+    Given([u8; 32]),
+    /// Uniformly at random among the entry gateways.
+    UniformRandom,
+    /// The one answering a websocket connection fastest (of up to 16
+    /// random candidates).
+    LatencyBased,
+}
+
+/// A sending lane: nym-client's general lane or a per-connection lane
+/// (connection ids come from the app).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// No connection id.
+    General,
+    /// The app's connection id.
+    Connection(u64),
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutgoingMessage {
+    /// `send`: the recipient sees no sender tag.
+    Plain {
+        /// Recipient.
+        recipient: Recipient,
+        /// Bytes.
+        data: Vec<u8>,
+        /// Lane.
+        lane: Lane,
+    },
+    /// `sendAnonymous`: attaches `reply_surbs` reply SURBs and our sender
+    /// tag for this recipient.
+    Anonymous {
+        /// Recipient.
+        recipient: Recipient,
+        /// Bytes.
+        data: Vec<u8>,
+        /// SURBs to attach.
+        reply_surbs: u32,
+        /// Lane.
+        lane: Lane,
+    },
+    /// `reply`: through SURBs received from `sender_tag`.
+    Reply {
+        /// Who to answer.
+        sender_tag: SenderTag,
+        /// Bytes.
+        data: Vec<u8>,
+        /// Lane.
+        lane: Lane,
+    },
+}
+
+/// A message that arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Present when the sender used `sendAnonymous`.
+    pub sender_tag: Option<SenderTag>,
+}
+
+/// Failures an app should hear about (stock nym-client only logs them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The recipient's gateway is not in the current topology.
+    RecipientGatewayUnknown,
+    /// A fragment was retransmitted `max_retransmissions` times without an
+    /// ack; the message was abandoned.
+    RetransmissionsExhausted,
+    /// No reply SURBs for the sender tag, and none could be obtained.
+    NoReplySurbs,
+    /// No usable topology: packets cannot be built.
+    TopologyUnavailable,
+    /// Any other failure to prepare a message.
+    SendFailed,
+}
+
+/// Gateway connection state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GatewayState {
+    /// Authenticated and forwarding.
+    Connected,
+    /// Lost; reconnecting with backoff.
+    #[default]
+    Reconnecting,
+    /// Shut down.
+    Closed,
+}
+
+impl GatewayState {
+    fn to_u8(self) -> u8 {
+        match self {
+            GatewayState::Connected => 0,
+            GatewayState::Reconnecting => 1,
+            GatewayState::Closed => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => GatewayState::Connected,
+            1 => GatewayState::Reconnecting,
+            _ => GatewayState::Closed,
+        }
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A reassembled message.
+    Received(ReceivedMessage),
+    /// Something the app should be told about.
+    Error {
+        /// Category.
+        kind: ErrorKind,
+        /// Detail.
+        message: String,
+        /// The lane of the affected message, when known.
+        lane: Option<Lane>,
+    },
+    /// The gateway connection changed state.
+    GatewayStatus(GatewayState),
+}
+
+impl ClientEvent {
+    pub(crate) fn weight(&self) -> usize {
+        64 + match self {
+            ClientEvent::Received(m) => m.data.len(),
+            ClientEvent::Error { message, .. } => message.len(),
+            ClientEvent::GatewayStatus(_) => 0,
+        }
+    }
+}
+
+/// A snapshot of counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Real (data, reply, ack-requesting) packets sent.
+    pub real_packets_sent: u64,
+    /// Bytes of their gateway frames.
+    pub real_bytes_sent: u64,
+    /// Loop cover packets sent.
+    pub cover_packets_sent: u64,
+    /// Bytes of their gateway frames.
+    pub cover_bytes_sent: u64,
+    /// Real message packets received.
+    pub real_packets_received: u64,
+    /// Bytes of those pushed plaintexts.
+    pub real_bytes_received: u64,
+    /// Loop cover packets received.
+    pub cover_packets_received: u64,
+    /// Acks of real fragments received.
+    pub acks_received: u64,
+    /// Fragments retransmitted.
+    pub retransmissions: u64,
+    /// Whole messages delivered.
+    pub messages_received: u64,
+    /// Packets queued for sending (all lanes, including replies waiting
+    /// for SURBs).
+    pub queued_packets: u64,
+    /// Fragments sent but not acknowledged yet.
+    pub unacked_fragments: u64,
+    /// Gateway connection state.
+    pub gateway_state: GatewayState,
+    /// Last measured websocket round trip to the gateway.
+    pub gateway_rtt: Option<Duration>,
+    /// Successful reconnections.
+    pub reconnects: u64,
+    /// Bandwidth the gateway last reported, bytes.
+    pub bandwidth_remaining: i64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StatsCounters {
+    pub real_packets_sent: AtomicU64,
+    pub real_bytes_sent: AtomicU64,
+    pub cover_packets_sent: AtomicU64,
+    pub cover_bytes_sent: AtomicU64,
+    pub real_packets_received: AtomicU64,
+    pub real_bytes_received: AtomicU64,
+    pub cover_packets_received: AtomicU64,
+    pub acks_received: AtomicU64,
+    pub retransmissions: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub queued_packets: AtomicU64,
+    pub unacked_fragments: AtomicU64,
+    pub gateway_state: AtomicU8,
+    pub gateway_rtt_us: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub bandwidth_remaining: AtomicI64,
+}
+
+impl StatsCounters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_state(&self, s: GatewayState) {
+        self.gateway_state.store(s.to_u8(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> ClientStats {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let rtt = l(&self.gateway_rtt_us);
+        ClientStats {
+            real_packets_sent: l(&self.real_packets_sent),
+            real_bytes_sent: l(&self.real_bytes_sent),
+            cover_packets_sent: l(&self.cover_packets_sent),
+            cover_bytes_sent: l(&self.cover_bytes_sent),
+            real_packets_received: l(&self.real_packets_received),
+            real_bytes_received: l(&self.real_bytes_received),
+            cover_packets_received: l(&self.cover_packets_received),
+            acks_received: l(&self.acks_received),
+            retransmissions: l(&self.retransmissions),
+            messages_received: l(&self.messages_received),
+            queued_packets: l(&self.queued_packets),
+            unacked_fragments: l(&self.unacked_fragments),
+            gateway_state: GatewayState::from_u8(self.gateway_state.load(Ordering::Relaxed)),
+            gateway_rtt: (rtt > 0).then(|| Duration::from_micros(rtt)),
+            reconnects: l(&self.reconnects),
+            bandwidth_remaining: self.bandwidth_remaining.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    pub new_subscriber: Option<mpsc::Sender<ClientEvent>>,
+    pub closed_lanes: Vec<u64>,
+}
+
+/// State shared between a [`crate::ClientHandle`] and its task.
+#[derive(Debug, Default)]
+pub(crate) struct HandleShared {
+    pub stats: StatsCounters,
+    /// Queued packets per connection lane.
+    pub lanes: Mutex<HashMap<u64, usize>>,
+    pub control: Mutex<Control>,
+    pub notify: Notify,
+    pub clock: AuthClock,
+}
+
+impl HandleShared {
+    pub(crate) fn lane_adjust(&self, lane: Lane, delta: isize) {
+        let Lane::Connection(c) = lane else {
+            return;
+        };
+        if let Ok(mut m) = self.lanes.lock() {
+            let e = m.entry(c).or_insert(0);
+            *e = e.saturating_add_signed(delta);
+            if *e == 0 {
+                m.remove(&c);
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Command-line interface of the `nymd` binary.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// nymd runs Nym mixnet client identities for other programs. Each identity
+/// serves nym-client's websocket API on its own port; manage them with
+/// `nymctl`.
+#[derive(Debug, Parser)]
+#[command(name = "nymd", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file [default: /etc/nymd/nymd.toml, if it exists].
+    #[arg(long, env = "NYMD_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Where identities are stored [default: /var/lib/nymd as root, else $XDG_DATA_HOME/nymd].
+    #[arg(long, env = "NYMD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Control socket [default: /run/nymd/nymd.sock as root, else $XDG_RUNTIME_DIR/nymd/nymd.sock].
+    #[arg(long, env = "NYMD_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Start the embedded local mixnet in-process and point every identity at
+    /// it. With an empty store, identity `default` is created on port 1977.
+    #[arg(long, conflicts_with_all = ["nym_api", "topology_file"])]
+    pub localnet: bool,
+
+    /// nym-api base URL to fetch the topology from (repeatable) [default: Nym mainnet].
+    #[arg(long = "nym-api", value_name = "URL")]
+    pub nym_api: Vec<String>,
+
+    /// Use a fixed topology file (nym-client's --custom-mixnet format).
+    #[arg(long, value_name = "FILE", conflicts_with = "nym_api")]
+    pub topology_file: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug, trace [default: from the config file, else info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Subcommand; none runs the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the default configuration file (the shipped /etc/nymd/nymd.toml).
+    PrintDefaultConfig,
+}
