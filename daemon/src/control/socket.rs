@@ -5,6 +5,15 @@
 //! the file never exists with a wider mode (a `chmod` after `bind` leaves a
 //! window where anyone can connect; yggdrasil and tailscale had that race).
 //!
+//! Why tokio's `UnixListener` and not `interprocess`: nymd is Linux-only, so
+//! interprocess's portable names add nothing; tokio's stream already gives
+//! the peer's credentials (`peer_cred`, SO_PEERCRED); interprocess's
+//! `mode()` is an `fchmod` before `bind`, which Linux still narrows by the
+//! umask (`unix_bind` uses `i_mode & ~umask`), so under systemd's
+//! `UMask=0077` the socket would come out 0600 and the umask has to be set
+//! anyway; and its name reclamation unlinks an existing file instead of
+//! probing it. One dependency less on a 2-core build.
+//!
 //! The umask is process-wide. While [`bind`] runs, a file or folder created
 //! by another thread gets the socket's umask too (e.g. a 0700 folder would
 //! come out 0600). Call [`bind`] at start-up, before the daemon starts
