@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`appserver`]: nym-client's websocket API on each identity's port.
+//! - [`control`]: the control socket server (`nymctl`, `nym-tui`).
 //! - [`config`]: the daemon config file, environment and defaults.
 //! - [`store`]: the identity store (keys, settings, gateway registration).
 //! - [`fsutil`]: atomic, durable file writes with private modes.
@@ -12,6 +13,7 @@
 pub mod appserver;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod fsutil;
 pub mod manager;
 pub mod run;

@@ -1,0 +1,749 @@
+//! Every message that crosses the control socket.
+//!
+//! A connection carries [`ClientMessage`]s from the client and
+//! [`ServerMessage`]s from the daemon. The client speaks first with
+//! [`Hello`]; the daemon answers [`Welcome`] (or [`ServerMessage::Error`]
+//! and closes). After that the client sends [`Request`]s, each with an id
+//! it chooses, and the daemon answers each with a [`Response`] carrying the
+//! same id, in any order. A [`RequestBody::Subscribe`] request is answered
+//! with [`ResponseBody::Subscribed`], then a [`ServerMessage::Snapshot`],
+//! then [`ServerMessage::Event`]s and [`ServerMessage::Lagged`] notices,
+//! all tagged with the subscription's request id, until the connection
+//! closes.
+//!
+//! Evolution rules (MessagePack with named fields, see [`crate::codec`]):
+//! - a new optional field gets `#[serde(default)]`, so older peers' frames
+//!   still decode, and older peers ignore it;
+//! - a new request, response, event or error code is announced by a
+//!   feature string in [`Welcome::features`]; clients must not send a
+//!   request the daemon does not announce;
+//! - anything else (renaming, removing, changing a type) bumps
+//!   [`crate::PROTOCOL_VERSION`].
+//!
+//! No field is a `HashMap`: the encoding of every message is deterministic,
+//! which the golden fixtures rely on.
+
+use serde::{Deserialize, Serialize};
+
+/// What a client sends.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "messages live briefly between the socket and a handler; boxing would only add allocations"
+)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// The first message on every connection.
+    Hello(Hello),
+    /// A request; only after [`Welcome`].
+    Request(Request),
+}
+
+/// What the daemon sends.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "messages live briefly between the socket and a handler; boxing would only add allocations"
+)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The answer to [`Hello`].
+    Welcome(Welcome),
+    /// The answer to one [`Request`].
+    Response(Response),
+    /// The state at the start of a subscription.
+    Snapshot {
+        /// The request id of the `Subscribe` request.
+        subscription: u64,
+        /// Everything a dashboard needs to draw its first frame.
+        snapshot: Snapshot,
+    },
+    /// One change after the snapshot.
+    Event {
+        /// The request id of the `Subscribe` request.
+        subscription: u64,
+        /// What changed.
+        event: Event,
+    },
+    /// The subscriber read too slowly and `missed` events were dropped for
+    /// it. The daemon never waits for a subscriber; a client that needs an
+    /// exact picture again subscribes anew for a fresh snapshot.
+    Lagged {
+        /// The request id of the `Subscribe` request.
+        subscription: u64,
+        /// How many events were dropped.
+        missed: u64,
+    },
+    /// A connection-level error (bad hello, version mismatch, malformed
+    /// frame). The daemon closes the connection after sending it.
+    Error(IpcError),
+}
+
+/// The client's opening message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`crate::PROTOCOL_VERSION`] of the client.
+    pub protocol_version: u32,
+    /// Who is calling, for logs: `nymctl 0.1.0`, `nym-tui 0.1.0`.
+    pub client_name: String,
+}
+
+/// The daemon's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The daemon's package version, e.g. `0.1.0`.
+    pub daemon_version: String,
+    /// [`crate::PROTOCOL_VERSION`] of the daemon.
+    pub protocol_version: u32,
+    /// Random per daemon start: a client that reconnects and sees another
+    /// value knows the daemon restarted and its snapshot is stale.
+    pub instance_id: String,
+    /// Optional capabilities beyond the base protocol version.
+    pub features: Vec<String>,
+    /// What this connection may do, decided from the peer's credentials.
+    pub tier: Tier,
+}
+
+/// Access level of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Tier {
+    /// Read and subscribe only.
+    Observe,
+    /// Everything, including requests that change state.
+    Operate,
+}
+
+/// A request with the id its answer will carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, unique among its requests in flight.
+    pub id: u64,
+    /// What to do.
+    pub body: RequestBody,
+}
+
+/// One variant per `nymctl` command.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "messages live briefly between the socket and a handler; boxing would only add allocations"
+)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// Create an identity: keys, gateway registration, settings.
+    Init(InitRequest),
+    /// Start a stopped identity.
+    Start {
+        /// Identity name.
+        id: String,
+    },
+    /// Stop a running identity (its keys stay).
+    Stop {
+        /// Identity name.
+        id: String,
+    },
+    /// Stop and start again.
+    Restart {
+        /// Identity name.
+        id: String,
+    },
+    /// Stop an identity and delete it with its keys.
+    Remove {
+        /// Identity name.
+        id: String,
+    },
+    /// Every identity, brief.
+    List,
+    /// One identity in detail, or all.
+    Status {
+        /// Identity name; `None` for all.
+        id: Option<String>,
+    },
+    /// The Nym address of an identity.
+    Address {
+        /// Identity name.
+        id: String,
+    },
+    /// Gateways known from the topology.
+    Gateways {
+        /// Measure the latency to each (slow).
+        latency: bool,
+    },
+    /// A summary of the current topology.
+    Topology,
+    /// Send one message through an identity.
+    Send(SendRequest),
+    /// Start a subscription (see the module docs).
+    Subscribe {
+        /// Only events of this identity (plus daemon-wide ones).
+        identity: Option<String>,
+    },
+    /// Create an identity from existing nym-client key material.
+    Import(ImportRequest),
+    /// Version, uptime, paths of the daemon.
+    DaemonInfo,
+    /// Stop every identity and exit.
+    Shutdown,
+}
+
+impl RequestBody {
+    /// Whether the request changes state, so needs [`Tier::Operate`].
+    pub fn changes_state(&self) -> bool {
+        match self {
+            Self::Init(_)
+            | Self::Start { .. }
+            | Self::Stop { .. }
+            | Self::Restart { .. }
+            | Self::Remove { .. }
+            | Self::Send(_)
+            | Self::Import(_)
+            | Self::Shutdown => true,
+            Self::List
+            | Self::Status { .. }
+            | Self::Address { .. }
+            | Self::Gateways { .. }
+            | Self::Topology
+            | Self::Subscribe { .. }
+            | Self::DaemonInfo => false,
+        }
+    }
+
+    /// A short stable name, as used in logs and fixture files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Init(_) => "init",
+            Self::Start { .. } => "start",
+            Self::Stop { .. } => "stop",
+            Self::Restart { .. } => "restart",
+            Self::Remove { .. } => "remove",
+            Self::List => "list",
+            Self::Status { .. } => "status",
+            Self::Address { .. } => "address",
+            Self::Gateways { .. } => "gateways",
+            Self::Topology => "topology",
+            Self::Send(_) => "send",
+            Self::Subscribe { .. } => "subscribe",
+            Self::Import(_) => "import",
+            Self::DaemonInfo => "daemon_info",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// `nymctl init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// Identity name.
+    pub id: String,
+    /// Gateway identity key (base58) to register with; `None` picks one.
+    pub gateway: Option<String>,
+    /// Pick the gateway with the lowest latency instead of at random.
+    pub latency_based_selection: bool,
+    /// Websocket port for apps; `None` takes the next free one.
+    pub port: Option<u16>,
+    /// Websocket listen address; `None` means `127.0.0.1`.
+    pub host: Option<String>,
+    /// Create but do not start.
+    pub no_start: bool,
+}
+
+/// `nymctl send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// Identity that sends.
+    pub id: String,
+    /// Recipient Nym address.
+    pub to: String,
+    /// The message.
+    #[serde(with = "serde_bytes")]
+    pub message: Vec<u8>,
+}
+
+/// `nymctl import`: key material read from a nym-client folder
+/// (`~/.nym/clients/<id>/data/*.pem`), raw key bytes (PEM bodies decoded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRequest {
+    /// Name of the new identity.
+    pub id: String,
+    /// The folder it came from, for logs and messages.
+    pub source: String,
+    /// `private_identity.pem`: ed25519 secret seed, 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub private_identity: Vec<u8>,
+    /// `public_identity.pem`: ed25519 public key, 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub public_identity: Vec<u8>,
+    /// `private_encryption.pem`: x25519 secret, 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub private_encryption: Vec<u8>,
+    /// `public_encryption.pem`: x25519 public key, 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub public_encryption: Vec<u8>,
+    /// `ack_key.pem`: AES-128-CTR key, 16 bytes.
+    #[serde(with = "serde_bytes")]
+    pub ack_key: Vec<u8>,
+    /// The gateway registration, when the client could read it. `None`
+    /// makes the daemon register anew.
+    #[serde(default)]
+    pub gateway: Option<ImportedGateway>,
+    /// Websocket port from the folder's `config.toml`, if any.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Websocket host from the folder's `config.toml`, if any.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// A gateway registration carried over from nym-client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedGateway {
+    /// Gateway identity key, base58.
+    pub gateway_id: String,
+    /// Gateway websocket listener URL.
+    pub listener: String,
+    /// The AES-256-GCM-SIV shared key derived at registration, 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub shared_key: Vec<u8>,
+}
+
+/// The answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The id of the request.
+    pub id: u64,
+    /// Success body or typed error.
+    pub result: Result<ResponseBody, IpcError>,
+}
+
+/// Success bodies.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "messages live briefly between the socket and a handler; boxing would only add allocations"
+)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseBody {
+    /// Done; nothing to report (start, stop, restart, remove, send, shutdown).
+    Done,
+    /// One identity (init, import).
+    Identity(IdentityInfo),
+    /// Several identities (list, status).
+    Identities(Vec<IdentityInfo>),
+    /// `address`.
+    Address {
+        /// Identity name.
+        id: String,
+        /// Its Nym address.
+        address: String,
+    },
+    /// `gateways`.
+    Gateways(Vec<GatewayInfo>),
+    /// `topology`.
+    Topology(TopologySummary),
+    /// `subscribe`: the snapshot and events follow.
+    Subscribed,
+    /// `daemon info`.
+    DaemonInfo(DaemonInfo),
+}
+
+/// A typed error: what went wrong, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct IpcError {
+    /// Stable code; scripts and exit codes use it.
+    pub code: ErrorCode,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// What to do about it, if we know.
+    pub hint: Option<String>,
+}
+
+impl IpcError {
+    /// An error without a hint.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Add a hint.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// `NotFound` for an identity.
+    pub fn unknown_identity(id: &str) -> Self {
+        Self::new(
+            ErrorCode::NotFound,
+            format!("identity '{id}' does not exist"),
+        )
+        .with_hint("`nymctl list` shows the identities")
+    }
+}
+
+/// Stable error codes. A code the client does not know decodes as
+/// [`ErrorCode::Unknown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// No such identity (or gateway).
+    NotFound,
+    /// An identity of that name exists already.
+    AlreadyExists,
+    /// The requested websocket port is taken.
+    PortInUse,
+    /// The connection's tier does not allow the request.
+    PermissionDenied,
+    /// A field has a value that cannot work.
+    InvalidArgument,
+    /// Client and daemon speak different protocol versions.
+    VersionMismatch,
+    /// The daemon cannot do it now (starting, shutting down, network down).
+    Unavailable,
+    /// The identity is in a state that does not allow it (e.g. not running).
+    InvalidState,
+    /// A frame that does not decode, or a request before `Hello`.
+    ProtocolError,
+    /// A bug or an unexpected failure inside the daemon.
+    Internal,
+    /// A code from a newer daemon.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Lifecycle state of an identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdentityState {
+    /// Not running.
+    Stopped,
+    /// Fetching topology, connecting to the gateway.
+    Starting,
+    /// Connected and serving apps.
+    Running,
+    /// Lost the gateway; trying again.
+    Reconnecting,
+    /// Gave up; `reason` says why.
+    Failed {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl IdentityState {
+    /// One lowercase word, for tables.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Reconnecting => "reconnecting",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// An identity as the control plane shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityInfo {
+    /// Identity name.
+    pub id: String,
+    /// Lifecycle state.
+    pub state: IdentityState,
+    /// Nym address, once the identity has a gateway.
+    pub address: Option<String>,
+    /// Websocket listen address for apps.
+    pub websocket_host: String,
+    /// Websocket port for apps.
+    pub websocket_port: u16,
+    /// Gateway identity key, base58.
+    pub gateway_id: Option<String>,
+    /// Gateway websocket URL.
+    pub gateway_url: Option<String>,
+    /// Gateway connection status, while running.
+    #[serde(default)]
+    pub gateway_status: Option<GatewayStatus>,
+    /// Apps connected to the websocket now.
+    pub connected_apps: Vec<AppInfo>,
+    /// Seconds since the identity last started; `None` when stopped.
+    pub uptime_secs: Option<u64>,
+    /// Traffic since the identity last started.
+    pub counters: TrafficCounters,
+}
+
+/// One app connected to an identity's websocket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInfo {
+    /// Connection number within the identity.
+    pub connection: u64,
+    /// Peer socket address, e.g. `127.0.0.1:50312`.
+    pub peer: String,
+    /// Seconds since it connected.
+    pub connected_secs: u64,
+}
+
+/// How an identity's gateway connection is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    /// Connected, reconnecting or down.
+    pub connection: GatewayConnection,
+    /// Last measured round trip, milliseconds.
+    pub rtt_ms: Option<u32>,
+    /// The last error seen on this gateway connection.
+    pub last_error: Option<String>,
+}
+
+/// Gateway connection state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GatewayConnection {
+    /// Authenticated and passing traffic.
+    Connected,
+    /// Lost; retrying.
+    Reconnecting,
+    /// Not connected and not trying (identity stopped or failed).
+    Down,
+}
+
+/// Traffic counters of one identity, cumulative since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficCounters {
+    /// Real (app) packets sent to the gateway.
+    pub real_packets_sent: u64,
+    /// Bytes of real packets sent.
+    pub real_bytes_sent: u64,
+    /// Real packets received from the gateway.
+    pub real_packets_received: u64,
+    /// Bytes of real packets received.
+    pub real_bytes_received: u64,
+    /// Cover packets sent.
+    pub cover_packets_sent: u64,
+    /// Bytes of cover packets sent.
+    pub cover_bytes_sent: u64,
+    /// Cover packets received (own loop cover coming back).
+    pub cover_packets_received: u64,
+    /// Bytes of cover packets received.
+    pub cover_bytes_received: u64,
+    /// Acknowledgements received for real packets.
+    pub acks_received: u64,
+    /// Real packets sent again after their ack did not come.
+    pub retransmissions: u64,
+    /// Real packets waiting to be sent now.
+    pub queue_depth: u64,
+}
+
+/// A gateway from the topology.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// Identity key, base58.
+    pub identity: String,
+    /// Host or IP address.
+    pub host: String,
+    /// Client websocket URL.
+    pub ws_url: String,
+    /// Performance score 0..=100 from the directory.
+    pub performance: u8,
+    /// Round trip measured now, when asked for with `latency`.
+    pub latency_ms: Option<u32>,
+}
+
+/// A summary of the topology in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologySummary {
+    /// Directory epoch it came from, if known.
+    pub epoch: Option<u64>,
+    /// Unix seconds of the last refresh.
+    pub fetched_at_unix: u64,
+    /// Mix layers, in route order.
+    pub layers: Vec<TopologyLayer>,
+    /// Gateways.
+    pub gateways: Vec<NodeInfo>,
+}
+
+/// One mix layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyLayer {
+    /// Layer number, 1-based.
+    pub layer: u8,
+    /// Its nodes.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// A node of the topology.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Identity key, base58.
+    pub identity: String,
+    /// Mix (or gateway) address, `host:port`.
+    pub address: String,
+    /// Performance score 0..=100.
+    pub performance: u8,
+}
+
+/// `daemon info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Package version.
+    pub version: String,
+    /// Control protocol version.
+    pub protocol_version: u32,
+    /// Same as in [`Welcome::instance_id`].
+    pub instance_id: String,
+    /// Process id.
+    pub pid: u32,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// The control socket.
+    pub socket: String,
+    /// The state dir.
+    pub state_dir: String,
+    /// Number of identities.
+    pub identities: u32,
+    /// Number of running identities.
+    pub running: u32,
+}
+
+/// What a subscriber sees first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Every identity (or the one subscribed to).
+    pub identities: Vec<IdentityInfo>,
+    /// The topology in use, once fetched.
+    pub topology: Option<TopologyBrief>,
+}
+
+/// Topology counts, for events and snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyBrief {
+    /// Directory epoch, if known.
+    pub epoch: Option<u64>,
+    /// Number of mix layers.
+    pub layers: u8,
+    /// Mix nodes over all layers.
+    pub mixnodes: u32,
+    /// Gateways.
+    pub gateways: u32,
+}
+
+/// A change, pushed to subscribers.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "messages live briefly between the socket and a handler; boxing would only add allocations"
+)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// An identity changed lifecycle state (also on creation).
+    IdentityState {
+        /// Identity name.
+        identity: String,
+        /// The new state.
+        state: IdentityState,
+    },
+    /// An identity was removed.
+    IdentityRemoved {
+        /// Identity name.
+        identity: String,
+    },
+    /// The gateway connection of an identity changed.
+    GatewayStatus {
+        /// Identity name.
+        identity: String,
+        /// Gateway identity key.
+        gateway_id: String,
+        /// The new status.
+        status: GatewayStatus,
+    },
+    /// Traffic counters, every second while running.
+    Traffic {
+        /// Identity name.
+        identity: String,
+        /// Cumulative counters.
+        counters: TrafficCounters,
+    },
+    /// The topology was refreshed (daemon-wide).
+    TopologyRefreshed(TopologyBrief),
+    /// An app connected to an identity's websocket.
+    AppConnected {
+        /// Identity name.
+        identity: String,
+        /// The app.
+        app: AppInfo,
+    },
+    /// An app disconnected.
+    AppDisconnected {
+        /// Identity name.
+        identity: String,
+        /// Its connection number.
+        connection: u64,
+    },
+    /// A step of `init` (or `import`) while it runs.
+    InitProgress {
+        /// Identity name.
+        identity: String,
+        /// Which step.
+        stage: InitStage,
+        /// Details for a person, e.g. the gateway chosen.
+        detail: String,
+    },
+}
+
+impl Event {
+    /// The identity the event is about; `None` for daemon-wide events.
+    pub fn identity(&self) -> Option<&str> {
+        match self {
+            Self::IdentityState { identity, .. }
+            | Self::IdentityRemoved { identity }
+            | Self::GatewayStatus { identity, .. }
+            | Self::Traffic { identity, .. }
+            | Self::AppConnected { identity, .. }
+            | Self::AppDisconnected { identity, .. }
+            | Self::InitProgress { identity, .. } => Some(identity),
+            Self::TopologyRefreshed(_) => None,
+        }
+    }
+
+    /// A short stable name, as used in logs, JSON and fixture files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::IdentityState { .. } => "identity_state",
+            Self::IdentityRemoved { .. } => "identity_removed",
+            Self::GatewayStatus { .. } => "gateway_status",
+            Self::Traffic { .. } => "traffic",
+            Self::TopologyRefreshed(_) => "topology_refreshed",
+            Self::AppConnected { .. } => "app_connected",
+            Self::AppDisconnected { .. } => "app_disconnected",
+            Self::InitProgress { .. } => "init_progress",
+        }
+    }
+}
+
+/// Steps of creating an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitStage {
+    /// Generating (or checking imported) keys.
+    Keys,
+    /// Fetching the topology from the directory.
+    FetchingTopology,
+    /// Choosing a gateway (measuring latency when asked).
+    SelectingGateway,
+    /// Registering with the gateway.
+    Registering,
+    /// Writing the identity to the store.
+    Storing,
+    /// Starting the identity.
+    Starting,
+    /// Done.
+    Done,
+}
+
+impl InitStage {
+    /// A phrase for progress lines.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Keys => "keys",
+            Self::FetchingTopology => "fetching topology",
+            Self::SelectingGateway => "selecting gateway",
+            Self::Registering => "registering with gateway",
+            Self::Storing => "storing identity",
+            Self::Starting => "starting",
+            Self::Done => "done",
+        }
+    }
+}

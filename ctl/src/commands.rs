@@ -1,0 +1,464 @@
+//! One function per command: connect, send the request, print the answer.
+
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::CommandFactory;
+use nymd_ipc::client::{Client, ClientError};
+use nymd_ipc::{
+    Event, IdentityInfo, InitRequest, RequestBody, ResponseBody, SendRequest, ServerMessage,
+};
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, Command, DaemonCommand, EventsArgs, InitArgs, SendArgs};
+use crate::output::{self, SCHEMA_VERSION};
+use crate::{import, Failure};
+
+/// Time to connect and complete the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The socket to use: `--socket`/`NYMD_SOCKET`, else the default for this
+/// user.
+pub fn resolve_socket(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(p) = flag.filter(|p| !p.as_os_str().is_empty()) {
+        return Ok(p);
+    }
+    let is_root = nix::unistd::geteuid().is_root();
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    nymd_ipc::default_socket_path(is_root, xdg.as_deref()).ok_or_else(|| {
+        Failure::usage(
+            "no control socket path: XDG_RUNTIME_DIR is not set",
+            Some("pass --socket PATH or set NYMD_SOCKET (a system nymd listens on /run/nymd/nymd.sock)"),
+        )
+    })
+}
+
+/// Write to stdout; errors (a closed pipe) propagate.
+fn print(s: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(s.as_bytes())?;
+    out.flush()
+}
+
+/// Print one JSON document (or one NDJSON line).
+fn print_json(mut v: Value) -> io::Result<()> {
+    if let Value::Object(map) = &mut v {
+        map.insert("schema_version".into(), json!(SCHEMA_VERSION));
+    }
+    let mut line = serde_json::to_string(&v).map_err(io::Error::other)?;
+    line.push('\n');
+    print(&line)
+}
+
+/// A line on stderr; a closed stderr is ignored.
+fn note(s: &str) {
+    let _ = writeln!(io::stderr().lock(), "{s}");
+}
+
+/// Run the command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    // Commands that do not talk to the daemon.
+    match &cli.command {
+        Command::Completions(args) => {
+            let mut buf = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "nymctl", &mut buf);
+            io::stdout().lock().write_all(&buf)?;
+            return Ok(());
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+            io::stdout().lock().write_all(&buf)?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let socket = resolve_socket(cli.socket)?;
+    // Read local inputs before connecting, so a typo fails fast.
+    let prepared = prepare(&cli.command)?;
+    let mut client = connect(&socket).await?;
+    match cli.command {
+        Command::Init(args) => init(&mut client, args, json).await,
+        Command::Start(a) => {
+            simple(&mut client, "start", RequestBody::Start { id: a.id }, json).await
+        }
+        Command::Stop(a) => simple(&mut client, "stop", RequestBody::Stop { id: a.id }, json).await,
+        Command::Restart(a) => {
+            simple(
+                &mut client,
+                "restart",
+                RequestBody::Restart { id: a.id },
+                json,
+            )
+            .await
+        }
+        Command::Remove(a) => {
+            confirm_remove(&a.id, a.yes)?;
+            simple(
+                &mut client,
+                "remove",
+                RequestBody::Remove { id: a.id },
+                json,
+            )
+            .await
+        }
+        Command::List => {
+            let ids = identities(client.request(RequestBody::List).await?)?;
+            if json {
+                print_json(json!({ "identities": ids }))?;
+            } else {
+                print(&output::identities_table(&ids))?;
+            }
+            Ok(())
+        }
+        Command::Status(a) => {
+            let one = a.id.is_some();
+            let ids = identities(client.request(RequestBody::Status { id: a.id }).await?)?;
+            match (json, one, ids.first()) {
+                (true, true, Some(i)) => print_json(json!({ "identity": i }))?,
+                (true, _, _) => print_json(json!({ "identities": ids }))?,
+                (false, true, Some(i)) => print(&output::identity_detail(i))?,
+                (false, _, _) => print(&output::identities_table(&ids))?,
+            }
+            Ok(())
+        }
+        Command::Address(a) => match client.request(RequestBody::Address { id: a.id }).await? {
+            ResponseBody::Address { id, address } => {
+                if json {
+                    print_json(json!({ "id": id, "address": address }))?;
+                } else {
+                    print(&format!("{address}\n"))?;
+                }
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
+        Command::Gateways(a) => {
+            match client
+                .request(RequestBody::Gateways { latency: a.latency })
+                .await?
+            {
+                ResponseBody::Gateways(g) => {
+                    if json {
+                        print_json(json!({ "gateways": g }))?;
+                    } else {
+                        print(&output::gateways_table(&g))?;
+                    }
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Topology => match client.request(RequestBody::Topology).await? {
+            ResponseBody::Topology(t) => {
+                if json {
+                    print_json(json!({ "topology": t }))?;
+                } else {
+                    print(&output::topology(&t))?;
+                }
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
+        Command::Send(args) => send(&mut client, args, prepared.message, json).await,
+        Command::Events(args) => events(&mut client, args, json).await,
+        Command::Import(args) => {
+            let Some(imported) = prepared.import else {
+                anyhow::bail!("internal error: import not prepared");
+            };
+            if let Some(db) = &imported.skipped_registration {
+                note(&format!(
+                    "note: the gateway registration in {} is not carried over; nymd registers with a gateway anew (the address may get another gateway part)",
+                    db.display()
+                ));
+            }
+            let _ = args;
+            let info = identity(
+                client
+                    .request(RequestBody::Import(imported.request))
+                    .await?,
+            )?;
+            if json {
+                print_json(json!({ "identity": info }))?;
+            } else {
+                print(&output::identity_detail(&info))?;
+            }
+            Ok(())
+        }
+        Command::Daemon(DaemonCommand::Info) => {
+            match client.request(RequestBody::DaemonInfo).await? {
+                ResponseBody::DaemonInfo(d) => {
+                    if json {
+                        print_json(json!({ "daemon": d }))?;
+                    } else {
+                        print(&output::daemon_info(&d))?;
+                    }
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Daemon(DaemonCommand::Shutdown) => {
+            client.request(RequestBody::Shutdown).await?;
+            if json {
+                print_json(json!({ "ok": true, "action": "shutdown" }))?;
+            } else {
+                print("nymd is shutting down\n")?;
+            }
+            Ok(())
+        }
+        Command::Completions(_) | Command::Man => Ok(()),
+    }
+}
+
+/// Local inputs read before connecting.
+#[derive(Default)]
+struct Prepared {
+    message: Option<Vec<u8>>,
+    import: Option<import::Imported>,
+}
+
+fn prepare(cmd: &Command) -> anyhow::Result<Prepared> {
+    let mut p = Prepared::default();
+    match cmd {
+        Command::Send(SendArgs { message, file, .. }) => {
+            p.message = Some(match (message, file) {
+                (Some(m), _) => m.clone().into_bytes(),
+                (None, Some(f)) if f.as_os_str() == "-" => {
+                    let mut buf = Vec::new();
+                    io::stdin()
+                        .lock()
+                        .read_to_end(&mut buf)
+                        .context("cannot read standard input")?;
+                    buf
+                }
+                (None, Some(f)) => {
+                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?
+                }
+                (None, None) => return Err(Failure::usage("give a MESSAGE or --file", None).into()),
+            });
+        }
+        Command::Import(args) => {
+            p.import = Some(import::read_client_dir(&args.id, &args.path)?);
+        }
+        _ => {}
+    }
+    Ok(p)
+}
+
+async fn connect(socket: &Path) -> anyhow::Result<Client> {
+    let name = format!("nymctl {}", env!("CARGO_PKG_VERSION"));
+    match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(socket, &name)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(anyhow::anyhow!(
+            "nymd at {} did not answer within {} s",
+            socket.display(),
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+fn unexpected(body: &ResponseBody) -> anyhow::Error {
+    anyhow::Error::new(ClientError::Unexpected(format!("{body:?}")))
+}
+
+fn identities(body: ResponseBody) -> anyhow::Result<Vec<IdentityInfo>> {
+    match body {
+        ResponseBody::Identities(v) => Ok(v),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn identity(body: ResponseBody) -> anyhow::Result<IdentityInfo> {
+    match body {
+        ResponseBody::Identity(i) => Ok(i),
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn simple(
+    client: &mut Client,
+    action: &str,
+    body: RequestBody,
+    json: bool,
+) -> anyhow::Result<()> {
+    let id = match &body {
+        RequestBody::Start { id }
+        | RequestBody::Stop { id }
+        | RequestBody::Restart { id }
+        | RequestBody::Remove { id } => id.clone(),
+        _ => String::new(),
+    };
+    client.request(body).await?;
+    let past = match action {
+        "start" => "started",
+        "stop" => "stopped",
+        "restart" => "restarted",
+        "remove" => "removed",
+        other => other,
+    };
+    if json {
+        print_json(json!({ "ok": true, "action": action, "id": id }))?;
+    } else {
+        print(&format!("{id}: {past}\n"))?;
+    }
+    Ok(())
+}
+
+fn confirm_remove(id: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            format!(
+                "refusing to remove '{id}' without confirmation: standard input is not a terminal"
+            ),
+            Some("pass --yes to remove without asking"),
+        )
+        .into());
+    }
+    let mut err = io::stderr().lock();
+    write!(
+        err,
+        "Remove identity '{id}' and delete its keys? Its Nym address is lost for good. [y/N] "
+    )?;
+    err.flush()?;
+    drop(err);
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure {
+            exit: crate::cli::exit::OTHER,
+            code: "Aborted",
+            message: format!("'{id}' was not removed"),
+            hint: None,
+        }
+        .into())
+    }
+}
+
+async fn init(client: &mut Client, a: InitArgs, json: bool) -> anyhow::Result<()> {
+    // Watch this identity's events while the daemon works.
+    client
+        .request(RequestBody::Subscribe {
+            identity: Some(a.id.clone()),
+        })
+        .await?;
+    let req = InitRequest {
+        id: a.id,
+        gateway: a.gateway,
+        latency_based_selection: a.latency_based_selection,
+        port: a.port,
+        host: a.host,
+        no_start: a.no_start,
+    };
+    let body = client
+        .request_with(RequestBody::Init(req), |m| {
+            if json {
+                return;
+            }
+            if let ServerMessage::Event {
+                event: ev @ Event::InitProgress { .. },
+                ..
+            } = m
+            {
+                note(&format!("  {}", output::event(&ev)));
+            }
+        })
+        .await?;
+    let info = identity(body)?;
+    if json {
+        print_json(json!({ "identity": info }))?;
+    } else {
+        print(&format!(
+            "identity   {}\naddress    {}\nwebsocket  ws://{}:{}\nstate      {}\n",
+            info.id,
+            info.address.as_deref().unwrap_or("-"),
+            info.websocket_host,
+            info.websocket_port,
+            output::state(&info.state)
+        ))?;
+    }
+    Ok(())
+}
+
+async fn send(
+    client: &mut Client,
+    a: SendArgs,
+    message: Option<Vec<u8>>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let message = message.unwrap_or_default();
+    let len = message.len();
+    client
+        .request(RequestBody::Send(SendRequest {
+            id: a.id.clone(),
+            to: a.to.clone(),
+            message,
+        }))
+        .await?;
+    if json {
+        print_json(json!({ "ok": true, "id": a.id, "to": a.to, "bytes": len }))?;
+    } else {
+        print(&format!("{}: sent {len} bytes\n", a.id))?;
+    }
+    Ok(())
+}
+
+async fn events(client: &mut Client, a: EventsArgs, json: bool) -> anyhow::Result<()> {
+    client
+        .request(RequestBody::Subscribe {
+            identity: a.identity,
+        })
+        .await?;
+    loop {
+        let Some(msg) = client.next_message().await? else {
+            return Err(ClientError::Closed.into());
+        };
+        match msg {
+            ServerMessage::Snapshot { snapshot, .. } => {
+                if json {
+                    if a.follow {
+                        print_json(json!({ "type": "snapshot", "snapshot": snapshot }))?;
+                    } else {
+                        print_json(json!({ "snapshot": snapshot }))?;
+                    }
+                } else {
+                    print(&output::snapshot(&snapshot))?;
+                }
+                if !a.follow {
+                    return Ok(());
+                }
+            }
+            ServerMessage::Event { event, .. } => {
+                if json {
+                    print_json(json!({ "type": "event", "name": event.name(), "event": event }))?;
+                } else {
+                    print(&format!(
+                        "{} {}\n",
+                        output::now_utc(),
+                        output::event(&event)
+                    ))?;
+                }
+            }
+            ServerMessage::Lagged { missed, .. } => {
+                if json {
+                    print_json(json!({ "type": "lagged", "missed": missed }))?;
+                } else {
+                    print(&format!(
+                        "{} (missed {missed} events: this terminal read too slowly)\n",
+                        output::now_utc()
+                    ))?;
+                }
+            }
+            ServerMessage::Error(e) => return Err(ClientError::Remote(e).into()),
+            ServerMessage::Welcome(_) | ServerMessage::Response(_) => {}
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Human output: tables, detail views and event lines. JSON output is
+//! built in [`crate::commands`] with `serde_json` from the wire types.
+
+use std::fmt::Write as _;
+
+use nymd_ipc::{
+    DaemonInfo, Event, GatewayConnection, GatewayInfo, GatewayStatus, IdentityInfo, IdentityState,
+    Snapshot, TopologySummary, TrafficCounters,
+};
+
+/// Version of every JSON document nymctl prints. Additions keep it;
+/// renames and removals bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A plain left-aligned table with a header row; columns are separated by
+/// two spaces and the last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(cols) {
+            width[i] = width[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i + 1 < cols {
+                let pad = width[i].saturating_sub(cell.chars().count());
+                let _ = write!(s, "{cell}{}  ", " ".repeat(pad));
+            } else {
+                s.push_str(cell);
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// `1h02m`, `3d04h`, `45s`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d{h:02}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `1.2 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// A state as a word, with the reason for `failed`.
+pub fn state(s: &IdentityState) -> String {
+    match s {
+        IdentityState::Failed { reason } => format!("failed: {reason}"),
+        other => other.label().to_owned(),
+    }
+}
+
+fn short(key: &str) -> String {
+    let n = key.chars().count();
+    if n <= 12 {
+        key.to_owned()
+    } else {
+        let head: String = key.chars().take(8).collect();
+        format!("{head}…")
+    }
+}
+
+fn gateway_status(s: &GatewayStatus) -> String {
+    let mut out = match s.connection {
+        GatewayConnection::Connected => "connected".to_owned(),
+        GatewayConnection::Reconnecting => "reconnecting".to_owned(),
+        GatewayConnection::Down => "down".to_owned(),
+    };
+    if let Some(rtt) = s.rtt_ms {
+        let _ = write!(out, ", rtt {rtt} ms");
+    }
+    if let Some(e) = &s.last_error {
+        let _ = write!(out, ", last error: {e}");
+    }
+    out
+}
+
+/// `list` and `status` without an id.
+pub fn identities_table(ids: &[IdentityInfo]) -> String {
+    if ids.is_empty() {
+        return "no identities (create one with: nymctl init --id NAME)\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = ids
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.clone(),
+                state(&i.state),
+                format!("{}:{}", i.websocket_host, i.websocket_port),
+                i.connected_apps.len().to_string(),
+                i.uptime_secs.map(duration).unwrap_or_else(|| "-".into()),
+                i.gateway_id
+                    .as_deref()
+                    .map(short)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STATE", "WEBSOCKET", "APPS", "UPTIME", "GATEWAY"],
+        &rows,
+    )
+}
+
+fn counters_lines(c: &TrafficCounters, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "real sent      {} packets ({})",
+        c.real_packets_sent,
+        bytes(c.real_bytes_sent)
+    );
+    let _ = writeln!(
+        out,
+        "real received  {} packets ({})",
+        c.real_packets_received,
+        bytes(c.real_bytes_received)
+    );
+    let _ = writeln!(
+        out,
+        "cover sent     {} packets ({})",
+        c.cover_packets_sent,
+        bytes(c.cover_bytes_sent)
+    );
+    let _ = writeln!(
+        out,
+        "cover received {} packets ({})",
+        c.cover_packets_received,
+        bytes(c.cover_bytes_received)
+    );
+    let _ = writeln!(
+        out,
+        "acks           {}\nretransmitted  {}\nqueue          {}",
+        c.acks_received, c.retransmissions, c.queue_depth
+    );
+}
+
+/// `status ID`.
+pub fn identity_detail(i: &IdentityInfo) -> String {
+    let mut out = String::new();
+    let dash = || "-".to_owned();
+    let _ = writeln!(out, "identity       {}", i.id);
+    let _ = writeln!(out, "state          {}", state(&i.state));
+    let _ = writeln!(
+        out,
+        "address        {}",
+        i.address.clone().unwrap_or_else(dash)
+    );
+    let _ = writeln!(
+        out,
+        "websocket      ws://{}:{}",
+        i.websocket_host, i.websocket_port
+    );
+    let _ = writeln!(
+        out,
+        "gateway        {}",
+        i.gateway_id.clone().unwrap_or_else(dash)
+    );
+    let _ = writeln!(
+        out,
+        "gateway url    {}",
+        i.gateway_url.clone().unwrap_or_else(dash)
+    );
+    if let Some(s) = &i.gateway_status {
+        let _ = writeln!(out, "gateway status {}", gateway_status(s));
+    }
+    let _ = writeln!(
+        out,
+        "uptime         {}",
+        i.uptime_secs.map(duration).unwrap_or_else(dash)
+    );
+    let _ = writeln!(out, "apps           {}", i.connected_apps.len());
+    for app in &i.connected_apps {
+        let _ = writeln!(
+            out,
+            "  #{} {} (for {})",
+            app.connection,
+            app.peer,
+            duration(app.connected_secs)
+        );
+    }
+    counters_lines(&i.counters, &mut out);
+    out
+}
+
+/// `gateways`.
+pub fn gateways_table(gws: &[GatewayInfo]) -> String {
+    let rows: Vec<Vec<String>> = gws
+        .iter()
+        .map(|g| {
+            vec![
+                g.identity.clone(),
+                g.host.clone(),
+                g.performance.to_string(),
+                g.latency_ms
+                    .map(|l| format!("{l} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                g.ws_url.clone(),
+            ]
+        })
+        .collect();
+    table(&["IDENTITY", "HOST", "PERF", "LATENCY", "WEBSOCKET"], &rows)
+}
+
+/// `topology`.
+pub fn topology(t: &TopologySummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "epoch {}, fetched at unix time {}",
+        t.epoch.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
+        t.fetched_at_unix
+    );
+    let mut rows = Vec::new();
+    for layer in &t.layers {
+        for n in &layer.nodes {
+            rows.push(vec![
+                format!("mix {}", layer.layer),
+                n.identity.clone(),
+                n.address.clone(),
+                n.performance.to_string(),
+            ]);
+        }
+    }
+    for n in &t.gateways {
+        rows.push(vec![
+            "gateway".into(),
+            n.identity.clone(),
+            n.address.clone(),
+            n.performance.to_string(),
+        ]);
+    }
+    out.push_str(&table(&["ROLE", "IDENTITY", "ADDRESS", "PERF"], &rows));
+    let mix: usize = t.layers.iter().map(|l| l.nodes.len()).sum();
+    let _ = writeln!(
+        out,
+        "{} layers, {mix} mix nodes, {} gateways",
+        t.layers.len(),
+        t.gateways.len()
+    );
+    out
+}
+
+/// `daemon info`.
+pub fn daemon_info(d: &DaemonInfo) -> String {
+    format!(
+        "version        {}\nprotocol       {}\ninstance       {}\npid            {}\nuptime         {}\nsocket         {}\nstate dir      {}\nidentities     {} ({} running)\n",
+        d.version,
+        d.protocol_version,
+        d.instance_id,
+        d.pid,
+        duration(d.uptime_secs),
+        d.socket,
+        d.state_dir,
+        d.identities,
+        d.running
+    )
+}
+
+/// The snapshot at the start of `events`.
+pub fn snapshot(s: &Snapshot) -> String {
+    let mut out = identities_table(&s.identities);
+    if let Some(t) = &s.topology {
+        let _ = writeln!(
+            out,
+            "topology: epoch {}, {} layers, {} mix nodes, {} gateways",
+            t.epoch.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
+            t.layers,
+            t.mixnodes,
+            t.gateways
+        );
+    }
+    out
+}
+
+/// Wall-clock time of day, UTC, for event lines.
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// One event, without the time prefix.
+pub fn event(e: &Event) -> String {
+    match e {
+        Event::IdentityState { identity, state: s } => format!("{identity}: {}", state(s)),
+        Event::IdentityRemoved { identity } => format!("{identity}: removed"),
+        Event::GatewayStatus {
+            identity,
+            gateway_id,
+            status,
+        } => format!(
+            "{identity}: gateway {} {}",
+            short(gateway_id),
+            gateway_status(status)
+        ),
+        Event::Traffic { identity, counters: c } => format!(
+            "{identity}: sent {} real / {} cover, received {} real / {} cover, {} acks, {} retransmitted, queue {}",
+            c.real_packets_sent,
+            c.cover_packets_sent,
+            c.real_packets_received,
+            c.cover_packets_received,
+            c.acks_received,
+            c.retransmissions,
+            c.queue_depth
+        ),
+        Event::TopologyRefreshed(t) => format!(
+            "topology refreshed: epoch {}, {} layers, {} mix nodes, {} gateways",
+            t.epoch.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
+            t.layers,
+            t.mixnodes,
+            t.gateways
+        ),
+        Event::AppConnected { identity, app } => {
+            format!("{identity}: app #{} connected from {}", app.connection, app.peer)
+        }
+        Event::AppDisconnected {
+            identity,
+            connection,
+        } => format!("{identity}: app #{connection} disconnected"),
+        Event::InitProgress {
+            identity,
+            stage,
+            detail,
+        } => {
+            if detail.is_empty() {
+                format!("{identity}: {}", stage.label())
+            } else {
+                format!("{identity}: {}: {detail}", stage.label())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_trim() {
+        let t = table(
+            &["A", "BB", "C"],
+            &[vec!["xxx".into(), "y".into(), "z".into()]],
+        );
+        assert_eq!(t, "A    BB  C\nxxx  y   z\n");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(duration(45), "45s");
+        assert_eq!(duration(3725), "1h02m");
+        assert_eq!(duration(90_000), "1d01h");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}

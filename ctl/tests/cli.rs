@@ -1,0 +1,528 @@
+//! The real `nymctl` binary against the daemon's control server with the
+//! fake backend, on a temp socket. End-to-end tests against the real
+//! identity manager live in the `tests/` package.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use base64::Engine as _;
+use nymd::control::fake::{fake_address, FakeBackend};
+use nymd::control::socket::{self, BoundSocket, SocketOptions, UMASK_LOCK};
+use nymd::control::{server, AccessRules, ControlServerConfig, Tier, TierPolicy};
+use nymd_ipc::{Event, TopologyBrief};
+use tokio_util::sync::CancellationToken;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn tempdir() -> tempfile::TempDir {
+    let _g = UMASK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    tempfile::tempdir().expect("tempdir")
+}
+
+struct Daemon {
+    path: PathBuf,
+    backend: FakeBackend,
+    shutdown: CancellationToken,
+    _bound: BoundSocket,
+    _rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(policy: TierPolicy) -> Self {
+        Self::start_with(policy, 0o660, FakeBackend::new())
+    }
+
+    fn start_with(policy: TierPolicy, mode: u32, backend: FakeBackend) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempdir();
+        let path = dir.path().join("nymd.sock");
+        let mut bound = socket::bind(&SocketOptions {
+            path: path.clone(),
+            mode,
+            group: None,
+        })
+        .expect("bind");
+        let listener = {
+            let _e = rt.enter();
+            bound.take_listener().expect("listener")
+        };
+        let shutdown = CancellationToken::new();
+        rt.spawn(server::serve(
+            listener,
+            Arc::new(backend.clone()),
+            ControlServerConfig::new(policy),
+            shutdown.clone(),
+        ));
+        Self {
+            path,
+            backend,
+            shutdown,
+            _bound: bound,
+            _rt: rt,
+            _dir: dir,
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        nymctl(Some(&self.path), args)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn same_user() -> TierPolicy {
+    TierPolicy::Credentials(AccessRules::for_this_process("nymd"))
+}
+
+fn command(socket: Option<&Path>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nymctl"));
+    cmd.env_remove("NYMD_SOCKET").stdin(Stdio::null());
+    if let Some(s) = socket {
+        cmd.arg("--socket").arg(s);
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// Run to completion, killed after [`LIMIT`].
+fn run(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nymctl");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("nymctl did not finish within {LIMIT:?}");
+        }
+    }
+}
+
+fn nymctl(socket: Option<&Path>, args: &[&str]) -> Output {
+    run(command(socket, args))
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert_eq!(code(o), 0, "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    stdout(o)
+}
+
+#[track_caller]
+fn json(o: &Output) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&stdout(o)).expect("one JSON document");
+    assert_eq!(v["schema_version"], 1, "{v}");
+    v
+}
+
+#[test]
+fn identity_lifecycle_through_nymctl() {
+    // Init steps take a moment, as with a real daemon, so progress shows.
+    let d = Daemon::start_with(
+        same_user(),
+        0o660,
+        FakeBackend::with_step_delay(Duration::from_millis(20)),
+    );
+    assert!(ok(&d.ctl(&["list"])).contains("no identities"));
+
+    let out = d.ctl(&["init", "--id", "alice", "--port", "2000"]);
+    let text = ok(&out);
+    assert!(text.contains(&fake_address("alice")), "{text}");
+    let progress = stderr(&out);
+    assert!(progress.contains("fetching topology"), "{progress}");
+    assert!(progress.contains("registering with gateway"), "{progress}");
+
+    let list = ok(&d.ctl(&["list"]));
+    assert!(list.starts_with("ID "), "{list}");
+    assert!(
+        list.contains("alice") && list.contains("127.0.0.1:2000"),
+        "{list}"
+    );
+    let v = json(&d.ctl(&["--json", "list"]));
+    assert_eq!(v["identities"][0]["id"], "alice");
+    assert_eq!(v["identities"][0]["websocket_port"], 2000);
+
+    let v = json(&d.ctl(&["init", "--id", "bob", "--no-start", "--json"]));
+    assert_eq!(v["identity"]["state"], "Stopped");
+
+    assert_eq!(
+        ok(&d.ctl(&["address", "alice"])).trim(),
+        fake_address("alice")
+    );
+    let detail = ok(&d.ctl(&["status", "alice"]));
+    assert!(detail.contains("state          running"), "{detail}");
+    assert_eq!(
+        json(&d.ctl(&["status", "--json", "alice"]))["identity"]["id"],
+        "alice"
+    );
+
+    ok(&d.ctl(&["send", "alice", "--to", "somebody", "hello"]));
+    let tmp = tempdir();
+    let file = tmp.path().join("msg");
+    std::fs::write(&file, b"from a file").expect("write");
+    let f = file.to_string_lossy().into_owned();
+    ok(&d.ctl(&["send", "alice", "--to", "somebody", "--file", &f]));
+    let sent = d.backend.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].message, b"from a file");
+
+    ok(&d.ctl(&["stop", "alice"]));
+    ok(&d.ctl(&["start", "alice"]));
+    ok(&d.ctl(&["restart", "alice"]));
+    assert!(ok(&d.ctl(&["gateways", "--latency"])).contains("1 ms"));
+    assert!(ok(&d.ctl(&["topology"])).contains("3 layers"));
+    assert_eq!(
+        json(&d.ctl(&["daemon", "info", "--json"]))["daemon"]["identities"],
+        2
+    );
+    assert!(ok(&d.ctl(&["events"])).contains("alice"));
+    assert!(
+        json(&d.ctl(&["events", "--json", "--identity", "bob"]))["snapshot"]["identities"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    );
+
+    // No terminal and no --yes: refused as a usage error, nothing removed.
+    let out = d.ctl(&["remove", "alice"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"));
+    ok(&d.ctl(&["remove", "alice", "--yes"]));
+    assert!(!ok(&d.ctl(&["list"])).contains("alice"));
+
+    ok(&d.ctl(&["daemon", "shutdown"]));
+    assert!(d.backend.shutdown_token().is_cancelled());
+}
+
+#[test]
+fn errors_have_stable_exit_codes_and_say_what_to_do() {
+    let d = Daemon::start(same_user());
+    ok(&d.ctl(&["init", "--id", "alice", "--port", "2000"]));
+
+    let out = d.ctl(&["init", "--id", "alice"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hint: "), "{}", stderr(&out));
+
+    let out = d.ctl(&["init", "--id", "bob", "--port", "2000"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("port 2000"), "{}", stderr(&out));
+
+    for args in [
+        &["stop", "carol"][..],
+        &["status", "carol"],
+        &["address", "carol"],
+    ] {
+        let out = d.ctl(args);
+        assert_eq!(code(&out), 5, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("'carol' does not exist"));
+    }
+    let v = json(&d.ctl(&["--json", "stop", "carol"]));
+    assert_eq!(v["error"]["code"], "NotFound");
+    assert_eq!(v["error"]["exit_code"], 5);
+
+    // Usage errors are 2.
+    assert_eq!(code(&d.ctl(&["init"])), 2);
+    assert_eq!(code(&d.ctl(&["frobnicate"])), 2);
+}
+
+#[test]
+fn daemon_not_running_is_exit_3() {
+    let tmp = tempdir();
+    let missing = tmp.path().join("nope/nymd.sock");
+    let out = nymctl(Some(&missing), &["list"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nymd is not running"));
+    // A socket file left by a dead daemon.
+    let stale = tmp.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+    let out = nymctl(Some(&stale), &["status"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    // NYMD_SOCKET is honoured.
+    let out = run({
+        let mut c = command(None, &["list"]);
+        c.env("NYMD_SOCKET", &missing);
+        c
+    });
+    assert_eq!(code(&out), 3);
+    assert!(stderr(&out).contains(&missing.display().to_string()));
+}
+
+#[test]
+fn version_mismatch_is_exit_6() {
+    use nymd_ipc::codec::{read_message, write_message, DEFAULT_MAX_FRAME_LEN};
+    use nymd_ipc::{ClientMessage, ServerMessage};
+    // A daemon from the future: refuses every client's protocol version.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let tmp = tempdir();
+    let path = tmp.path().join("future.sock");
+    let listener = {
+        let _e = rt.enter();
+        tokio::net::UnixListener::bind(&path).expect("bind")
+    };
+    rt.spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            if let Ok(Some(ClientMessage::Hello(h))) =
+                read_message::<_, ClientMessage>(&mut s, DEFAULT_MAX_FRAME_LEN).await
+            {
+                let mut e = nymd_ipc::version_mismatch(&h.client_name, h.protocol_version, "9.0.0");
+                e.message = format!(
+                    "control protocol version mismatch: {} speaks version {}, nymd 9.0.0 speaks version 9",
+                    h.client_name, h.protocol_version
+                );
+                let _ = write_message(&mut s, &ServerMessage::Error(e), DEFAULT_MAX_FRAME_LEN).await;
+            }
+        }
+    });
+    let out = nymctl(Some(&path), &["list"]);
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("version mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint: "));
+}
+
+#[test]
+fn observe_tier_is_exit_4_on_changes_only() {
+    let d = Daemon::start(TierPolicy::Fixed(Tier::Observe));
+    d.backend
+        .insert(FakeBackend::identity("alice", 1977, "127.0.0.1", true));
+    ok(&d.ctl(&["list"]));
+    ok(&d.ctl(&["status", "alice"]));
+    ok(&d.ctl(&["events"]));
+    for args in [
+        &["init", "--id", "bob"][..],
+        &["stop", "alice"],
+        &["remove", "alice", "--yes"],
+        &["send", "alice", "--to", "x", "hi"],
+        &["daemon", "shutdown"],
+    ] {
+        let out = d.ctl(args);
+        assert_eq!(code(&out), 4, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("permission denied"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!d.backend.shutdown_token().is_cancelled());
+}
+
+/// A real second uid against the credential check (needs root to switch).
+#[test]
+fn another_user_observes_but_cannot_operate() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: switching to a second uid needs root");
+        return;
+    }
+    // Everyone may connect to this socket; the tier comes from the creds.
+    let d = Daemon::start_with(same_user(), 0o666, FakeBackend::new());
+    let dir = d.path.parent().expect("dir").to_path_buf();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    d.backend
+        .insert(FakeBackend::identity("alice", 1977, "127.0.0.1", true));
+    let as_nobody = |args: &[&str]| {
+        let mut c = command(Some(&d.path), args);
+        c.uid(65534).gid(65534);
+        run(c)
+    };
+    let out = as_nobody(&["list"]);
+    if code(&out) != 0 && stderr(&out).contains("Permission denied") {
+        println!(
+            "skipped: uid 65534 cannot run the test binary: {}",
+            stderr(&out)
+        );
+        return;
+    }
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = as_nobody(&["stop", "alice"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(stderr(&out).contains("uid 65534"), "{}", stderr(&out));
+    // Root still operates.
+    ok(&d.ctl(&["stop", "alice"]));
+}
+
+#[test]
+fn events_follow_prints_ndjson() {
+    let d = Daemon::start(same_user());
+    let mut child = command(Some(&d.path), &["events", "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(LIMIT).expect("snapshot line");
+    let v: serde_json::Value = serde_json::from_str(&first).expect("json line");
+    assert_eq!(v["type"], "snapshot");
+    assert_eq!(v["schema_version"], 1);
+    let event = Event::TopologyRefreshed(TopologyBrief {
+        epoch: Some(7),
+        layers: 3,
+        mixnodes: 9,
+        gateways: 2,
+    });
+    let mut found = None;
+    for _ in 0..100 {
+        d.backend.emit(event.clone());
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            found = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = found.expect("an event line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
+    assert_eq!(v["type"], "event");
+    assert_eq!(v["name"], "topology_refreshed");
+    assert_eq!(v["schema_version"], 1);
+}
+
+#[test]
+fn a_closed_pipe_ends_nymctl_quietly() {
+    let d = Daemon::start(same_user());
+    // Enough output to overflow any pipe buffer.
+    for i in 0..3000u16 {
+        d.backend.insert(FakeBackend::identity(
+            &format!("identity-{i:04}"),
+            10_000 + i,
+            "127.0.0.1",
+            true,
+        ));
+    }
+    for args in [&["list"][..], &["completions", "bash"]] {
+        let mut child = command(Some(&d.path), args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take()); // `| head -0`
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = rx.recv_timeout(LIMIT).expect("in time").expect("wait");
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).is_empty(), "{args:?}: {}", stderr(&out));
+    }
+}
+
+fn pem(label: &str, bytes: &[u8]) -> String {
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+#[test]
+fn import_reads_a_nym_client_folder() {
+    let d = Daemon::start(same_user());
+    let tmp = tempdir();
+    let client = tmp.path().join(".nym/clients/old");
+    std::fs::create_dir_all(client.join("data")).expect("mkdir");
+    std::fs::create_dir_all(client.join("config")).expect("mkdir");
+    let files = [
+        ("private_identity.pem", "ED25519 PRIVATE KEY", 32),
+        ("public_identity.pem", "ED25519 PUBLIC KEY", 32),
+        ("private_encryption.pem", "X25519 PRIVATE KEY", 32),
+        ("public_encryption.pem", "X25519 PUBLIC KEY", 32),
+        ("ack_key.pem", "AES-128-CTR ACKNOWLEDGEMENTS KEY", 16),
+    ];
+    for (file, label, len) in files {
+        std::fs::write(client.join("data").join(file), pem(label, &vec![7u8; len])).expect("write");
+    }
+    std::fs::write(
+        client.join("data/gateways_registrations.sqlite"),
+        b"SQLite format 3\0",
+    )
+    .expect("write");
+    std::fs::write(
+        client.join("config/config.toml"),
+        "[client]\nid = 'old'\n\n[socket]\nsocket_type = 'WebSocket'\nlistening_port = 1988\nhost = '127.0.0.1'\n",
+    )
+    .expect("write");
+    let path = client.to_string_lossy().into_owned();
+    let out = d.ctl(&["import", "--id", "imported", &path]);
+    ok(&out);
+    assert!(
+        stderr(&out).contains("not carried over"),
+        "{}",
+        stderr(&out)
+    );
+    let v = json(&d.ctl(&["--json", "status", "imported"]));
+    assert_eq!(v["identity"]["websocket_port"], 1988);
+
+    // A key with the wrong label is refused before anything is sent.
+    std::fs::write(
+        client.join("data/ack_key.pem"),
+        pem("X25519 PRIVATE KEY", &[7u8; 16]),
+    )
+    .expect("write");
+    let out = d.ctl(&["import", "--id", "again", &path]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("unexpected key pem tag"),
+        "{}",
+        stderr(&out)
+    );
+    // Not a nym-client folder at all.
+    let out = d.ctl(&["import", "--id", "again", &tmp.path().to_string_lossy()]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("data/"), "{}", stderr(&out));
+}
+
+#[test]
+fn completions_and_man_page() {
+    assert!(ok(&nymctl(None, &["completions", "bash"])).contains("_nymctl"));
+    assert!(ok(&nymctl(None, &["completions", "zsh"])).contains("#compdef nymctl"));
+    let man = ok(&nymctl(None, &["man"]));
+    assert!(man.contains(".TH nymctl 1"), "{man}");
+    assert!(man.contains("daemon"), "{man}");
+}
