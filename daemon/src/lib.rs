@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`appserver`]: nym-client's websocket API on each identity's port.
+//! - [`backend`]: the manager seen through the control socket's types.
 //! - [`control`]: the control socket server (`nymctl`, `nym-tui`).
 //! - [`config`]: the daemon config file, environment and defaults.
 //! - [`store`]: the identity store (keys, settings, gateway registration).
@@ -11,6 +12,7 @@
 //! - [`cli`]: the command line of the `nymd` binary.
 
 pub mod appserver;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod control;

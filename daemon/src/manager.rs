@@ -84,8 +84,10 @@ pub enum ManagerEvent {
     InitProgress {
         /// Identity.
         id: String,
-        /// What is happening.
-        step: String,
+        /// Which step.
+        step: InitStep,
+        /// Detail for people.
+        detail: String,
     },
     /// Traffic counters (every [`STATS_INTERVAL`]).
     Traffic {
@@ -96,6 +98,21 @@ pub enum ManagerEvent {
         /// Apps connected.
         apps: usize,
     },
+}
+
+/// Steps of `init`, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitStep {
+    /// Making keys.
+    Keys,
+    /// Fetching the topology and registering with a gateway.
+    Registering,
+    /// Writing the identity to disk.
+    Storing,
+    /// Starting it.
+    Starting,
+    /// Finished.
+    Done,
 }
 
 /// Errors of manager operations; the control plane maps them to codes.
@@ -144,6 +161,8 @@ pub struct InitRequest {
     pub no_start: bool,
     /// Use these keys instead of fresh ones (import).
     pub keys: Option<IdentityKeys>,
+    /// Use this gateway registration instead of registering (import).
+    pub registration: Option<StoredRegistration>,
 }
 
 /// A row of `list` / `status`.
@@ -357,33 +376,47 @@ impl Manager {
             (None, true) => GatewaySelection::LatencyBased,
             (None, false) => GatewaySelection::UniformRandom,
         };
+        self.progress(&req.id, InitStep::Keys, "generating keys");
         let keys = req
             .keys
             .clone()
             .unwrap_or_else(|| IdentityKeys::generate(&mut rand::thread_rng()));
-        self.emit(ManagerEvent::InitProgress {
-            id: req.id.clone(),
-            step: "fetching the network topology and registering with a gateway".into(),
-        });
-        let client_keys = to_client_keys(&keys);
-        let gateway_config = GatewayConfig::default();
-        let reg = tokio::select! {
-            _ = self.inner.cancel.cancelled() => return Err(ManagerError::ShuttingDown),
-            r = nymd_mixnet::register_with(
-                &self.inner.shared,
-                None,
-                &client_keys,
-                selection,
-                &gateway_config,
-            ) => r.map_err(|e| ManagerError::Client(format!("registration failed: {e}")))?,
+        let reg = match req.registration.clone() {
+            Some(r) => GatewayRegistration {
+                gateway_id: r.gateway_id,
+                listener: r.listener,
+                fallback_listener: r.fallback_listener,
+                shared_key: r.shared_key,
+                last_auth_timestamp: 0,
+            },
+            None => {
+                self.progress(
+                    &req.id,
+                    InitStep::Registering,
+                    "fetching the network topology and registering with a gateway",
+                );
+                let client_keys = to_client_keys(&keys);
+                let gateway_config = GatewayConfig::default();
+                tokio::select! {
+                    _ = self.inner.cancel.cancelled() => return Err(ManagerError::ShuttingDown),
+                    r = nymd_mixnet::register_with(
+                        &self.inner.shared,
+                        None,
+                        &client_keys,
+                        selection,
+                        &gateway_config,
+                    ) => r.map_err(|e| ManagerError::Client(format!("registration failed: {e}")))?,
+                }
+            }
         };
-        self.emit(ManagerEvent::InitProgress {
-            id: req.id.clone(),
-            step: format!(
-                "registered with gateway {}",
+        self.progress(
+            &req.id,
+            InitStep::Storing,
+            &format!(
+                "registered with gateway {}; storing the identity",
                 bs58::encode(reg.gateway_id).into_string()
             ),
-        });
+        );
         let stored = StoredIdentity {
             config: IdentityConfig {
                 id: req.id.clone(),
@@ -411,9 +444,19 @@ impl Manager {
         lock(&self.inner.slots).insert(req.id.clone(), slot);
         self.emit(ManagerEvent::Added { id: req.id.clone() });
         if !req.no_start {
+            self.progress(&req.id, InitStep::Starting, "starting");
             self.start(&req.id)?;
         }
+        self.progress(&req.id, InitStep::Done, "done");
         self.info(&req.id)
+    }
+
+    fn progress(&self, id: &str, step: InitStep, detail: &str) {
+        self.emit(ManagerEvent::InitProgress {
+            id: id.to_string(),
+            step,
+            detail: detail.to_string(),
+        });
     }
 
     async fn choose_port(&self, host: IpAddr, wanted: Option<u16>) -> Result<u16, ManagerError> {

@@ -9,8 +9,12 @@ use nymd_mixnet::{Shared, SharedConfig, TopologySource, Url};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::sync::Arc;
+
+use crate::backend::DaemonBackend;
 use crate::cli::Cli;
 use crate::config::{self, ConfigFile, Environment};
+use crate::control::{self, AccessRules, ControlServerConfig, SocketOptions, TierPolicy};
 use crate::manager::{InitRequest, Manager};
 use crate::store::IdentityStore;
 
@@ -85,6 +89,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
+    // The control socket comes first: binding sets the umask for an
+    // instant, before any other thread creates files. A second daemon on the
+    // same socket stops here with a clear message.
+    let mut bound =
+        control::socket::bind(&SocketOptions::new(&settings.socket)).with_context(|| {
+            format!(
+                "cannot open the control socket {}",
+                settings.socket.display()
+            )
+        })?;
+    let control_listener = bound
+        .take_listener()
+        .context("cannot listen on the control socket")?;
+
     crate::fsutil::create_private_dir(&settings.state_dir)
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
     let store = IdentityStore::open(&settings.state_dir)?;
@@ -131,10 +149,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     manager.autostart();
 
+    let server_config = ControlServerConfig::new(TierPolicy::Credentials(
+        AccessRules::for_this_process("nymd"),
+    ));
+    let backend = Arc::new(DaemonBackend::new(
+        manager.clone(),
+        server_config.instance_id.clone(),
+        settings.socket.clone(),
+        settings.state_dir.clone(),
+        cancel.clone(),
+        &tracker,
+    ));
+    let control_stop = cancel.child_token();
+    let control_task = tokio::spawn(control::server::serve(
+        control_listener,
+        backend,
+        server_config,
+        control_stop.clone(),
+    ));
+    tracing::info!(socket = %settings.socket.display(), "control socket ready");
+
     wait_for_signal(&cancel).await;
     tracing::info!("shutting down");
     cancel.cancel();
     let graceful = async {
+        control_stop.cancel();
+        let _ = control_task.await;
         manager.shutdown().await;
         tracker.close();
         tracker.wait().await;
@@ -148,6 +188,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     {
         tracing::warn!("shutdown took longer than {SHUTDOWN_GRACE:?}; exiting anyway");
     }
+    drop(bound);
     Ok(())
 }
 

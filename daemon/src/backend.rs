@@ -1,0 +1,532 @@
+//! The control plane's view of the daemon: implements [`ControlBackend`] on
+//! top of the identity [`Manager`], converting between the manager's types
+//! and the wire types of `nymd-ipc`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nymd_ipc::{
+    DaemonInfo, ErrorCode, Event, GatewayConnection, GatewayInfo, GatewayStatus, IdentityInfo,
+    IdentityState, ImportRequest, InitRequest, InitStage, IpcError, NodeInfo, SendRequest,
+    Snapshot, TopologyBrief, TopologyLayer, TopologySummary, TrafficCounters,
+};
+use nymd_mixnet::ClientStats;
+use nymd_proto::keys::{AckKey, EncryptionKeyPair, GatewaySharedKey, IdentityKeyPair};
+use nymd_proto::topology::NymTopology;
+use nymd_proto::Recipient;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::{BackendResult, ControlBackend};
+use crate::manager::{self, InitStep, Manager, ManagerError, ManagerEvent, RunState};
+use crate::store::{IdentityKeys, StoredRegistration};
+
+/// Events buffered for control subscribers.
+const EVENT_CAPACITY: usize = 1024;
+
+/// The daemon behind the control socket.
+#[derive(Debug, Clone)]
+pub struct DaemonBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    manager: Manager,
+    events: broadcast::Sender<Event>,
+    started: Instant,
+    instance_id: String,
+    socket: PathBuf,
+    state_dir: PathBuf,
+    shutdown: CancellationToken,
+}
+
+impl DaemonBackend {
+    /// Wrap `manager`; `shutdown` is cancelled by the `Shutdown` request.
+    /// Spawns the task that turns manager events into wire events.
+    pub fn new(
+        manager: Manager,
+        instance_id: String,
+        socket: PathBuf,
+        state_dir: PathBuf,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Self {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let backend = Self {
+            inner: Arc::new(Inner {
+                manager,
+                events,
+                started: Instant::now(),
+                instance_id,
+                socket,
+                state_dir,
+                shutdown,
+            }),
+        };
+        let b = backend.clone();
+        let mut rx = backend.inner.manager.subscribe();
+        let stop = backend.inner.shutdown.clone();
+        tracker.spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    ev = rx.recv() => ev,
+                };
+                match ev {
+                    Ok(ev) => b.forward(ev),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!("control event relay skipped {n} manager events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        backend
+    }
+
+    fn forward(&self, ev: ManagerEvent) {
+        let out: Vec<Event> = match ev {
+            ManagerEvent::Added { id } => match self.inner.manager.info(&id) {
+                Ok(i) => vec![Event::IdentityState {
+                    identity: id,
+                    state: state_of(&i.state),
+                }],
+                Err(_) => vec![],
+            },
+            ManagerEvent::Removed { id } => vec![Event::IdentityRemoved { identity: id }],
+            ManagerEvent::State { id, state } => {
+                let gw = self
+                    .inner
+                    .manager
+                    .info(&id)
+                    .map(|i| i.gateway_id)
+                    .unwrap_or_default();
+                vec![
+                    Event::IdentityState {
+                        identity: id.clone(),
+                        state: state_of(&state),
+                    },
+                    Event::GatewayStatus {
+                        identity: id,
+                        gateway_id: gw,
+                        status: gateway_status(&state, None),
+                    },
+                ]
+            }
+            ManagerEvent::InitProgress { id, step, detail } => vec![Event::InitProgress {
+                identity: id,
+                stage: stage_of(step),
+                detail,
+            }],
+            ManagerEvent::Traffic { id, stats, .. } => vec![Event::Traffic {
+                identity: id,
+                counters: counters_of(&stats),
+            }],
+        };
+        for e in out {
+            let _ = self.inner.events.send(e);
+        }
+    }
+
+    async fn current_topology(&self) -> BackendResult<Arc<NymTopology>> {
+        let handle = self
+            .inner
+            .manager
+            .shared()
+            .topology(None)
+            .await
+            .map_err(|e| {
+                IpcError::new(ErrorCode::Unavailable, format!("no topology: {e}"))
+                    .with_hint("check the nym-api URLs or the topology file in the config")
+            })?;
+        handle.current().ok_or_else(|| {
+            IpcError::new(
+                ErrorCode::Unavailable,
+                "the topology could not be fetched yet",
+            )
+        })
+    }
+}
+
+fn state_of(s: &RunState) -> IdentityState {
+    match s {
+        RunState::Stopped => IdentityState::Stopped,
+        RunState::Starting => IdentityState::Starting,
+        RunState::Running => IdentityState::Running,
+        RunState::Reconnecting => IdentityState::Reconnecting,
+        RunState::Failed { reason } => IdentityState::Failed {
+            reason: reason.clone(),
+        },
+    }
+}
+
+fn gateway_status(s: &RunState, stats: Option<&ClientStats>) -> GatewayStatus {
+    let connection = match s {
+        RunState::Running => GatewayConnection::Connected,
+        RunState::Starting | RunState::Reconnecting => GatewayConnection::Reconnecting,
+        RunState::Stopped | RunState::Failed { .. } => GatewayConnection::Down,
+    };
+    GatewayStatus {
+        connection,
+        rtt_ms: stats
+            .and_then(|s| s.gateway_rtt)
+            .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)),
+        last_error: match s {
+            RunState::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        },
+    }
+}
+
+fn stage_of(s: InitStep) -> InitStage {
+    match s {
+        InitStep::Keys => InitStage::Keys,
+        InitStep::Registering => InitStage::Registering,
+        InitStep::Storing => InitStage::Storing,
+        InitStep::Starting => InitStage::Starting,
+        InitStep::Done => InitStage::Done,
+    }
+}
+
+fn counters_of(s: &ClientStats) -> TrafficCounters {
+    TrafficCounters {
+        real_packets_sent: s.real_packets_sent,
+        real_bytes_sent: s.real_bytes_sent,
+        real_packets_received: s.real_packets_received,
+        real_bytes_received: s.real_bytes_received,
+        cover_packets_sent: s.cover_packets_sent,
+        cover_bytes_sent: s.cover_bytes_sent,
+        cover_packets_received: s.cover_packets_received,
+        cover_bytes_received: 0,
+        acks_received: s.acks_received,
+        retransmissions: s.retransmissions,
+        queue_depth: s.queued_packets,
+    }
+}
+
+fn info_of(i: &manager::IdentityInfo) -> IdentityInfo {
+    IdentityInfo {
+        id: i.id.clone(),
+        state: state_of(&i.state),
+        address: Some(i.address.clone()),
+        websocket_host: i.websocket.ip().to_string(),
+        websocket_port: i.websocket.port(),
+        gateway_id: Some(i.gateway_id.clone()),
+        gateway_url: Some(i.gateway_listener.clone()),
+        gateway_status: Some(gateway_status(&i.state, i.stats.as_ref())),
+        connected_apps: (0..i.connected_apps as u64)
+            .map(|n| nymd_ipc::AppInfo {
+                connection: n,
+                peer: String::new(),
+                connected_secs: 0,
+            })
+            .collect(),
+        uptime_secs: i.uptime.map(|d| d.as_secs()),
+        counters: i.stats.as_ref().map(counters_of).unwrap_or_default(),
+    }
+}
+
+fn err_of(e: ManagerError) -> IpcError {
+    let msg = e.to_string();
+    match e {
+        ManagerError::NotFound(id) => IpcError::unknown_identity(&id),
+        ManagerError::AlreadyExists(_) => IpcError::new(ErrorCode::AlreadyExists, msg)
+            .with_hint("pick another --id, or `nymctl remove` the old one"),
+        ManagerError::PortInUse(_) => IpcError::new(ErrorCode::PortInUse, msg)
+            .with_hint("choose another --port, or leave it out to take the next free one"),
+        ManagerError::InvalidArgument(_) => IpcError::new(ErrorCode::InvalidArgument, msg),
+        ManagerError::NotRunning(_) => IpcError::new(ErrorCode::InvalidState, msg),
+        ManagerError::Store(crate::store::StoreError::InvalidId(_)) => {
+            IpcError::new(ErrorCode::InvalidArgument, msg)
+        }
+        ManagerError::Store(_) => IpcError::new(ErrorCode::Internal, msg),
+        ManagerError::Client(_) => IpcError::new(ErrorCode::Unavailable, msg),
+        ManagerError::ShuttingDown => IpcError::new(ErrorCode::Unavailable, msg),
+    }
+}
+
+fn parse_host(h: Option<String>) -> BackendResult<Option<std::net::IpAddr>> {
+    h.map(|h| {
+        h.parse().map_err(|_| {
+            IpcError::new(
+                ErrorCode::InvalidArgument,
+                format!("--host {h:?} is not an IP address"),
+            )
+        })
+    })
+    .transpose()
+}
+
+fn node_info(n: &nymd_proto::topology::RoutingNode) -> NodeInfo {
+    NodeInfo {
+        identity: bs58::encode(n.identity_key.as_bytes()).into_string(),
+        address: n.mix_host.to_string(),
+        performance: n.performance.map(|p| p.percent_floor()).unwrap_or(100),
+    }
+}
+
+fn fixed<const N: usize>(what: &str, v: &[u8]) -> BackendResult<[u8; N]> {
+    v.try_into().map_err(|_| {
+        IpcError::new(
+            ErrorCode::InvalidArgument,
+            format!("{what} is {} bytes, expected {N}", v.len()),
+        )
+    })
+}
+
+impl ControlBackend for DaemonBackend {
+    async fn init(&self, req: InitRequest) -> BackendResult<IdentityInfo> {
+        let info = self
+            .inner
+            .manager
+            .init(manager::InitRequest {
+                id: req.id,
+                gateway: req.gateway,
+                latency_based_selection: req.latency_based_selection,
+                port: req.port,
+                host: parse_host(req.host)?,
+                no_start: req.no_start,
+                keys: None,
+                registration: None,
+            })
+            .await
+            .map_err(err_of)?;
+        Ok(info_of(&info))
+    }
+
+    async fn start(&self, id: String) -> BackendResult<()> {
+        self.inner.manager.start(&id).map_err(err_of)
+    }
+
+    async fn stop(&self, id: String) -> BackendResult<()> {
+        self.inner.manager.stop(&id).await.map_err(err_of)
+    }
+
+    async fn restart(&self, id: String) -> BackendResult<()> {
+        self.inner.manager.restart(&id).await.map_err(err_of)
+    }
+
+    async fn remove(&self, id: String) -> BackendResult<()> {
+        self.inner.manager.remove(&id).await.map_err(err_of)
+    }
+
+    async fn list(&self) -> BackendResult<Vec<IdentityInfo>> {
+        Ok(self.inner.manager.list().iter().map(info_of).collect())
+    }
+
+    async fn status(&self, id: Option<String>) -> BackendResult<Vec<IdentityInfo>> {
+        match id {
+            Some(id) => Ok(vec![info_of(
+                &self.inner.manager.info(&id).map_err(err_of)?,
+            )]),
+            None => self.list().await,
+        }
+    }
+
+    async fn address(&self, id: String) -> BackendResult<String> {
+        Ok(self.inner.manager.info(&id).map_err(err_of)?.address)
+    }
+
+    async fn gateways(&self, latency: bool) -> BackendResult<Vec<GatewayInfo>> {
+        let topo = self.current_topology().await?;
+        let mut out = Vec::new();
+        for g in topo.entry_gateways() {
+            let Some(listeners) = g.ws_listeners(false) else {
+                continue;
+            };
+            let latency_ms = if latency {
+                measure_latency(&listeners.primary).await
+            } else {
+                None
+            };
+            out.push(GatewayInfo {
+                identity: bs58::encode(g.identity_key.as_bytes()).into_string(),
+                host: g.mix_host.ip().to_string(),
+                ws_url: listeners.primary,
+                performance: g.performance.map(|p| p.percent_floor()).unwrap_or(100),
+                latency_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn topology(&self) -> BackendResult<TopologySummary> {
+        let topo = self.current_topology().await?;
+        let mut layers = Vec::new();
+        for l in 1..=3u8 {
+            let nodes = topo
+                .rewarded_set()
+                .layer(l)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| topo.node(*id))
+                        .map(node_info)
+                        .collect()
+                })
+                .unwrap_or_default();
+            layers.push(TopologyLayer { layer: l, nodes });
+        }
+        Ok(TopologySummary {
+            epoch: Some(u64::from(topo.metadata().absolute_epoch_id)),
+            fetched_at_unix: topo.metadata().refreshed_at.unix_secs().max(0) as u64,
+            layers,
+            gateways: topo.entry_gateways().map(node_info).collect(),
+        })
+    }
+
+    async fn send(&self, req: SendRequest) -> BackendResult<()> {
+        let to: Recipient = req.to.parse().map_err(|e| {
+            IpcError::new(
+                ErrorCode::InvalidArgument,
+                format!("--to is not a Nym address: {e}"),
+            )
+        })?;
+        self.inner
+            .manager
+            .send(&req.id, to, req.message)
+            .await
+            .map_err(err_of)
+    }
+
+    async fn import(&self, req: ImportRequest) -> BackendResult<IdentityInfo> {
+        let identity = IdentityKeyPair::from_secret_bytes(&fixed::<32>(
+            "private_identity.pem",
+            &req.private_identity,
+        )?);
+        if identity.public_bytes().as_slice() != req.public_identity.as_slice() {
+            return Err(IpcError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{}: public_identity.pem does not match private_identity.pem",
+                    req.source
+                ),
+            ));
+        }
+        let encryption = EncryptionKeyPair::from_secret_bytes(fixed::<32>(
+            "private_encryption.pem",
+            &req.private_encryption,
+        )?);
+        if encryption.public().as_bytes().as_slice() != req.public_encryption.as_slice() {
+            return Err(IpcError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{}: public_encryption.pem does not match private_encryption.pem",
+                    req.source
+                ),
+            ));
+        }
+        let ack = AckKey::from_bytes(fixed::<16>("ack_key.pem", &req.ack_key)?);
+        let registration = match req.gateway {
+            Some(g) => Some(StoredRegistration {
+                gateway_id: bs58::decode(&g.gateway_id)
+                    .into_vec()
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| {
+                        IpcError::new(
+                            ErrorCode::InvalidArgument,
+                            "the gateway identity is not base58 of 32 bytes",
+                        )
+                    })?,
+                listener: g.listener,
+                fallback_listener: None,
+                shared_key: GatewaySharedKey::from_bytes(fixed::<32>(
+                    "gateway shared key",
+                    &g.shared_key,
+                )?),
+            }),
+            None => None,
+        };
+        let info = self
+            .inner
+            .manager
+            .init(manager::InitRequest {
+                id: req.id,
+                port: req.port,
+                host: parse_host(req.host)?,
+                keys: Some(IdentityKeys {
+                    identity,
+                    encryption,
+                    ack,
+                }),
+                registration,
+                ..manager::InitRequest::default()
+            })
+            .await
+            .map_err(err_of)?;
+        Ok(info_of(&info))
+    }
+
+    async fn daemon_info(&self) -> BackendResult<DaemonInfo> {
+        let list = self.inner.manager.list();
+        Ok(DaemonInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            protocol_version: nymd_ipc::PROTOCOL_VERSION,
+            instance_id: self.inner.instance_id.clone(),
+            pid: std::process::id(),
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+            socket: self.inner.socket.display().to_string(),
+            state_dir: self.inner.state_dir.display().to_string(),
+            identities: list.len() as u32,
+            running: list
+                .iter()
+                .filter(|i| matches!(i.state, RunState::Running))
+                .count() as u32,
+        })
+    }
+
+    async fn shutdown(&self) -> BackendResult<()> {
+        tracing::info!("shutdown requested over the control socket");
+        self.inner.shutdown.cancel();
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    async fn snapshot(&self, identity: Option<String>) -> BackendResult<Snapshot> {
+        let identities = self
+            .inner
+            .manager
+            .list()
+            .iter()
+            .filter(|i| identity.as_ref().is_none_or(|id| &i.id == id))
+            .map(info_of)
+            .collect();
+        let topology = match self.inner.manager.shared().topology(None).await {
+            Ok(h) => h.current().map(|t| TopologyBrief {
+                epoch: Some(u64::from(t.metadata().absolute_epoch_id)),
+                layers: 3,
+                mixnodes: t.mixnodes().count() as u32,
+                gateways: t.entry_gateways().count() as u32,
+            }),
+            Err(_) => None,
+        };
+        Ok(Snapshot {
+            identities,
+            topology,
+        })
+    }
+}
+
+async fn measure_latency(url: &str) -> Option<u32> {
+    let hostport = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))?
+        .split('/')
+        .next()?
+        .to_string();
+    let start = Instant::now();
+    let conn = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect(hostport),
+    )
+    .await;
+    match conn {
+        Ok(Ok(_)) => Some(u32::try_from(start.elapsed().as_millis()).unwrap_or(u32::MAX)),
+        _ => None,
+    }
+}
