@@ -28,8 +28,11 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
+/// Id, identity, sphinx key, mix port and websocket port of a node.
+type Fingerprint = (u32, String, Vec<u8>, u16, Option<u16>);
+
 /// What must not change across a restart.
-fn fingerprint(nodes: &[NodeInfo]) -> Vec<(u32, String, Vec<u8>, u16, Option<u16>)> {
+fn fingerprint(nodes: &[NodeInfo]) -> Vec<Fingerprint> {
     nodes
         .iter()
         .map(|n| {
