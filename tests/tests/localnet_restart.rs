@@ -81,6 +81,13 @@ async fn round_trip(port: u16, text: &[u8]) {
     app.close().await;
 }
 
+/// `ws://IP:PORT` as a socket address.
+fn ws_addr(url: &str) -> SocketAddr {
+    url.strip_prefix("ws://")
+        .and_then(|a| a.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("not a ws://IP:PORT url: {url}"))
+}
+
 async fn stop(mut d: Daemon, dir: &Path, run: u32) {
     let status = tokio::task::spawn_blocking(move || d.terminate(Duration::from_secs(30)))
         .await
@@ -113,30 +120,30 @@ async fn localnet_identity_survives_restarts() {
     stop(d, dir, 1).await;
     assert!(dir.join("state/localnet/localnet.json").exists());
 
-    // Second start: same network, same identity, same gateway URL.
+    // Second start: same network, same identity, same gateway URL (unless
+    // another process took the port meanwhile: then it is in use now).
     let d = start(dir, 2).await;
     let st = wait_running(&socket).await;
     let again = nymctl_json(&socket, &["address", "default"]);
     assert_eq!(again["address"].as_str(), Some(address.as_str()));
-    assert_eq!(
-        st["identity"]["gateway_url"].as_str(),
-        Some(gateway_url.as_str())
+    let url2 = st["identity"]["gateway_url"]
+        .as_str()
+        .expect("gateway url")
+        .to_string();
+    assert!(
+        url2 == gateway_url || std::net::TcpListener::bind(ws_addr(&gateway_url)).is_err(),
+        "the gateway moved from {gateway_url} to {url2} though its port is free"
     );
     round_trip(port, b"after the restart").await;
     stop(d, dir, 2).await;
 
     // Third start with the gateway's port taken: the gateway moves and the
     // identity follows it.
-    let old: SocketAddr = gateway_url
-        .strip_prefix("ws://")
-        .expect("ws url")
-        .parse()
-        .expect("socket address");
-    let squatter = std::net::TcpListener::bind(old).expect("take the gateway's port");
+    let squatter = std::net::TcpListener::bind(ws_addr(&url2)).expect("take the gateway's port");
     let d = start(dir, 3).await;
     let st = wait_running(&socket).await;
     let moved = st["identity"]["gateway_url"].as_str().expect("gateway url");
-    assert_ne!(moved, gateway_url, "the gateway is on a new port");
+    assert_ne!(moved, url2, "the gateway is on a new port");
     let again = nymctl_json(&socket, &["address", "default"]);
     assert_eq!(again["address"].as_str(), Some(address.as_str()));
     round_trip(port, b"after the gateway moved").await;
