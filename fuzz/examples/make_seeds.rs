@@ -120,7 +120,11 @@ fn main() {
     ];
     for (i, r) in responses.iter().enumerate() {
         write("appapi_response", &format!("bin{i}"), &r.to_binary());
-        write("appapi_response", &format!("text{i}"), r.to_text().as_bytes());
+        write(
+            "appapi_response",
+            &format!("text{i}"),
+            r.to_text().as_bytes(),
+        );
     }
 
     // ---- gateway JSON, handshake, auth
@@ -194,14 +198,24 @@ fn main() {
             3 => vec![1],
             _ => material.to_json().into_bytes(),
         };
-        write("handshake", &format!("step{step}"), &with(&[step, 6], &payload));
+        write(
+            "handshake",
+            &format!("step{step}"),
+            &with(&[step, 6], &payload),
+        );
     }
     let hs = HandshakeMessage::error("bye");
     write("handshake", "err", &with(&[4, 6], hs.to_json().as_bytes()));
 
     let auth_key = GatewaySharedKey::from_bytes([9u8; 32]);
     let id3 = IdentityKeyPair::from_secret_bytes(&[3u8; 32]);
-    let good = AuthenticateV2::with_nonce(&auth_key, &id3, CURRENT_PROTOCOL_VERSION, [1; 12], 1_750_000_000);
+    let good = AuthenticateV2::with_nonce(
+        &auth_key,
+        &id3,
+        CURRENT_PROTOCOL_VERSION,
+        [1; 12],
+        1_750_000_000,
+    );
     write(
         "auth_v2",
         "json",
@@ -212,7 +226,11 @@ fn main() {
         "req",
         &with(&[0], good.into_request().to_json().as_bytes()),
     );
-    write("auth_v2", "structured", &[1, 6, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0xf0, 0]);
+    write(
+        "auth_v2",
+        "structured",
+        &[1, 6, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0xf0, 0],
+    );
 
     // ---- packets
     let ack_key = AckKey::from_bytes([4u8; 16]);
@@ -268,12 +286,21 @@ fn main() {
     write(
         "ack",
         "ack",
-        &nymd_proto::ack::ack_plaintext(&mut rng, &ack_key, FragmentId { set_id: 5, position: 1 }),
+        &nymd_proto::ack::ack_plaintext(
+            &mut rng,
+            &ack_key,
+            FragmentId {
+                set_id: 5,
+                position: 1,
+            },
+        ),
     );
 
     // ---- fragments, messages, SURBs
     let msg = NymMessage::Plain(vec![0x55; 4000]);
-    let padded = msg.pad(PacketSize::Regular.fragment_capacity()).expect("pad");
+    let padded = msg
+        .pad(PacketSize::Regular.fragment_capacity())
+        .expect("pad");
     let frags = padded
         .split_into_fragments(&mut rng, PacketSize::Regular.fragment_capacity())
         .expect("split");
@@ -305,12 +332,18 @@ fn main() {
             v,
         )
         .expect("surb");
-        write("reply_surb", &format!("{}", v.number()), &with(&[0], &s.to_bytes()));
+        write(
+            "reply_surb",
+            &format!("{}", v.number()),
+            &with(&[0], &s.to_bytes()),
+        );
         surbs.push(s);
     }
-    let repliable = RepliableMessage::new_data(SenderTag([2; 16]), b"data".to_vec(), vec![surbs[0].clone()]);
+    let repliable =
+        RepliableMessage::new_data(SenderTag([2; 16]), b"data".to_vec(), vec![surbs[0].clone()]);
     write("reply_bodies", "v2", &repliable.to_bytes().expect("bytes"));
-    let repliable1 = RepliableMessage::new_data(SenderTag([2; 16]), b"data".to_vec(), vec![surbs[1].clone()]);
+    let repliable1 =
+        RepliableMessage::new_data(SenderTag([2; 16]), b"data".to_vec(), vec![surbs[1].clone()]);
     write("reply_bodies", "v1", &repliable1.to_bytes().expect("bytes"));
     let req = ReplyMessage::SurbRequest {
         recipient: Box::new(recipient),
@@ -322,7 +355,11 @@ fn main() {
         "repliable",
         &NymMessage::Repliable(repliable).to_bytes().expect("bytes"),
     );
-    write("nym_message", "reply", &NymMessage::Reply(req).to_bytes().expect("bytes"));
+    write(
+        "nym_message",
+        "reply",
+        &NymMessage::Reply(req).to_bytes().expect("bytes"),
+    );
 
     // ---- topology
     let mk = |id: u32, i: u8, entry: bool| RoutingNode {
@@ -355,9 +392,18 @@ fn main() {
             refreshed_at: Timestamp::UNIX_EPOCH,
         },
         rs,
-        [mk(1, 1, false), mk(2, 2, false), mk(3, 3, false), mk(4, 4, true)],
+        [
+            mk(1, 1, false),
+            mk(2, 2, false),
+            mk(3, 3, false),
+            mk(4, 4, true),
+        ],
     );
-    write("topology", "file", &with(&[3], topo.to_file_json().expect("json").as_bytes()));
+    write(
+        "topology",
+        "file",
+        &with(&[3], topo.to_file_json().expect("json").as_bytes()),
+    );
     let meta = NodesResponseMetadata {
         status: None,
         absolute_epoch_id: 10,
@@ -373,7 +419,12 @@ fn main() {
     write(
         "topology",
         "rewarded",
-        &with(&[1], serde_json::to_string(&topo.rewarded_set_response()).expect("json").as_bytes()),
+        &with(
+            &[1],
+            serde_json::to_string(&topo.rewarded_set_response())
+                .expect("json")
+                .as_bytes(),
+        ),
     );
     let kr = KeyRotationInfoResponse::new(
         KeyRotationState {
@@ -391,5 +442,9 @@ fn main() {
         &with(&[2], serde_json::to_string(&kr).expect("json").as_bytes()),
     );
     write("topology", "time", b"\x042025-06-01T12:34:56.789Z");
-    write("topology", "time2", b"\x042025-06-01 12:34:56.789 +00:00:00");
+    write(
+        "topology",
+        "time2",
+        b"\x042025-06-01 12:34:56.789 +00:00:00",
+    );
 }

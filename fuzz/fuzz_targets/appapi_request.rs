@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
     // Text frame.
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(req) = ClientRequest::parse_text(s) {
-            let text = req.to_text().expect("a parsed text request has a text form");
+            let text = req
+                .to_text()
+                .expect("a parsed text request has a text form");
             assert_eq!(ClientRequest::parse_text(&text).as_ref(), Ok(&req));
             let bytes = req.to_binary();
             assert_eq!(ClientRequest::parse_binary(&bytes).as_ref(), Ok(&req));

@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
         };
         if let Ok(req) = serde_json::from_str::<AuthenticateV2>(s) {
             let json = serde_json::to_string(&req).expect("serialise");
-            assert_eq!(serde_json::from_str::<AuthenticateV2>(&json).ok().as_ref(), Some(&req));
+            assert_eq!(
+                serde_json::from_str::<AuthenticateV2>(&json).ok().as_ref(),
+                Some(&req)
+            );
             check(&req, NOW, None);
             check(&req, req.request_unix_timestamp, Some(NOW));
         }

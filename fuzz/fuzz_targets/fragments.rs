@@ -9,7 +9,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((h, n)) = FragmentHeader::parse(data) {
         assert_eq!(n, h.encoded_len());
         assert_eq!(h.to_bytes(), data[..n]);
-        let again = FragmentHeader::new(h.set_id(), h.total(), h.current(), h.previous_set(), h.next_set());
+        let again = FragmentHeader::new(
+            h.set_id(),
+            h.total(),
+            h.current(),
+            h.previous_set(),
+            h.next_set(),
+        );
         assert_eq!(again, Ok(h));
     }
     if let Ok(f) = Fragment::from_bytes(data) {
@@ -17,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(f.encoded_len(), data.len());
         assert_eq!(Fragment::from_bytes(&f.to_bytes()).as_ref(), Ok(&f));
         let id = f.id();
-        assert_eq!(nymd_proto::params::FragmentId::from_bytes(id.to_bytes()), id);
+        assert_eq!(
+            nymd_proto::params::FragmentId::from_bytes(id.to_bytes()),
+            id
+        );
     }
 });

@@ -31,7 +31,8 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             let _ = init_client_identity(rest);
             let (init, material) = rest.split_at(rest.len().min(80));
-            if let Ok((gw, reply)) = GatewayAwaitingMaterial::start(&mut rng, &gateway_id, init, version)
+            if let Ok((gw, reply)) =
+                GatewayAwaitingMaterial::start(&mut rng, &gateway_id, init, version)
             {
                 assert!(reply.data().is_some());
                 let _ = gw.on_client_material(material, version);
@@ -56,11 +57,15 @@ fuzz_target!(|data: &[u8]| {
         3 => {
             let (client, init) =
                 ClientAwaitingMaterial::start(&mut rng, &client_id, gateway_id.public(), version);
-            let (gw, material) =
-                match GatewayAwaitingMaterial::start(&mut rng, &gateway_id, init.data().unwrap_or_default(), version) {
-                    Ok(x) => x,
-                    Err(e) => panic!("honest init refused: {e}"),
-                };
+            let (gw, material) = match GatewayAwaitingMaterial::start(
+                &mut rng,
+                &gateway_id,
+                init.data().unwrap_or_default(),
+                version,
+            ) {
+                Ok(x) => x,
+                Err(e) => panic!("honest init refused: {e}"),
+            };
             let Ok((client, client_material)) = client.on_message(&mut rng, &material) else {
                 // A version the client refuses: nothing further to test.
                 return;

@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
                 if let InsertOutcome::Complete(msg) = ins.outcome {
                     assert!(!msg.set_ids.is_empty());
                     for id in &msg.set_ids {
-                        assert!(r.recently_completed(*id) || config.recently_completed < msg.set_ids.len());
+                        assert!(
+                            r.recently_completed(*id)
+                                || config.recently_completed < msg.set_ids.len()
+                        );
                     }
                     let _ = msg.into_message();
                 }

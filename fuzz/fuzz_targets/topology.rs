@@ -40,9 +40,18 @@ fuzz_target!(|data: &[u8]| {
                 if c.push(page).is_ok() {
                     if let Ok(all) = c.finish() {
                         let rs = RewardedSetResponse::default();
-                        let t = NymTopology::from_api_all_nodes(&rs, &all, PerformanceThresholds::default());
+                        let t = NymTopology::from_api_all_nodes(
+                            &rs,
+                            &all,
+                            PerformanceThresholds::default(),
+                        );
                         exercise(&t);
-                        let _ = NymTopology::from_api(&rs, &all, &all, PerformanceThresholds::default());
+                        let _ = NymTopology::from_api(
+                            &rs,
+                            &all,
+                            &all,
+                            PerformanceThresholds::default(),
+                        );
                     }
                 }
             }
@@ -50,7 +59,10 @@ fuzz_target!(|data: &[u8]| {
         1 => {
             if let Ok(rs) = serde_json::from_slice::<RewardedSetResponse>(json) {
                 let text = serde_json::to_string(&rs).expect("serialise");
-                assert_eq!(serde_json::from_str::<RewardedSetResponse>(&text).ok(), Some(rs));
+                assert_eq!(
+                    serde_json::from_str::<RewardedSetResponse>(&text).ok(),
+                    Some(rs)
+                );
             }
         }
         2 => {
@@ -61,7 +73,10 @@ fuzz_target!(|data: &[u8]| {
                     let _ = s.rotation_ending_epoch(e);
                 }
                 let text = serde_json::to_string(&k).expect("serialise");
-                assert_eq!(serde_json::from_str::<KeyRotationInfoResponse>(&text).ok(), Some(k));
+                assert_eq!(
+                    serde_json::from_str::<KeyRotationInfoResponse>(&text).ok(),
+                    Some(k)
+                );
             }
         }
         3 => {

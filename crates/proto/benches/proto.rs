@@ -248,6 +248,7 @@ fn chunking(c: &mut Criterion) {
         .expect("pad")
         .split_into_fragments(&mut rng, cap)
         .expect("split");
+    assert_eq!(fragments.len(), 654, "1 MiB is three linked sets");
     c.bench_function("reassemble_1MB_message", |bench| {
         bench.iter_batched(
             || fragments.clone(),
