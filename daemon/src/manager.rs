@@ -967,7 +967,9 @@ impl Runner {
                 sender_tag: m.sender_tag,
             }),
             ClientEvent::Error { kind, message, .. } => {
-                tracing::warn!(identity = %self.id, ?kind, "{message}");
+                // The message may name a recipient: addresses only at debug.
+                tracing::warn!(identity = %self.id, ?kind, "a message could not be sent; its apps were told why");
+                tracing::debug!(identity = %self.id, ?kind, "{message}");
                 self.hub.broadcast_error(ApiError::other(message));
             }
             ClientEvent::GatewayStatus(state) => {

@@ -148,7 +148,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             })
             .await
             .context("cannot create the default identity on the local mixnet")?;
-        tracing::info!(address = %info.address, websocket = %info.websocket, "identity 'default' ready");
+        tracing::info!(websocket = %info.websocket, "identity 'default' ready");
+        tracing::debug!(address = %info.address, "identity 'default' address");
     }
     manager.autostart();
 

@@ -479,7 +479,9 @@ impl Actor {
     }
 
     fn emit_error(&mut self, kind: ErrorKind, message: String, lane: Option<Lane>) {
-        tracing::warn!(?kind, %message, "client error");
+        // The message may name a recipient: addresses are logged at debug
+        // level only (the daemon reports the error at warn without it).
+        tracing::debug!(?kind, %message, "client error");
         self.emit(ClientEvent::Error {
             kind,
             message,
@@ -800,7 +802,7 @@ impl Actor {
         let rng = &mut self.rng;
         *self.sender_tags.entry(recipient.to_bytes()).or_insert_with(|| {
             let tag = SenderTag::random(rng);
-            tracing::info!(%tag, "using a new sender tag for anonymous messages to {recipient}");
+            tracing::debug!(%tag, "using a new sender tag for anonymous messages to {recipient}");
             tag
         })
     }

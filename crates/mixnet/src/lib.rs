@@ -197,7 +197,8 @@ pub async fn start(
     });
     actor.install_session(session);
     let task = tokio::spawn(actor.run());
-    tracing::info!(address = %address, "client started");
+    tracing::info!("client started");
+    tracing::debug!(address = %address, "client address");
     Ok(ClientHandle {
         address,
         requests: req_tx,
