@@ -97,11 +97,14 @@ impl DaemonBackend {
             },
             ManagerEvent::Removed { id } => vec![Event::IdentityRemoved { identity: id }],
             ManagerEvent::State { id, state } => {
-                let gw = self
+                // The statistics go with the status so that a subscriber's
+                // RTT, reconnect count and bandwidth stay right across a
+                // state change.
+                let (gw, stats) = self
                     .inner
                     .manager
                     .info(&id)
-                    .map(|i| i.gateway_id)
+                    .map(|i| (i.gateway_id, i.stats))
                     .unwrap_or_default();
                 vec![
                     Event::IdentityState {
@@ -111,7 +114,7 @@ impl DaemonBackend {
                     Event::GatewayStatus {
                         identity: id,
                         gateway_id: gw,
-                        status: gateway_status(&state, None),
+                        status: gateway_status(&state, stats.as_ref()),
                     },
                 ]
             }
@@ -177,6 +180,8 @@ fn gateway_status(s: &RunState, stats: Option<&ClientStats>) -> GatewayStatus {
             RunState::Failed { reason } => Some(reason.clone()),
             _ => None,
         },
+        reconnects: stats.map(|s| s.reconnects).unwrap_or(0),
+        bandwidth_remaining: stats.map(|s| s.bandwidth_remaining),
     }
 }
 
