@@ -66,7 +66,9 @@ fn tabs(state: &State) -> Line<'static> {
 fn render_header(frame: &mut Frame, area: Rect, state: &State) {
     let tabs = tabs(state);
     let tabs_width = u16::try_from(tabs.width()).unwrap_or(u16::MAX);
-    let [left, right] = if area.width >= tabs_width + 30 {
+    // The tabs only while connected: when down, the reason needs the room.
+    let connected = matches!(state.conn, ConnState::Connected);
+    let [left, right] = if connected && area.width >= tabs_width + 30 {
         Layout::horizontal([Constraint::Min(0), Constraint::Length(tabs_width)]).areas(area)
     } else {
         [area, Rect::default()]
@@ -89,12 +91,15 @@ fn render_header(frame: &mut Frame, area: Rect, state: &State) {
             let tier = match tier {
                 Tier::Operate => Span::styled("operate", Style::default().fg(Color::Green)),
                 Tier::Observe => {
-                    Span::styled("observe (read-only)", Style::default().fg(Color::Yellow))
+                    Span::styled("observe, read-only", Style::default().fg(Color::Yellow))
                 }
             };
             Line::from(vec![
-                Span::styled("nym-tui", Style::default().add_modifier(Modifier::BOLD)),
-                Span::raw(format!(" · nymd {version} · ")),
+                Span::styled(
+                    format!("nymd {version}"),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(" · "),
                 tier,
                 Span::raw(format!(" · {running}/{} running", state.identities.len())),
             ])
@@ -192,8 +197,7 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &State) {
             }
             for (k, what) in [
                 ("1-3", "views"),
-                ("t", "total"),
-                ("b", "bytes"),
+                ("t/b", "charts"),
                 ("?", "help"),
                 ("q", "quit"),
             ] {
