@@ -18,6 +18,7 @@ use nymd_proto::Recipient;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::appserver::AppChange;
 use crate::control::{BackendResult, ControlBackend};
 use crate::manager::{self, InitStep, Manager, ManagerError, ManagerEvent, RunState};
 use crate::store::{IdentityKeys, StoredRegistration};
@@ -83,7 +84,40 @@ impl DaemonBackend {
                 }
             }
         });
+        let b = backend.clone();
+        let stop = backend.inner.shutdown.clone();
+        tracker.spawn(async move { b.relay_topology(stop).await });
         backend
+    }
+
+    /// Publish `TopologyRefreshed` whenever the shared topology changes.
+    async fn relay_topology(&self, stop: CancellationToken) {
+        loop {
+            let handle = tokio::select! {
+                _ = stop.cancelled() => return,
+                h = self.inner.manager.shared().topology(None) => h,
+            };
+            match handle {
+                Ok(handle) => {
+                    let mut rx = handle.watch();
+                    loop {
+                        let brief = rx.borrow_and_update().as_ref().map(|t| brief_of(t));
+                        if let Some(b) = brief {
+                            let _ = self.inner.events.send(Event::TopologyRefreshed(b));
+                        }
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            changed = rx.changed() => if changed.is_err() { break },
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("topology not available for events yet: {e}"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+        }
     }
 
     fn forward(&self, ev: ManagerEvent) {
@@ -123,6 +157,20 @@ impl DaemonBackend {
                 stage: stage_of(step),
                 detail,
             }],
+            ManagerEvent::App { id, change } => match change {
+                AppChange::Connected { session, peer } => vec![Event::AppConnected {
+                    identity: id,
+                    app: nymd_ipc::AppInfo {
+                        connection: session,
+                        peer: peer.to_string(),
+                        connected_secs: 0,
+                    },
+                }],
+                AppChange::Disconnected { session } => vec![Event::AppDisconnected {
+                    identity: id,
+                    connection: session,
+                }],
+            },
             ManagerEvent::Traffic { id, stats, .. } => vec![Event::Traffic {
                 identity: id,
                 counters: counters_of(&stats),
@@ -150,6 +198,15 @@ impl DaemonBackend {
                 "the topology could not be fetched yet",
             )
         })
+    }
+}
+
+fn brief_of(t: &NymTopology) -> TopologyBrief {
+    TopologyBrief {
+        epoch: Some(u64::from(t.metadata().absolute_epoch_id)),
+        layers: 3,
+        mixnodes: t.mixnodes().count() as u32,
+        gateways: t.entry_gateways().count() as u32,
     }
 }
 
@@ -221,11 +278,13 @@ fn info_of(i: &manager::IdentityInfo) -> IdentityInfo {
         gateway_id: Some(i.gateway_id.clone()),
         gateway_url: Some(i.gateway_listener.clone()),
         gateway_status: Some(gateway_status(&i.state, i.stats.as_ref())),
-        connected_apps: (0..i.connected_apps as u64)
-            .map(|n| nymd_ipc::AppInfo {
-                connection: n,
-                peer: String::new(),
-                connected_secs: 0,
+        connected_apps: i
+            .apps
+            .iter()
+            .map(|a| nymd_ipc::AppInfo {
+                connection: a.session,
+                peer: a.peer.to_string(),
+                connected_secs: a.connected_for.as_secs(),
             })
             .collect(),
         uptime_secs: i.uptime.map(|d| d.as_secs()),
@@ -502,12 +561,7 @@ impl ControlBackend for DaemonBackend {
             .map(info_of)
             .collect();
         let topology = match self.inner.manager.shared().topology(None).await {
-            Ok(h) => h.current().map(|t| TopologyBrief {
-                epoch: Some(u64::from(t.metadata().absolute_epoch_id)),
-                layers: 3,
-                mixnodes: t.mixnodes().count() as u32,
-                gateways: t.entry_gateways().count() as u32,
-            }),
+            Ok(h) => h.current().map(|t| brief_of(&t)),
             Err(_) => None,
         };
         Ok(Snapshot {
