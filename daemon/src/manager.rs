@@ -25,7 +25,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::appserver::{self, AppCommand, AppHub, AppServerConfig, Delivery};
+use crate::appserver::{
+    self, AppChange, AppCommand, AppHub, AppServerConfig, ConnectedApp, Delivery,
+};
 use crate::config::IdentitiesSection;
 use crate::store::{
     validate_id, IdentityConfig, IdentityKeys, IdentityState as PersistedState, IdentityStore,
@@ -89,6 +91,13 @@ pub enum ManagerEvent {
         step: InitStep,
         /// Detail for people.
         detail: String,
+    },
+    /// An app connected to or left an identity's websocket port.
+    App {
+        /// Identity.
+        id: String,
+        /// What happened.
+        change: AppChange,
     },
     /// Traffic counters (every [`STATS_INTERVAL`]).
     Traffic {
@@ -185,6 +194,8 @@ pub struct IdentityInfo {
     pub gateway_listener: String,
     /// Apps connected now.
     pub connected_apps: usize,
+    /// Who they are.
+    pub apps: Vec<ConnectedApp>,
     /// Time since the client last started.
     pub uptime: Option<Duration>,
     /// Latest counters.
@@ -504,6 +515,16 @@ impl Manager {
         let stop = self.inner.cancel.child_token();
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
         let hub = AppHub::new(appserver::DEFAULT_PENDING_LIMIT);
+        {
+            let events = self.inner.events.clone();
+            let id = id.to_string();
+            hub.set_observer(move |change| {
+                let _ = events.send(ManagerEvent::App {
+                    id: id.clone(),
+                    change,
+                });
+            });
+        }
         let runner = Runner {
             manager: self.clone(),
             id: id.to_string(),
@@ -712,6 +733,7 @@ fn info_of(id: &str, s: &Slot) -> IdentityInfo {
             .as_ref()
             .map(|r| r.hub.connected_apps())
             .unwrap_or(0),
+        apps: s.running.as_ref().map(|r| r.hub.apps()).unwrap_or_default(),
         uptime: s.started_at.map(|t| t.elapsed()),
         stats: s.stats.clone(),
     }
