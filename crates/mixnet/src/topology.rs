@@ -373,6 +373,14 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| format!("GET {url}: {e}"))?;
+    // A response announcing more than the cap is refused before reading.
+    if let Some(len) = resp.content_length() {
+        if len > MAX_BODY as u64 {
+            return Err(format!(
+                "GET {url}: response of {len} bytes is larger than {MAX_BODY} bytes"
+            ));
+        }
+    }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
         if body.len() + chunk.len() > MAX_BODY {
