@@ -50,11 +50,24 @@ pub(crate) struct Session {
     pub(crate) rtt: Duration,
 }
 
-/// Strictly increasing `authenticateV2` timestamps, even if the clock steps
-/// back: max(last + 1, now).
+/// `authenticateV2` timestamps: strictly increasing over the timestamps the
+/// gateway *accepted*, and otherwise the wall clock: max(accepted + 1, now).
+///
+/// Only accepted timestamps are remembered (and persisted): the gateway
+/// refuses a timestamp more than two minutes from its own clock, so if a
+/// wrong clock (e.g. just after resume, before NTP) had been remembered, every
+/// later attempt would repeat it, and the identity could not authenticate
+/// until real time caught up.
 #[derive(Debug, Default)]
 pub(crate) struct AuthClock {
     last: AtomicU64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl AuthClock {
@@ -64,24 +77,21 @@ impl AuthClock {
         }
     }
 
+    /// The timestamp for the next attempt.
     pub(crate) fn next(&self) -> u64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut cur = self.last.load(Ordering::SeqCst);
-        loop {
-            let next = now.max(cur.saturating_add(1));
-            match self
-                .last
-                .compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => return next,
-                Err(actual) => cur = actual,
-            }
-        }
+        self.next_at(unix_now())
     }
 
+    fn next_at(&self, now: u64) -> u64 {
+        now.max(self.last().saturating_add(1))
+    }
+
+    /// The gateway accepted `ts`.
+    pub(crate) fn accepted(&self, ts: u64) {
+        self.last.fetch_max(ts, Ordering::SeqCst);
+    }
+
+    /// The last accepted timestamp.
     pub(crate) fn last(&self) -> u64 {
         self.last.load(Ordering::SeqCst)
     }
@@ -301,7 +311,8 @@ pub(crate) async fn authenticate(
     let mut ws = connect_any(primary, fallback, timeout).await?;
     let rtt = started.elapsed();
     let proposal = negotiate(&mut ws, timeout).await?;
-    let req = AuthenticateV2::new(&mut rng, key, identity, proposal, clock.next());
+    let timestamp = clock.next();
+    let req = AuthenticateV2::new(&mut rng, key, identity, proposal, timestamp);
     send_json(&mut ws, req.into_request().to_json()).await?;
     let mut early = Vec::new();
     let (protocol, mut remaining) = loop {
@@ -312,10 +323,11 @@ pub(crate) async fn authenticate(
                 bandwidth_remaining,
                 ..
             } => {
+                clock.accepted(timestamp);
                 break (
                     client_accept_gateway_version(protocol_version)?,
                     bandwidth_remaining,
-                )
+                );
             }
             ServerResponse::Authenticate { status: false, .. } => {
                 return Err(ClientError::Gateway("authentication refused".into()))
@@ -505,16 +517,20 @@ mod tests {
         let clock = AuthClock::new(0);
         let t = clock.next();
         assert!(t >= now().saturating_sub(1) && t <= now() + 1);
+        assert_eq!(clock.last(), 0, "nothing accepted yet");
+        clock.accepted(t);
         assert_eq!(clock.last(), t);
     }
 
     #[test]
-    fn auth_timestamps_strictly_increase_even_within_a_second() {
+    fn accepted_timestamps_strictly_increase_even_within_a_second() {
         let clock = AuthClock::new(0);
+        let now = 1_900_000_000;
         let mut last = 0;
         for _ in 0..100 {
-            let t = clock.next();
+            let t = clock.next_at(now);
             assert!(t > last);
+            clock.accepted(t);
             last = t;
         }
     }
@@ -525,6 +541,36 @@ mod tests {
         let ahead = now() + 3600;
         let clock = AuthClock::new(ahead);
         assert_eq!(clock.next(), ahead + 1);
+        clock.accepted(ahead + 1);
         assert_eq!(clock.next(), ahead + 2);
+    }
+
+    #[test]
+    fn suspend_and_resume_jumps_forward() {
+        let clock = AuthClock::new(0);
+        let before = 1_900_000_000;
+        clock.accepted(clock.next_at(before));
+        // A day asleep: the next timestamp is the new time.
+        let after = before + 86_400;
+        assert_eq!(clock.next_at(after), after);
+        clock.accepted(after);
+        assert_eq!(clock.next_at(after), after + 1);
+    }
+
+    #[test]
+    fn a_refused_timestamp_from_a_wrong_clock_is_not_remembered() {
+        let clock = AuthClock::new(0);
+        let real = 1_900_000_000;
+        clock.accepted(clock.next_at(real));
+        // Right after resume the clock is an hour ahead; the gateway refuses
+        // the attempt (skew), so it is never accepted.
+        let wrong = clock.next_at(real + 3600);
+        assert_eq!(wrong, real + 3600);
+        // NTP fixes the clock: the next attempt uses real time again, which
+        // the gateway accepts (within its skew and after the last accepted).
+        let t = clock.next_at(real + 10);
+        assert_eq!(t, real + 10);
+        clock.accepted(t);
+        assert_eq!(clock.last(), real + 10);
     }
 }
