@@ -40,6 +40,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Commands buffered between app sessions and the runner.
 const COMMAND_BUFFER: usize = 64;
+/// The set ids of received messages are saved every this many half-second
+/// ticks when new ones arrived (and when the client stops), so that a
+/// sender's retransmission after a restart is not delivered twice.
+const RECEIVED_SAVE_TICKS: u32 = 2;
 /// Events buffered for subscribers before they see `Lagged`.
 const EVENT_BUFFER: usize = 1024;
 /// How often traffic counters are published.
@@ -874,7 +878,10 @@ impl Runner {
             tracing::info!(identity = %self.id, %addr, "websocket listening");
         }
         self.manager.set_state(&self.id, RunState::Starting);
-        let config = client_config(&stored.config.traffic);
+        let mut config = client_config(&stored.config.traffic);
+        // Messages received before: their retransmissions are not delivered
+        // again.
+        config.completed_sets = self.manager.inner.store.load_received_sets(&self.id);
         // The topology handle is held until the client has its own, so the
         // topology is fetched once.
         let (registration, _topology) = tokio::select! {
@@ -905,6 +912,7 @@ impl Runner {
         self.manager.set_state(&self.id, RunState::Running);
         let outcome = self.serve(&handle, stored.state.last_auth_timestamp).await;
         self.persist_auth(&handle, stored.state.last_auth_timestamp);
+        self.persist_received(&handle, &mut 0);
         handle.shutdown().await;
         outcome
     }
@@ -956,10 +964,30 @@ impl Runner {
         persisted
     }
 
+    /// Save the set ids of received messages if more arrived since the
+    /// `saved` count of completions.
+    fn persist_received(&self, handle: &ClientHandle, saved: &mut u64) {
+        let now = handle.completions();
+        if now == *saved {
+            return;
+        }
+        match self
+            .manager
+            .inner
+            .store
+            .save_received_sets(&self.id, &handle.completed_sets())
+        {
+            Ok(()) => *saved = now,
+            Err(e) => tracing::warn!(identity = %self.id, "cannot save state: {e}"),
+        }
+    }
+
     async fn serve(&mut self, handle: &ClientHandle, mut persisted: u64) -> Outcome {
         let mut events = handle.subscribe();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut saved_received = 0u64;
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return Outcome::Stopped,
@@ -973,6 +1001,10 @@ impl Runner {
                         return Outcome::Failed("the mixnet client stopped".into());
                     }
                     persisted = self.persist_auth(handle, persisted);
+                    ticks = ticks.wrapping_add(1);
+                    if ticks % RECEIVED_SAVE_TICKS == 0 {
+                        self.persist_received(handle, &mut saved_received);
+                    }
                     let stats = handle.stats();
                     if let Some(s) = lock(&self.manager.inner.slots).get_mut(&self.id) {
                         s.stats = Some(stats);

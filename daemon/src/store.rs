@@ -38,6 +38,7 @@ const ACK_KEY: &str = "ack_key.pem";
 const GATEWAY_SHARED: &str = "gateway_shared.pem";
 const GATEWAY: &str = "gateway.toml";
 const STATE: &str = "state.toml";
+const RECEIVED_SETS: &str = "received_sets";
 const STAGING_PREFIX: &str = ".staging-";
 const TRASH_PREFIX: &str = ".removing-";
 
@@ -439,6 +440,33 @@ impl IdentityStore {
         write_toml(&dir.join(STATE), state)
     }
 
+    /// Replace the set ids of the messages an identity received (4 bytes
+    /// each, big-endian, oldest first).
+    pub fn save_received_sets(&self, id: &str, sets: &[i32]) -> Result<(), StoreError> {
+        let dir = self.existing_dir(id)?;
+        let bytes: Vec<u8> = sets.iter().flat_map(|s| s.to_be_bytes()).collect();
+        let p = dir.join(RECEIVED_SETS);
+        fsutil::write_atomic(&p, &bytes, SECRET_FILE_MODE).map_err(io_err("cannot write", &p))
+    }
+
+    /// The set ids saved by [`IdentityStore::save_received_sets`]; empty if
+    /// there are none or the file cannot be read (it only suppresses
+    /// duplicates, so a damaged file is not worth failing for).
+    pub fn load_received_sets(&self, id: &str) -> Vec<i32> {
+        let Ok(dir) = self.existing_dir(id) else {
+            return Vec::new();
+        };
+        let p = dir.join(RECEIVED_SETS);
+        let bytes = match fs::metadata(&p) {
+            Ok(m) if m.len() <= MAX_FILE => fs::read(&p).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
     /// Remove an identity and all its keys. The folder is first renamed away
     /// so that a crash part-way never leaves a half-deleted identity behind
     /// under its name.
@@ -666,6 +694,23 @@ mod tests {
         fs::create_dir(store.root.join(".removing-y-1")).expect("mk");
         assert!(store.ids().expect("ids").is_empty());
         assert_eq!(store.clean_leftovers().expect("clean").len(), 2);
+    }
+
+    #[test]
+    fn received_sets_round_trip_and_tolerate_damage() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = IdentityStore::open(tmp.path()).expect("open");
+        store.create(&sample("alice", 4000)).expect("create");
+        assert!(store.load_received_sets("alice").is_empty());
+        let sets = vec![1, -7, i32::MAX, i32::MIN];
+        store.save_received_sets("alice", &sets).expect("save");
+        assert_eq!(store.load_received_sets("alice"), sets);
+        let p = store.dir("alice").join(RECEIVED_SETS);
+        assert_eq!(mode(&p), 0o600);
+        fs::write(&p, [1, 2, 3, 4, 5]).expect("damage");
+        assert_eq!(store.load_received_sets("alice"), vec![0x0102_0304]);
+        assert!(store.load_received_sets("nobody").is_empty());
+        assert!(store.save_received_sets("nobody", &sets).is_err());
     }
 
     #[test]

@@ -276,7 +276,16 @@ impl Actor {
     pub(crate) fn new(parts: ActorParts) -> Self {
         let (gw_tx, gw_rx) = mpsc::channel(256);
         let own_gateway = parts.own.gateway().to_bytes();
-        let reassembler = Reassembler::new(parts.config.reassembly);
+        let mut reassembler = Reassembler::new(parts.config.reassembly);
+        let keep = parts.config.reassembly.recently_completed;
+        let seeded = &parts.config.completed_sets;
+        let seeded = &seeded[seeded.len().saturating_sub(keep)..];
+        for &id in seeded {
+            reassembler.remember_completed(id);
+        }
+        if let Ok(mut c) = parts.shared.completed.lock() {
+            c.extend(seeded.iter().copied());
+        }
         Self {
             keys: parts.keys,
             own: parts.own,
@@ -694,6 +703,7 @@ impl Actor {
                             tracing::warn!(set = d.set_id, reason = ?d.reason, "dropped an incomplete message");
                         }
                         if let InsertOutcome::Complete(m) = ins.outcome {
+                            self.note_completed(&m.set_ids);
                             match m.into_message() {
                                 Ok(msg) => self.on_message(msg),
                                 Err(e) => tracing::warn!(error = %e, "malformed message"),
@@ -705,6 +715,22 @@ impl Actor {
             }
             None => tracing::debug!(len = plain.len(), "pushed plaintext of unknown length"),
         }
+    }
+
+    /// Publish the set ids of a completed message for the handle
+    /// ([`crate::ClientHandle::completed_sets`]), bounded like the
+    /// reassembler's own memory.
+    fn note_completed(&self, set_ids: &[i32]) {
+        let keep = self.config.reassembly.recently_completed;
+        if let Ok(mut c) = self.shared.completed.lock() {
+            c.extend(set_ids.iter().copied());
+            while c.len() > keep {
+                c.pop_front();
+            }
+        }
+        self.shared
+            .completions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn deliver(&mut self, data: Vec<u8>, sender_tag: Option<SenderTag>) {

@@ -116,6 +116,11 @@ pub struct ClientConfig {
     pub reply_surbs: ReplySurbConfig,
     /// Reassembly bounds.
     pub reassembly: ReassemblyConfig,
+    /// Set ids of messages already delivered, oldest first (from
+    /// [`crate::ClientHandle::completed_sets`] of a previous run): fragments
+    /// of these sets that senders retransmit (their ack was lost) are
+    /// ignored instead of delivering the message twice.
+    pub completed_sets: Vec<i32>,
     /// Bytes of received messages held for a slow subscriber before the
     /// client stops reading from its gateway (backpressure, nothing dropped).
     pub received_buffer_bytes: usize,
@@ -148,6 +153,7 @@ impl Default for ClientConfig {
             sphinx_version: SphinxVersion::Seeds259,
             reply_surbs: ReplySurbConfig::default(),
             reassembly: ReassemblyConfig::default(),
+            completed_sets: Vec::new(),
             received_buffer_bytes: 64 * 1024 * 1024,
             max_queued_packets: 16 * 1024,
             request_buffer: 64,

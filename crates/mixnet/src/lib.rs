@@ -273,6 +273,27 @@ impl ClientHandle {
         self.shared.stats.snapshot()
     }
 
+    /// Set ids of the messages this identity received, oldest first
+    /// (bounded): save them and pass them as
+    /// [`ClientConfig::completed_sets`] to the next run, so that a
+    /// retransmission of a message delivered before the restart is not
+    /// delivered again.
+    pub fn completed_sets(&self) -> Vec<i32> {
+        self.shared
+            .completed
+            .lock()
+            .map(|c| c.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Messages completed since the client started (changes when
+    /// [`ClientHandle::completed_sets`] does).
+    pub fn completions(&self) -> u64 {
+        self.shared
+            .completions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The last `authenticateV2` timestamp used; persist it with the
     /// registration.
     pub fn last_auth_timestamp(&self) -> u64 {

@@ -1,6 +1,6 @@
 //! Keys, registrations, requests, events and statistics.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -327,6 +327,11 @@ pub(crate) struct HandleShared {
     pub control: Mutex<Control>,
     pub notify: Notify,
     pub clock: AuthClock,
+    /// Set ids of delivered messages, oldest first (bounded by the
+    /// reassembler's memory), for [`crate::ClientHandle::completed_sets`].
+    pub completed: Mutex<VecDeque<i32>>,
+    /// Messages completed since the client started.
+    pub completions: AtomicU64,
 }
 
 impl HandleShared {

@@ -1047,6 +1047,13 @@ impl Reassembler {
         self.recent.contains(&set_id)
     }
 
+    /// Treat `set_id` as completed: its fragments are ignored as duplicates
+    /// (e.g. ids of messages delivered before a restart, whose senders may
+    /// still retransmit them). Bounded like every completed id.
+    pub fn remember_completed(&mut self, set_id: i32) {
+        self.remember(set_id);
+    }
+
     /// Parse and insert a received fragment.
     pub fn insert_bytes(
         &mut self,
