@@ -1834,6 +1834,29 @@ mod tests {
     }
 
     #[test]
+    fn sets_completed_before_a_restart_are_duplicates_after_it() {
+        let cap = 100;
+        let mut r = rng();
+        let now = Instant::now();
+        let (_, frags) = fragments_of(&mut r, 500, cap);
+        let mut before = Reassembler::default();
+        let done = feed(&mut before, frags.clone(), now);
+        assert_eq!(done.len(), 1);
+        // A new reassembler told what the old one completed ignores the
+        // sender's retransmission of the whole set.
+        let mut after = Reassembler::default();
+        for id in &done[0].set_ids {
+            after.remember_completed(*id);
+        }
+        for f in frags {
+            assert_eq!(
+                after.insert(f, now).expect("insert").outcome,
+                InsertOutcome::Duplicate
+            );
+        }
+    }
+
+    #[test]
     fn recent_set_memory_is_bounded() {
         let cap = 100;
         let mut r = rng();
