@@ -128,6 +128,7 @@ impl Supervisor {
         }
         let ready_by = tokio::time::Instant::now() + READY_WAIT;
         let mut poll = tokio::time::interval(READY_POLL);
+        let mut starting = String::new();
         loop {
             let pending = self.pending_first_attempts();
             if pending.is_empty() {
@@ -140,11 +141,15 @@ impl Supervisor {
                 );
                 break;
             }
-            self.notifier.status(&format!(
+            let line = format!(
                 "starting: {} connecting ({})",
                 pending.len(),
                 pending.join(", ")
-            ));
+            );
+            if line != starting {
+                self.notifier.status(&line);
+                starting = line;
+            }
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 ev = self.events.recv() => self.note(ev),
