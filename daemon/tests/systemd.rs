@@ -8,10 +8,12 @@
 //! identity finished its first connection attempt; `STATUS=` lines; periodic
 //! `WATCHDOG=1`; SIGHUP → `RELOADING=1` + `MONOTONIC_USEC=` → `READY=1`,
 //! with a changed identity restarted on its new port while the other keeps
-//! running undisturbed (no state event, uptime not reset); SIGTERM →
+//! running undisturbed (no state event, uptime not reset); the socket is
+//! 0660 under systemd's `UMask=0077`; SIGTERM →
 //! `STOPPING=1` and a clean exit.
 
 use std::os::linux::net::SocketAddrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -130,7 +132,11 @@ fn start_daemon(dir: &Path, notify: &FakeSystemd, watchdog_usec: u64) -> Daemon 
     )
     .expect("write config");
     let log = dir.join("nymd.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_nymd"))
+    // UMask=0077 as in nymd.service: the socket must still come out 0660.
+    let child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 077 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_nymd"))
         .arg("--config")
         .arg(&config)
         .arg("--localnet")
@@ -215,6 +221,16 @@ async fn nymd_speaks_sd_notify_and_reloads_only_what_changed() {
     .await
     .expect("the control socket answers at once after READY=1")
     .expect("the control socket accepts connections when READY=1 is sent");
+    let mode = std::fs::metadata(&daemon.socket)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o660,
+        "socket mode under umask 077 is {:o}",
+        mode & 0o777
+    );
     let first = status(&mut client, "default").await;
     assert_ne!(
         first.state,
