@@ -5,19 +5,25 @@
 #   packaging/build-deb.sh                  release build -> target/debian/nymd_<version>-1_<arch>.deb
 #   packaging/build-deb.sh --profile dev    package the debug binaries (fast; what CI does)
 #   packaging/build-deb.sh --out DIR        write the .deb to DIR
+#   packaging/build-deb.sh --no-build       package the binaries already in
+#                                           target/<profile> (e.g. from `cargo
+#                                           test`); builds only missing ones
 #
-# Installs cargo-deb with `cargo install cargo-deb --locked` if it is missing.
-# Prints the path of the .deb on its last line.
+# Installs cargo-deb with `cargo install cargo-deb --locked` if it is missing
+# (version $CARGO_DEB_VERSION, default 3.8.0: later versions may refuse
+# --profile dev). Prints the path of the .deb on its last line.
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set /p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
 profile=release
 out=
+build=yes
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile=${2:?--profile needs a value}; shift 2 ;;
         --out) out=${2:?--out needs a directory}; shift 2 ;;
+        --no-build) build=no; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "build-deb.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -28,7 +34,7 @@ cd "$root"
 
 if ! cargo deb --version >/dev/null 2>&1; then
     echo "build-deb.sh: installing cargo-deb (cargo install cargo-deb --locked)" >&2
-    nice cargo install cargo-deb --locked
+    nice cargo install cargo-deb --locked --version "${CARGO_DEB_VERSION:-3.8.0}"
 fi
 
 metadata=$(cargo metadata --format-version 1 --no-deps --locked)
@@ -49,16 +55,24 @@ case "$profile" in
 esac
 bin="$target_dir/$profile_dir"
 
-packages=(-p nymd -p nymctl)
+bins=(nymd nymctl)
 variant=()
 if has_bin nym-tui; then
-    packages+=(-p nym-tui)
+    bins+=(nym-tui)
 else
     echo "build-deb.sh: no nym-tui binary in this workspace yet; packaging without it" >&2
     variant=(--variant without-tui)
 fi
-
-nice cargo build --locked --profile "$profile" --bins "${packages[@]}"
+# Each binary has the name of its package.
+packages=()
+for b in "${bins[@]}"; do
+    if [ "$build" = yes ] || [ ! -x "$bin/$b" ]; then
+        packages+=(-p "$b")
+    fi
+done
+if [ ${#packages[@]} -gt 0 ]; then
+    nice cargo build --locked --profile "$profile" --bins "${packages[@]}"
+fi
 
 # The sample config must be what `nymd print-default-config` prints.
 if ! "$bin/nymd" print-default-config | cmp -s - systemd/nymd.toml; then

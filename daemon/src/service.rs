@@ -119,12 +119,30 @@ impl Supervisor {
         // Readiness.
         self.notifier
             .status("starting: waiting for the control socket");
-        let socket_ok = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = control_socket_answers(&loops.control_socket, SOCKET_CHECK) => r,
-        };
-        if let Err(e) = socket_ok {
-            tracing::error!("the control socket does not answer: {e}");
+        let mut complained = false;
+        loop {
+            let answer = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = control_socket_answers(&loops.control_socket, SOCKET_CHECK) => r,
+            };
+            match answer {
+                Ok(()) => break,
+                Err(e) => {
+                    // No READY=1 without a working socket: systemd's start
+                    // timeout decides, as it should.
+                    if !complained {
+                        tracing::error!("the control socket does not answer yet: {e}");
+                        self.notifier.status(&format!(
+                            "starting: the control socket does not answer: {e}"
+                        ));
+                        complained = true;
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(READY_POLL) => {}
+                    }
+                }
+            }
         }
         let ready_by = tokio::time::Instant::now() + READY_WAIT;
         let mut poll = tokio::time::interval(READY_POLL);
