@@ -4,6 +4,8 @@
 //! an app-side websocket client speaking nym-client's API, a daemon built
 //! from the real library on a temporary state dir, and the localnet.
 
+pub mod procs;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
