@@ -359,6 +359,7 @@ mod tests {
             gateway_id: String::new(),
             gateway_listener: String::new(),
             connected_apps: 0,
+            apps: Vec::new(),
             uptime: None,
             stats: None,
         }
