@@ -130,10 +130,17 @@ else
 fi
 version=$(dpkg-deb -f "$deb" Version)
 upstream=${version%-*}
-check "nymd --version from the package" \
-    sh -c "'$root/usr/bin/nymd' --version | tee /dev/stderr | grep -qx 'nymd $upstream'"
-check "nymctl --version from the package" \
-    sh -c "'$root/usr/bin/nymctl' --version | tee /dev/stderr | grep -qx 'nymctl $upstream'"
+version_is() { # BINARY: runs it from the scratch root
+    local said
+    said=$("$root/usr/bin/$1" --version 2>&1) || true
+    echo "     $said"
+    [ "$said" = "$1 $upstream" ]
+}
+check "nymd --version from the package" version_is nymd
+check "nymctl --version from the package" version_is nymctl
+if [ "$has_tui" = yes ]; then
+    check "nym-tui --version from the package" version_is nym-tui
+fi
 check "postinst created user and group nymd (sysusers.d)" \
     sh -c "grep -q '^nymd:.*:/var/lib/nymd:/usr/sbin/nologin$' '$root/etc/passwd' && grep -q '^nymd:' '$root/etc/group'"
 nymd_uid=$(awk -F: '$1 == "nymd" {print $3}' "$root/etc/passwd")
