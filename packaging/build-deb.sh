@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the nymd .deb (nymd, nymctl, nym-tui when it exists, systemd units,
+# Build the nymd .deb (nymd, nymctl, nym-tui, systemd units,
 # sysusers/tmpfiles, /etc/nymd/nymd.toml, man pages, shell completions).
 #
 #   packaging/build-deb.sh                  release build -> target/debian/nymd_<version>-1_<arch>.deb
@@ -37,16 +37,8 @@ if ! cargo deb --version >/dev/null 2>&1; then
     nice cargo install cargo-deb --locked --version "${CARGO_DEB_VERSION:-3.8.0}"
 fi
 
-metadata=$(cargo metadata --format-version 1 --no-deps --locked)
-target_dir=$(printf '%s' "$metadata" | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-has_bin() {
-    printf '%s' "$metadata" | python3 -c '
-import json, sys
-m = json.load(sys.stdin)
-name = sys.argv[1]
-sys.exit(0 if any(t["name"] == name and "bin" in t["kind"]
-                  for p in m["packages"] for t in p["targets"]) else 1)' "$1"
-}
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 case "$profile" in
     release) profile_dir=release ;;
@@ -55,14 +47,7 @@ case "$profile" in
 esac
 bin="$target_dir/$profile_dir"
 
-bins=(nymd nymctl)
-variant=()
-if has_bin nym-tui; then
-    bins+=(nym-tui)
-else
-    echo "build-deb.sh: no nym-tui binary in this workspace yet; packaging without it" >&2
-    variant=(--variant without-tui)
-fi
+bins=(nymd nymctl nym-tui)
 # Each binary has the name of its package.
 packages=()
 for b in "${bins[@]}"; do
@@ -91,7 +76,7 @@ for b in nymd nymctl; do
     "$bin/$b" completions fish > "$gen/fish/$b.fish"
 done
 
-args=(-p nymd --no-build --locked --profile "$profile" --strip "${variant[@]}")
+args=(-p nymd --no-build --locked --profile "$profile" --strip)
 if [ "$profile" != release ]; then
     args+=(--fast)
 fi
