@@ -999,7 +999,7 @@ impl Runner {
                     None => return Outcome::Failed("the mixnet client stopped".into()),
                 },
                 Some(p) = self.pings.recv() => { let _ = p.send(()); }
-                Some(cmd) = self.commands.recv() => on_command(handle, &mut self.pings, cmd).await,
+                Some(cmd) = self.commands.recv() => Self::on_command(handle, &mut self.pings, cmd).await,
                 _ = tick.tick() => {
                     if handle.is_finished() {
                         return Outcome::Failed("the mixnet client stopped".into());
@@ -1034,78 +1034,78 @@ impl Runner {
             }
         }
     }
-}
 
-/// One app or control-plane request to a connected identity. A send may
-/// wait for room in the client's queue; pings are answered meanwhile.
-async fn on_command(handle: &ClientHandle, pings: &mut mpsc::Receiver<Ping>, cmd: AppCommand) {
-    let lane_of = |c: Option<u64>| c.map(Lane::Connection).unwrap_or(Lane::General);
-    let queue_reply = |c: Option<u64>| {
-        c.map(|lane| ServerResponse::LaneQueueLength {
-            lane,
-            queue_length: handle.lane_queue_length(lane) as u64,
-        })
-    };
-    let (msg, conn) = match cmd.request {
-        ClientRequest::SelfAddress => {
-            let _ = cmd
-                .respond
-                .send(Some(ServerResponse::SelfAddress(handle.address())));
-            return;
-        }
-        ClientRequest::ClosedConnection(lane) => {
-            handle.close_lane(lane);
-            let _ = cmd.respond.send(None);
-            return;
-        }
-        ClientRequest::GetLaneQueueLength(lane) => {
-            let _ = cmd.respond.send(queue_reply(Some(lane)));
-            return;
-        }
-        ClientRequest::Send {
-            recipient,
-            message,
-            connection_id,
-        } => (
-            OutgoingMessage::Plain {
+    /// One app or control-plane request to a connected identity. A send may
+    /// wait for room in the client's queue; pings are answered meanwhile.
+    async fn on_command(handle: &ClientHandle, pings: &mut mpsc::Receiver<Ping>, cmd: AppCommand) {
+        let lane_of = |c: Option<u64>| c.map(Lane::Connection).unwrap_or(Lane::General);
+        let queue_reply = |c: Option<u64>| {
+            c.map(|lane| ServerResponse::LaneQueueLength {
+                lane,
+                queue_length: handle.lane_queue_length(lane) as u64,
+            })
+        };
+        let (msg, conn) = match cmd.request {
+            ClientRequest::SelfAddress => {
+                let _ = cmd
+                    .respond
+                    .send(Some(ServerResponse::SelfAddress(handle.address())));
+                return;
+            }
+            ClientRequest::ClosedConnection(lane) => {
+                handle.close_lane(lane);
+                let _ = cmd.respond.send(None);
+                return;
+            }
+            ClientRequest::GetLaneQueueLength(lane) => {
+                let _ = cmd.respond.send(queue_reply(Some(lane)));
+                return;
+            }
+            ClientRequest::Send {
                 recipient,
-                data: message,
-                lane: lane_of(connection_id),
-            },
-            connection_id,
-        ),
-        ClientRequest::SendAnonymous {
-            recipient,
-            message,
-            reply_surbs,
-            connection_id,
-        } => (
-            OutgoingMessage::Anonymous {
+                message,
+                connection_id,
+            } => (
+                OutgoingMessage::Plain {
+                    recipient,
+                    data: message,
+                    lane: lane_of(connection_id),
+                },
+                connection_id,
+            ),
+            ClientRequest::SendAnonymous {
                 recipient,
-                data: message,
+                message,
                 reply_surbs,
-                lane: lane_of(connection_id),
-            },
-            connection_id,
-        ),
-        ClientRequest::Reply {
-            sender_tag,
-            message,
-            connection_id,
-        } => (
-            OutgoingMessage::Reply {
+                connection_id,
+            } => (
+                OutgoingMessage::Anonymous {
+                    recipient,
+                    data: message,
+                    reply_surbs,
+                    lane: lane_of(connection_id),
+                },
+                connection_id,
+            ),
+            ClientRequest::Reply {
                 sender_tag,
-                data: message,
-                lane: lane_of(connection_id),
-            },
-            connection_id,
-        ),
-    };
-    let resp = match health::answering(pings, handle.send(msg)).await {
-        Ok(()) => queue_reply(conn),
-        Err(e) => Some(ServerResponse::Error(ApiError::other(format!(
-            "could not queue the message: {e}"
-        )))),
-    };
-    let _ = cmd.respond.send(resp);
+                message,
+                connection_id,
+            } => (
+                OutgoingMessage::Reply {
+                    sender_tag,
+                    data: message,
+                    lane: lane_of(connection_id),
+                },
+                connection_id,
+            ),
+        };
+        let resp = match health::answering(pings, handle.send(msg)).await {
+            Ok(()) => queue_reply(conn),
+            Err(e) => Some(ServerResponse::Error(ApiError::other(format!(
+                "could not queue the message: {e}"
+            )))),
+        };
+        let _ = cmd.respond.send(resp);
+    }
 }
