@@ -901,9 +901,19 @@ impl Runner {
         let config = client_config(&stored.config.traffic);
         // The topology handle is held until the client has its own, so the
         // topology is fetched once.
-        let (registration, _topology) = tokio::select! {
-            _ = self.stop.cancelled() => return Outcome::Stopped,
-            r = self.follow_gateway_listener(stored.registration) => r,
+        // The topology may take long to fetch (nym-api unreachable): keep
+        // answering pings meanwhile, from a receiver moved out of `self`.
+        let mut pings = std::mem::replace(&mut self.pings, health::channel().1);
+        let followed = health::answering(&mut pings, async {
+            tokio::select! {
+                _ = self.stop.cancelled() => None,
+                r = self.follow_gateway_listener(stored.registration) => Some(r),
+            }
+        })
+        .await;
+        self.pings = pings;
+        let Some((registration, _topology)) = followed else {
+            return Outcome::Stopped;
         };
         let reg = GatewayRegistration {
             gateway_id: registration.gateway_id,
@@ -968,6 +978,8 @@ impl Runner {
         }
         if let Some(slot) = lock(&self.manager.inner.slots).get_mut(&self.id) {
             slot.gateway_listener = reg.listener.clone();
+            // Not an edit: a reload must not restart the identity for it.
+            slot.registration = reg.clone();
         }
         (reg, Some(handle))
     }
