@@ -103,7 +103,21 @@ pub fn regular_plaintext<R: RngCore + CryptoRng>(
 ) -> Result<Vec<u8>, PayloadError> {
     let eph = X25519Secret::random_from_rng(&mut *rng);
     let eph_pub = X25519Public::from(&eph);
-    let key = packet_key(eph.diffie_hellman(recipient_encryption).as_bytes())?;
+    let dh = match crate::sphinx::sender_derivation() {
+        // The recipient's key is as fixed as a node's (for loop cover it is
+        // our own): the same cache and tables apply; byte-identical X25519.
+        crate::sphinx::SenderDerivation::Fast => {
+            zeroize::Zeroizing::new(crate::fastsphinx::x25519(
+                crate::fastsphinx::NodeKeyCache::global(),
+                &eph.to_bytes(),
+                recipient_encryption.as_bytes(),
+            ))
+        }
+        crate::sphinx::SenderDerivation::Stock => {
+            zeroize::Zeroizing::new(eph.diffie_hellman(recipient_encryption).to_bytes())
+        }
+    };
+    let key = packet_key(&dh)?;
     assemble(surb_ack, eph_pub.as_bytes(), &key, fragment)
 }
 
