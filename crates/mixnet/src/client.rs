@@ -256,6 +256,24 @@ fn exp_sample<R: Rng>(rng: &mut R, mean: Duration) -> Duration {
     }
 }
 
+/// How far a Poisson stream may fall behind its schedule before it gives up
+/// catching up (after a suspend or a long stall) and restarts from now.
+const MAX_SCHEDULE_LAG: Duration = Duration::from_secs(1);
+
+/// The next send time of a Poisson stream: `gap` after the previous
+/// *scheduled* time, as nym-client does, so that timer granularity and the
+/// time spent building packets do not lower the rate. A stream more than
+/// [`MAX_SCHEDULE_LAG`] behind restarts from now instead of bursting.
+fn next_deadline(previous: tokio::time::Instant, gap: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let next = previous + gap;
+    if next + MAX_SCHEDULE_LAG < now {
+        now + gap
+    } else {
+        next
+    }
+}
+
 async fn join_opt<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
     match h {
         Some(h) => h.await,
@@ -408,17 +426,19 @@ impl Actor {
                 Wake::AckTimeout(Some(id)) => self.on_ack_timeout(id),
                 Wake::AckTimeout(None) => {}
                 Wake::MainTick => {
-                    main_sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + exp_sample(&mut self.rng, main_mean));
+                    let next =
+                        next_deadline(main_sleep.deadline(), exp_sample(&mut self.rng, main_mean));
+                    main_sleep.as_mut().reset(next);
                     if can_send && !self.send_next_real() {
                         self.send_cover();
                     }
                 }
                 Wake::CoverTick => {
-                    cover_sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + exp_sample(&mut self.rng, cover_mean));
+                    let next = next_deadline(
+                        cover_sleep.deadline(),
+                        exp_sample(&mut self.rng, cover_mean),
+                    );
+                    cover_sleep.as_mut().reset(next);
                     if can_send {
                         self.send_cover();
                     }
@@ -1535,6 +1555,30 @@ mod tests {
 
     fn id(set_id: i32, position: u8) -> FragmentId {
         FragmentId { set_id, position }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poisson_deadlines_follow_the_schedule_not_the_wakeup() {
+        let start = tokio::time::Instant::now();
+        let gap = Duration::from_millis(20);
+        // Woken late (timer granularity, packet building): the next send is
+        // still one gap after the previous scheduled time.
+        tokio::time::advance(Duration::from_millis(25)).await;
+        let next = next_deadline(start + gap, gap);
+        assert_eq!(next, start + 2 * gap);
+        // Far behind (a stall): restart from now rather than burst.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let now = tokio::time::Instant::now();
+        assert_eq!(next_deadline(start + 2 * gap, gap), now + gap);
+        // The long-run rate of many scheduled sends is exact.
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut d = now;
+        let n = 20_000;
+        for _ in 0..n {
+            d += exp_sample(&mut rng, gap);
+        }
+        let mean = (d - now).as_secs_f64() / n as f64;
+        assert!((mean - 0.020).abs() < 0.0006, "mean gap {mean}");
     }
 
     #[test]
