@@ -56,6 +56,9 @@ pub struct Args {
     /// Messages of the latency scenario.
     #[arg(long, default_value_t = 200)]
     pub latency_messages: usize,
+    /// Messages (64 KiB each) the throughput app keeps in flight.
+    #[arg(long, default_value_t = 8)]
+    pub throughput_window: usize,
     /// Identities of the fan-out scenario.
     #[arg(long, default_value_t = 100)]
     pub fanout_identities: usize,

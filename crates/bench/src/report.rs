@@ -88,7 +88,7 @@ pub fn table(doc: &Value) -> String {
             let _ = writeln!(
                 out,
                 "  {:>5} {:<6} {:>7.3} {:>9.1} {:>8.1} {:>8.1} ({:>4.0}) {:>7.3} {:>8.1} {:>10.2} {:>8.1} {:>9.3}",
-                r["identities"],
+                r["identities"].as_u64().unwrap_or(0),
                 s(r, "derivation"),
                 f(r, "nymd_cores"),
                 f(r, "cpu_ms_per_s_per_identity"),
@@ -137,8 +137,8 @@ pub fn table(doc: &Value) -> String {
                 out,
                 "  {:<40} n={:<4} lost={:<3} p50 {:>7.1} ms  p99 {:>7.1} ms  mean {:>7.1} ms",
                 s(r, "variant"),
-                r["messages"],
-                r["lost"],
+                r["messages"].as_u64().unwrap_or(0),
+                r["lost"].as_u64().unwrap_or(0),
                 f(r, "p50_ms"),
                 f(r, "p99_ms"),
                 f(r, "mean_ms")

@@ -2,14 +2,14 @@
 //! and receiving state and reacts to a closed set of events (requests, gateway
 //! frames, timers, control).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use nymd_proto::ack::{build_surb_ack, recognise_ack};
 use nymd_proto::chunking::{InsertOutcome, NymMessage, Reassembler};
-use nymd_proto::cover::{build_loop_cover, is_cover, LoopCover};
+use nymd_proto::cover::{build_loop_cover_marked, is_cover, LoopCover};
 use nymd_proto::gateway::frames::seal_client_frame;
 use nymd_proto::gateway::{
     bandwidth, forward_kind_for, uses_forward_sphinx_v2, ClientControlRequest, ServerResponse,
@@ -207,6 +207,47 @@ pub(crate) struct ActorParts {
     pub cancel: CancellationToken,
 }
 
+/// Loop cover markers kept (about 55 cover packets a second leave at
+/// Nym's defaults and come back within a second; older ones are opened the
+/// usual way).
+const COVER_MARKERS: usize = 256;
+
+/// The ephemeral keys of our own loop cover packets still in flight. A
+/// pushed message starting with one of them is our loop coming back: it is
+/// counted and dropped without the Diffie-Hellman and decryption (a stock
+/// client decrypts it only to find the cover content). Nothing on the wire
+/// changes; anything else is opened as usual.
+#[derive(Debug, Default)]
+struct CoverMarkers {
+    order: VecDeque<[u8; 32]>,
+    set: HashSet<[u8; 32]>,
+}
+
+impl CoverMarkers {
+    fn insert(&mut self, marker: [u8; 32]) {
+        if self.order.len() >= COVER_MARKERS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        if self.set.insert(marker) {
+            self.order.push_back(marker);
+        }
+    }
+
+    /// Whether `message` is one of our loops (forgetting its marker).
+    fn take(&mut self, message: &[u8]) -> bool {
+        let Some(head) = message.get(..32) else {
+            return false;
+        };
+        let mut key = [0u8; 32];
+        key.copy_from_slice(head);
+        // Its entry in `order` stays until it ages out (removing it would
+        // cost a scan; an absent key is harmless there).
+        self.set.remove(&key)
+    }
+}
+
 pub(crate) struct Actor {
     keys: ClientKeys,
     own: Recipient,
@@ -243,6 +284,8 @@ pub(crate) struct Actor {
     events: VecDeque<ClientEvent>,
     event_bytes: usize,
     subscriber: Option<mpsc::Sender<ClientEvent>>,
+    /// Markers of our loop cover in flight (see [`CoverMarkers`]).
+    cover_markers: CoverMarkers,
 }
 
 fn exp_sample<R: Rng>(rng: &mut R, mean: Duration) -> Duration {
@@ -327,6 +370,7 @@ impl Actor {
             events: VecDeque::new(),
             event_bytes: 0,
             subscriber: None,
+            cover_markers: CoverMarkers::default(),
         }
     }
 
@@ -687,6 +731,10 @@ impl Actor {
                 Err(e) => tracing::debug!(error = %e, "unrecognised ack"),
             },
             Some(PushedKind::Message(_)) => {
+                if self.cover_markers.take(&plain) {
+                    StatsCounters::add(&s.cover_packets_received, 1);
+                    return;
+                }
                 let reply_keys = &mut self.reply_keys;
                 let decrypted =
                     decrypt_message(&self.keys.encryption, &plain, &mut |d: &[u8; 32]| {
@@ -1429,9 +1477,10 @@ impl Actor {
             size: self.config.packet_size,
             key_rotation: topology.key_rotation(),
         };
-        match build_loop_cover(&mut self.rng, &params) {
-            Ok(mp) => {
+        match build_loop_cover_marked(&mut self.rng, &params) {
+            Ok((mp, marker)) => {
                 if let Some(bytes) = self.forward(&mp) {
+                    self.cover_markers.insert(marker);
                     let s = &self.shared.stats;
                     StatsCounters::add(&s.cover_packets_sent, 1);
                     StatsCounters::add(&s.cover_bytes_sent, bytes as u64);
@@ -1555,6 +1604,30 @@ mod tests {
 
     fn id(set_id: i32, position: u8) -> FragmentId {
         FragmentId { set_id, position }
+    }
+
+    #[test]
+    fn cover_markers_recognise_our_loops_once_and_forget_old_ones() {
+        let mut m = CoverMarkers::default();
+        let msg = |k: u8| {
+            let mut v = vec![k; 32];
+            v.extend_from_slice(&[9u8; 100]);
+            v
+        };
+        m.insert([1; 32]);
+        m.insert([2; 32]);
+        assert!(m.take(&msg(1)));
+        assert!(!m.take(&msg(1)), "a marker matches once");
+        assert!(!m.take(&msg(3)));
+        assert!(!m.take(&[2u8; 31]), "too short");
+        for i in 0..COVER_MARKERS as u32 + 10 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k[31] = 0xee;
+            m.insert(k);
+        }
+        assert!(m.set.len() <= COVER_MARKERS && m.order.len() <= COVER_MARKERS);
+        assert!(!m.take(&msg(2)), "old markers age out");
     }
 
     #[tokio::test(start_paused = true)]
