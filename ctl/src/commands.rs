@@ -171,7 +171,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             if let Some(db) = &imported.skipped_registration {
                 note(&format!(
-                    "note: the gateway registration in {} is not carried over; nymd registers with a gateway anew (the address may get another gateway part)",
+                    "note: {} names no active gateway; nymd registers with a gateway anew (the address keeps its identity and encryption parts, the gateway part may change)",
                     db.display()
                 ));
             }

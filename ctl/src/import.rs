@@ -2,21 +2,23 @@
 //! `nymctl import`.
 //!
 //! Read: the five key files under `data/` (PEM, labels as nym-client writes
-//! them; a wrong label is refused, as nym-client does), and the websocket
-//! host and port from `config/config.toml` when present.
+//! them; a wrong label is refused, as nym-client does), the websocket host
+//! and port from `config/config.toml` when present, and the active gateway
+//! registration (gateway identity, listener URL, shared key) from
+//! `data/gateways_registrations.sqlite`. With the registration the identity
+//! keeps its whole Nym address; without it (no database, or no active
+//! gateway), nymd registers with a gateway anew and the address keeps its
+//! first two parts only.
 //!
-//! Not read: the gateway registration. It lives in
-//! `data/gateways_registrations.sqlite`, and reading SQLite would need a
-//! database dependency in nymctl. The import sends the keys only; nymd
-//! registers with a gateway anew. The Nym address is
-//! `<identity>.<encryption>@<gateway>`, so it keeps its first two parts and
-//! may get another gateway part.
+//! The database is copied (with its `-wal` file) to a private temporary
+//! folder and read there, so a nym-client that is still running and the
+//! original files are never touched.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
-use nymd_ipc::ImportRequest;
+use nymd_ipc::{ImportRequest, ImportedGateway};
 
 /// A key file nym-client writes: file name, PEM label, raw length.
 struct KeyFile {
@@ -53,7 +55,7 @@ const KEYS: [KeyFile; 5] = [
     },
 ];
 
-/// Name of the registration database we do not read.
+/// Name of nym-client's gateway registration database.
 pub const REGISTRATIONS_DB: &str = "gateways_registrations.sqlite";
 
 /// What was read from the folder.
@@ -61,8 +63,62 @@ pub const REGISTRATIONS_DB: &str = "gateways_registrations.sqlite";
 pub struct Imported {
     /// The request for the daemon.
     pub request: ImportRequest,
-    /// Whether a gateway registration database was there (and skipped).
+    /// A registration database that was there but held no usable active
+    /// registration (nymd will register anew).
     pub skipped_registration: Option<PathBuf>,
+}
+
+/// Read the active gateway registration from nym-client's database.
+/// `Ok(None)` when it names no active gateway or that gateway is not a
+/// remote one.
+pub fn read_registration(db: &Path) -> anyhow::Result<Option<ImportedGateway>> {
+    use rusqlite::OptionalExtension as _;
+    let scratch = tempfile::tempdir().context("cannot make a temporary folder")?;
+    let copy = scratch.path().join(REGISTRATIONS_DB);
+    std::fs::copy(db, &copy).with_context(|| format!("cannot read {}", db.display()))?;
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    if wal.exists() {
+        std::fs::copy(&wal, format!("{}-wal", copy.display()))
+            .with_context(|| format!("cannot read {}", wal.display()))?;
+    }
+    let conn = rusqlite::Connection::open(&copy)
+        .with_context(|| format!("{} is not a SQLite database", db.display()))?;
+    let active: Option<String> = conn
+        .query_row(
+            "SELECT active_gateway_id_bs58 FROM active_gateway WHERE id = 0",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .with_context(|| format!("{}: no active_gateway table", db.display()))?
+        .flatten();
+    let Some(gateway_id) = active else {
+        return Ok(None);
+    };
+    let row: Option<(Vec<u8>, String)> = conn
+        .query_row(
+            "SELECT derived_aes256_gcm_siv_key, gateway_listener \
+             FROM remote_gateway_details WHERE gateway_id_bs58 = ?1",
+            [&gateway_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .with_context(|| format!("{}: no remote_gateway_details table", db.display()))?;
+    let Some((shared_key, listener)) = row else {
+        return Ok(None);
+    };
+    if shared_key.len() != 32 {
+        bail!(
+            "{}: the shared key of gateway {gateway_id} is {} bytes, expected 32",
+            db.display(),
+            shared_key.len()
+        );
+    }
+    Ok(Some(ImportedGateway {
+        gateway_id,
+        listener: listener.trim_end_matches('/').to_owned(),
+        shared_key,
+    }))
 }
 
 /// Decode a PEM file with exactly one block of the expected label.
@@ -138,10 +194,18 @@ pub fn read_client_dir(id: &str, dir: &Path) -> anyhow::Result<Imported> {
         port,
         host,
     };
+    let mut request = request;
     let db = data.join(REGISTRATIONS_DB);
+    let mut skipped = None;
+    if db.exists() {
+        match read_registration(&db)? {
+            Some(g) => request.gateway = Some(g),
+            None => skipped = Some(db),
+        }
+    }
     Ok(Imported {
         request,
-        skipped_registration: db.exists().then_some(db),
+        skipped_registration: skipped,
     })
 }
 
@@ -170,6 +234,65 @@ fn read_socket_config(path: &Path) -> anyhow::Result<(Option<u16>, Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Make a database with nym-client's schema (after its migrations).
+    pub(crate) fn make_db(path: &Path, active: Option<(&str, &[u8], &str)>) {
+        let conn = rusqlite::Connection::open(path).expect("create db");
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE registered_gateway (gateway_id_bs58 TEXT PRIMARY KEY NOT NULL,
+                 registration_timestamp TIMESTAMP NOT NULL, gateway_type TEXT NOT NULL DEFAULT 'remote');
+             CREATE TABLE remote_gateway_details (gateway_id_bs58 TEXT PRIMARY KEY NOT NULL
+                 REFERENCES registered_gateway(gateway_id_bs58),
+                 derived_aes256_gcm_siv_key BLOB NOT NULL, gateway_listener TEXT NOT NULL,
+                 fallback_listener TEXT, expiration_timestamp DATETIME NOT NULL);
+             CREATE TABLE active_gateway (id INTEGER PRIMARY KEY CHECK (id = 0),
+                 active_gateway_id_bs58 TEXT REFERENCES registered_gateway(gateway_id_bs58));
+             INSERT INTO active_gateway (id, active_gateway_id_bs58) VALUES (0, NULL);",
+        )
+        .expect("schema");
+        if let Some((id, key, listener)) = active {
+            conn.execute(
+                "INSERT INTO registered_gateway VALUES (?1, '2026-11-01 00:00:00', 'remote')",
+                [id],
+            )
+            .expect("insert");
+            conn.execute(
+                "INSERT INTO remote_gateway_details VALUES (?1, ?2, ?3, NULL, '2026-11-08 00:00:00')",
+                rusqlite::params![id, key, listener],
+            )
+            .expect("insert");
+            conn.execute(
+                "UPDATE active_gateway SET active_gateway_id_bs58 = ?1 WHERE id = 0",
+                [id],
+            )
+            .expect("update");
+        }
+    }
+
+    #[test]
+    fn registration_is_read_from_nym_clients_database() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join(REGISTRATIONS_DB);
+        make_db(&db, Some(("GwIdB58", &[7u8; 32], "ws://1.2.3.4:9000/")));
+        let g = read_registration(&db).expect("read").expect("active");
+        assert_eq!(g.gateway_id, "GwIdB58");
+        assert_eq!(g.shared_key, vec![7u8; 32]);
+        assert_eq!(g.listener, "ws://1.2.3.4:9000");
+
+        let none = dir.path().join("none.sqlite");
+        make_db(&none, None);
+        assert!(read_registration(&none).expect("read").is_none());
+
+        let bad = dir.path().join("bad.sqlite");
+        std::fs::write(&bad, b"not a database at all, sorry").expect("write");
+        assert!(read_registration(&bad).is_err());
+
+        let short = dir.path().join("short.sqlite");
+        make_db(&short, Some(("G", &[1u8; 5], "ws://x:1")));
+        let err = read_registration(&short).expect_err("short key");
+        assert!(err.to_string().contains("expected 32"), "{err}");
+    }
 
     #[test]
     fn pem_labels_must_match() {

@@ -478,11 +478,15 @@ fn import_reads_a_nym_client_folder() {
     for (file, label, len) in files {
         std::fs::write(client.join("data").join(file), pem(label, &vec![7u8; len])).expect("write");
     }
-    std::fs::write(
-        client.join("data/gateways_registrations.sqlite"),
-        b"SQLite format 3\0",
+    // A registration database with no active gateway: nymd registers anew.
+    let conn =
+        rusqlite::Connection::open(client.join("data/gateways_registrations.sqlite")).expect("db");
+    conn.execute_batch(
+        "CREATE TABLE active_gateway (id INTEGER PRIMARY KEY CHECK (id = 0), active_gateway_id_bs58 TEXT);
+         INSERT INTO active_gateway VALUES (0, NULL);",
     )
-    .expect("write");
+    .expect("schema");
+    drop(conn);
     std::fs::write(
         client.join("config/config.toml"),
         "[client]\nid = 'old'\n\n[socket]\nsocket_type = 'WebSocket'\nlistening_port = 1988\nhost = '127.0.0.1'\n",
@@ -492,7 +496,7 @@ fn import_reads_a_nym_client_folder() {
     let out = d.ctl(&["import", "--id", "imported", &path]);
     ok(&out);
     assert!(
-        stderr(&out).contains("not carried over"),
+        stderr(&out).contains("names no active gateway"),
         "{}",
         stderr(&out)
     );

@@ -71,25 +71,99 @@ enum Outbound {
 #[derive(Debug, Default)]
 struct HubState {
     apps: HashMap<u64, mpsc::Sender<Outbound>>,
+    /// Who is connected and since when, for status and events.
+    peers: HashMap<u64, (SocketAddr, std::time::Instant)>,
     pending: VecDeque<Arc<Delivery>>,
 }
 
+/// An app connected or went away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppChange {
+    /// A websocket session started.
+    Connected {
+        /// Session number.
+        session: u64,
+        /// The app's address.
+        peer: SocketAddr,
+    },
+    /// It ended.
+    Disconnected {
+        /// Session number.
+        session: u64,
+    },
+}
+
+/// A connected app, for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedApp {
+    /// Session number.
+    pub session: u64,
+    /// The app's address.
+    pub peer: SocketAddr,
+    /// Time since it connected.
+    pub connected_for: Duration,
+}
+
+type Observer = Box<dyn Fn(AppChange) + Send + Sync>;
+
 /// Fans mixnet messages out to the connected apps of one identity, and keeps
 /// them (bounded) while none is connected.
-#[derive(Debug)]
 pub struct AppHub {
     state: Mutex<HubState>,
+    observer: Mutex<Option<Observer>>,
     pending_limit: usize,
     next_session: AtomicU64,
     dropped_pending: AtomicU64,
 }
 
+impl std::fmt::Debug for AppHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppHub")
+            .field("pending_limit", &self.pending_limit)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppHub {
+    /// Be told when apps connect and disconnect.
+    pub fn set_observer(&self, f: impl Fn(AppChange) + Send + Sync + 'static) {
+        if let Ok(mut o) = self.observer.lock() {
+            *o = Some(Box::new(f));
+        }
+    }
+
+    fn notify(&self, change: AppChange) {
+        if let Ok(o) = self.observer.lock() {
+            if let Some(f) = o.as_ref() {
+                f(change);
+            }
+        }
+    }
+
+    /// The apps connected now.
+    pub fn apps(&self) -> Vec<ConnectedApp> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<ConnectedApp> = st
+            .peers
+            .iter()
+            .map(|(session, (peer, since))| ConnectedApp {
+                session: *session,
+                peer: *peer,
+                connected_for: since.elapsed(),
+            })
+            .collect();
+        v.sort_by_key(|a| a.session);
+        v
+    }
+
     /// A hub that keeps at most `pending_limit` messages while no app is
     /// connected.
     pub fn new(pending_limit: usize) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(HubState::default()),
+            observer: Mutex::new(None),
             pending_limit: pending_limit.max(1),
             next_session: AtomicU64::new(1),
             dropped_pending: AtomicU64::new(0),
@@ -153,7 +227,26 @@ impl AppHub {
         }
     }
 
-    fn register(&self, allow_multiple: bool) -> Option<(u64, mpsc::Receiver<Outbound>)> {
+    fn register(
+        &self,
+        allow_multiple: bool,
+        peer: SocketAddr,
+    ) -> Option<(u64, mpsc::Receiver<Outbound>)> {
+        let registered = self.register_inner(allow_multiple, peer);
+        if let Some((session, _)) = &registered {
+            self.notify(AppChange::Connected {
+                session: *session,
+                peer,
+            });
+        }
+        registered
+    }
+
+    fn register_inner(
+        &self,
+        allow_multiple: bool,
+        peer: SocketAddr,
+    ) -> Option<(u64, mpsc::Receiver<Outbound>)> {
         let mut st = self.state.lock().ok()?;
         if !allow_multiple && !st.apps.is_empty() {
             return None;
@@ -169,13 +262,16 @@ impl AppHub {
             st.pending.pop_front();
         }
         st.apps.insert(session, tx);
+        st.peers.insert(session, (peer, std::time::Instant::now()));
         Some((session, rx))
     }
 
     fn unregister(&self, session: u64) {
         if let Ok(mut st) = self.state.lock() {
             st.apps.remove(&session);
+            st.peers.remove(&session);
         }
+        self.notify(AppChange::Disconnected { session });
     }
 
     /// Reserve a slot for a TCP connection before its handshake (one-app
@@ -252,7 +348,7 @@ async fn session(
         Ok(Err(e)) => return Err(format!("websocket handshake failed: {e}")),
         Err(_) => return Err("websocket handshake not completed in time".into()),
     };
-    let Some((id, mut outbound)) = hub.register(allow_multiple) else {
+    let Some((id, mut outbound)) = hub.register(allow_multiple, peer) else {
         return Err("another app connected first".into());
     };
     tracing::info!(%peer, session = id, "app connected");

@@ -18,6 +18,7 @@ use nymd_proto::Recipient;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::appserver::AppChange;
 use crate::control::{BackendResult, ControlBackend};
 use crate::manager::{self, InitStep, Manager, ManagerError, ManagerEvent, RunState};
 use crate::store::{IdentityKeys, StoredRegistration};
@@ -83,7 +84,40 @@ impl DaemonBackend {
                 }
             }
         });
+        let b = backend.clone();
+        let stop = backend.inner.shutdown.clone();
+        tracker.spawn(async move { b.relay_topology(stop).await });
         backend
+    }
+
+    /// Publish `TopologyRefreshed` whenever the shared topology changes.
+    async fn relay_topology(&self, stop: CancellationToken) {
+        loop {
+            let handle = tokio::select! {
+                _ = stop.cancelled() => return,
+                h = self.inner.manager.shared().topology(None) => h,
+            };
+            match handle {
+                Ok(handle) => {
+                    let mut rx = handle.watch();
+                    loop {
+                        let brief = rx.borrow_and_update().as_ref().map(|t| brief_of(t));
+                        if let Some(b) = brief {
+                            let _ = self.inner.events.send(Event::TopologyRefreshed(b));
+                        }
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            changed = rx.changed() => if changed.is_err() { break },
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("topology not available for events yet: {e}"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+        }
     }
 
     fn forward(&self, ev: ManagerEvent) {
@@ -97,11 +131,14 @@ impl DaemonBackend {
             },
             ManagerEvent::Removed { id } => vec![Event::IdentityRemoved { identity: id }],
             ManagerEvent::State { id, state } => {
-                let gw = self
+                // The statistics go with the status so that a subscriber's
+                // RTT, reconnect count and bandwidth stay right across a
+                // state change.
+                let (gw, stats) = self
                     .inner
                     .manager
                     .info(&id)
-                    .map(|i| i.gateway_id)
+                    .map(|i| (i.gateway_id, i.stats))
                     .unwrap_or_default();
                 vec![
                     Event::IdentityState {
@@ -111,7 +148,7 @@ impl DaemonBackend {
                     Event::GatewayStatus {
                         identity: id,
                         gateway_id: gw,
-                        status: gateway_status(&state, None),
+                        status: gateway_status(&state, stats.as_ref()),
                     },
                 ]
             }
@@ -120,6 +157,20 @@ impl DaemonBackend {
                 stage: stage_of(step),
                 detail,
             }],
+            ManagerEvent::App { id, change } => match change {
+                AppChange::Connected { session, peer } => vec![Event::AppConnected {
+                    identity: id,
+                    app: nymd_ipc::AppInfo {
+                        connection: session,
+                        peer: peer.to_string(),
+                        connected_secs: 0,
+                    },
+                }],
+                AppChange::Disconnected { session } => vec![Event::AppDisconnected {
+                    identity: id,
+                    connection: session,
+                }],
+            },
             ManagerEvent::Traffic { id, stats, .. } => vec![Event::Traffic {
                 identity: id,
                 counters: counters_of(&stats),
@@ -150,6 +201,15 @@ impl DaemonBackend {
     }
 }
 
+fn brief_of(t: &NymTopology) -> TopologyBrief {
+    TopologyBrief {
+        epoch: Some(u64::from(t.metadata().absolute_epoch_id)),
+        layers: 3,
+        mixnodes: t.mixnodes().count() as u32,
+        gateways: t.entry_gateways().count() as u32,
+    }
+}
+
 fn state_of(s: &RunState) -> IdentityState {
     match s {
         RunState::Stopped => IdentityState::Stopped,
@@ -177,6 +237,8 @@ fn gateway_status(s: &RunState, stats: Option<&ClientStats>) -> GatewayStatus {
             RunState::Failed { reason } => Some(reason.clone()),
             _ => None,
         },
+        reconnects: stats.map(|s| s.reconnects).unwrap_or(0),
+        bandwidth_remaining: stats.map(|s| s.bandwidth_remaining),
     }
 }
 
@@ -216,11 +278,13 @@ fn info_of(i: &manager::IdentityInfo) -> IdentityInfo {
         gateway_id: Some(i.gateway_id.clone()),
         gateway_url: Some(i.gateway_listener.clone()),
         gateway_status: Some(gateway_status(&i.state, i.stats.as_ref())),
-        connected_apps: (0..i.connected_apps as u64)
-            .map(|n| nymd_ipc::AppInfo {
-                connection: n,
-                peer: String::new(),
-                connected_secs: 0,
+        connected_apps: i
+            .apps
+            .iter()
+            .map(|a| nymd_ipc::AppInfo {
+                connection: a.session,
+                peer: a.peer.to_string(),
+                connected_secs: a.connected_for.as_secs(),
             })
             .collect(),
         uptime_secs: i.uptime.map(|d| d.as_secs()),
@@ -497,12 +561,7 @@ impl ControlBackend for DaemonBackend {
             .map(info_of)
             .collect();
         let topology = match self.inner.manager.shared().topology(None).await {
-            Ok(h) => h.current().map(|t| TopologyBrief {
-                epoch: Some(u64::from(t.metadata().absolute_epoch_id)),
-                layers: 3,
-                mixnodes: t.mixnodes().count() as u32,
-                gateways: t.entry_gateways().count() as u32,
-            }),
+            Ok(h) => h.current().map(|t| brief_of(&t)),
             Err(_) => None,
         };
         Ok(Snapshot {

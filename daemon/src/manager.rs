@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nymd_mixnet::{
     ClientConfig, ClientEvent, ClientHandle, ClientKeys, ClientStats, GatewayConfig,
     GatewayRegistration, GatewaySelection, GatewayState, Lane, OutgoingMessage, Shared,
+    TopologyHandle,
 };
 use nymd_proto::appapi::{ApiError, ClientRequest, ServerResponse};
 use nymd_proto::keys::VerifyingKey;
@@ -24,7 +25,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::appserver::{self, AppCommand, AppHub, AppServerConfig, Delivery};
+use crate::appserver::{
+    self, AppChange, AppCommand, AppHub, AppServerConfig, ConnectedApp, Delivery,
+};
 use crate::config::IdentitiesSection;
 use crate::store::{
     validate_id, IdentityConfig, IdentityKeys, IdentityState as PersistedState, IdentityStore,
@@ -88,6 +91,13 @@ pub enum ManagerEvent {
         step: InitStep,
         /// Detail for people.
         detail: String,
+    },
+    /// An app connected to or left an identity's websocket port.
+    App {
+        /// Identity.
+        id: String,
+        /// What happened.
+        change: AppChange,
     },
     /// Traffic counters (every [`STATS_INTERVAL`]).
     Traffic {
@@ -184,6 +194,8 @@ pub struct IdentityInfo {
     pub gateway_listener: String,
     /// Apps connected now.
     pub connected_apps: usize,
+    /// Who they are.
+    pub apps: Vec<ConnectedApp>,
     /// Time since the client last started.
     pub uptime: Option<Duration>,
     /// Latest counters.
@@ -503,6 +515,16 @@ impl Manager {
         let stop = self.inner.cancel.child_token();
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
         let hub = AppHub::new(appserver::DEFAULT_PENDING_LIMIT);
+        {
+            let events = self.inner.events.clone();
+            let id = id.to_string();
+            hub.set_observer(move |change| {
+                let _ = events.send(ManagerEvent::App {
+                    id: id.clone(),
+                    change,
+                });
+            });
+        }
         let runner = Runner {
             manager: self.clone(),
             id: id.to_string(),
@@ -711,6 +733,7 @@ fn info_of(id: &str, s: &Slot) -> IdentityInfo {
             .as_ref()
             .map(|r| r.hub.connected_apps())
             .unwrap_or(0),
+        apps: s.running.as_ref().map(|r| r.hub.apps()).unwrap_or_default(),
         uptime: s.started_at.map(|t| t.elapsed()),
         stats: s.stats.clone(),
     }
@@ -851,14 +874,20 @@ impl Runner {
             tracing::info!(identity = %self.id, %addr, "websocket listening");
         }
         self.manager.set_state(&self.id, RunState::Starting);
+        let config = client_config(&stored.config.traffic);
+        // The topology handle is held until the client has its own, so the
+        // topology is fetched once.
+        let (registration, _topology) = tokio::select! {
+            _ = self.stop.cancelled() => return Outcome::Stopped,
+            r = self.follow_gateway_listener(stored.registration) => r,
+        };
         let reg = GatewayRegistration {
-            gateway_id: stored.registration.gateway_id,
-            listener: stored.registration.listener.clone(),
-            fallback_listener: stored.registration.fallback_listener.clone(),
-            shared_key: stored.registration.shared_key.clone(),
+            gateway_id: registration.gateway_id,
+            listener: registration.listener,
+            fallback_listener: registration.fallback_listener,
+            shared_key: registration.shared_key,
             last_auth_timestamp: stored.state.last_auth_timestamp,
         };
-        let config = client_config(&stored.config.traffic);
         let start = nymd_mixnet::start(
             &self.manager.inner.shared,
             to_client_keys(&stored.keys),
@@ -878,6 +907,38 @@ impl Runner {
         self.persist_auth(&handle, stored.state.last_auth_timestamp);
         handle.shutdown().await;
         outcome
+    }
+
+    /// If the registered gateway is in the current topology with another
+    /// primary listener than stored (it moved, or a local mixnet came back
+    /// on new ports), use and save the topology's listeners (the status
+    /// shows the new one).
+    async fn follow_gateway_listener(
+        &self,
+        mut reg: StoredRegistration,
+    ) -> (StoredRegistration, Option<TopologyHandle>) {
+        let Ok(handle) = self.manager.inner.shared.topology(None).await else {
+            return (reg, None);
+        };
+        let Some(listeners) = handle.current().and_then(|t| {
+            t.gateway_by_identity(&reg.gateway_id)
+                .and_then(|g| g.ws_listeners(false))
+        }) else {
+            return (reg, Some(handle));
+        };
+        if listeners.primary == reg.listener {
+            return (reg, Some(handle));
+        }
+        tracing::info!(identity = %self.id, old = %reg.listener, new = %listeners.primary, "the gateway's listener changed; using the topology's");
+        reg.listener = listeners.primary;
+        reg.fallback_listener = listeners.fallback;
+        if let Err(e) = self.manager.inner.store.save_registration(&self.id, &reg) {
+            tracing::warn!(identity = %self.id, "cannot save the gateway's new listener: {e}");
+        }
+        if let Some(slot) = lock(&self.manager.inner.slots).get_mut(&self.id) {
+            slot.gateway_listener = reg.listener.clone();
+        }
+        (reg, Some(handle))
     }
 
     fn persist_auth(&self, handle: &ClientHandle, persisted: u64) -> u64 {

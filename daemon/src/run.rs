@@ -109,9 +109,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let mut localnet = None;
     let source = if settings.localnet {
-        let net = nymd_localnet::Localnet::start(nymd_localnet::LocalnetConfig::default())
-            .await
-            .context("cannot start the embedded local mixnet")?;
+        let net = nymd_localnet::Localnet::start(nymd_localnet::LocalnetConfig {
+            state_dir: Some(settings.state_dir.join("localnet")),
+            ..nymd_localnet::LocalnetConfig::default()
+        })
+        .await
+        .context("cannot start the embedded local mixnet")?;
         let url = Url::parse(&net.api_url()).context("localnet directory URL")?;
         tracing::info!(directory = %url, "embedded local mixnet started");
         localnet = Some(net);

@@ -161,9 +161,31 @@ async fn two_apps_on_one_identity_both_receive() {
     let d = TestDaemon::start(state.path(), &net.api_url(), free_port());
     let (alice_ws, _) = d.init("alice").await;
     let (bob_ws, bob_addr) = d.init("bob").await;
+    let mut events = d.manager.subscribe();
     let mut sender = App::connect(alice_ws).await;
     let mut first = App::connect(bob_ws).await;
     let mut second = App::connect(bob_ws).await;
+    // The manager reports both apps, with their addresses.
+    let mut connected = 0;
+    while connected < 2 {
+        let ev = tokio::time::timeout(nymd_tests::WAIT, events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        if let nymd::manager::ManagerEvent::App {
+            id,
+            change: nymd::appserver::AppChange::Connected { .. },
+        } = ev
+        {
+            if id == "bob" {
+                connected += 1;
+            }
+        }
+    }
+    let info = d.manager.info("bob").expect("bob");
+    assert_eq!(info.connected_apps, 2);
+    assert_eq!(info.apps.len(), 2);
+    assert!(info.apps.iter().all(|a| a.peer.ip().is_loopback()));
     sender
         .request_binary(&ClientRequest::Send {
             recipient: bob_addr,

@@ -489,6 +489,13 @@ pub struct GatewayStatus {
     pub rtt_ms: Option<u32>,
     /// The last error seen on this gateway connection.
     pub last_error: Option<String>,
+    /// Successful reconnections since the identity started.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Bandwidth the gateway last reported as remaining, bytes; `None`
+    /// when not known (no statistics yet, or an older daemon).
+    #[serde(default)]
+    pub bandwidth_remaining: Option<i64>,
 }
 
 /// Gateway connection state.

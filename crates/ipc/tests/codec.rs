@@ -47,12 +47,18 @@ fn gateway_status() -> impl Strategy<Value = GatewayStatus> {
         ],
         any::<Option<u32>>(),
         prop::option::of(s()),
+        any::<u64>(),
+        any::<Option<i64>>(),
     )
-        .prop_map(|(connection, rtt_ms, last_error)| GatewayStatus {
-            connection,
-            rtt_ms,
-            last_error,
-        })
+        .prop_map(
+            |(connection, rtt_ms, last_error, reconnects, bandwidth_remaining)| GatewayStatus {
+                connection,
+                rtt_ms,
+                last_error,
+                reconnects,
+                bandwidth_remaining,
+            },
+        )
 }
 
 fn app() -> impl Strategy<Value = AppInfo> {
@@ -599,4 +605,33 @@ async fn async_reader_tells_clean_end_from_torn_frame() {
         .await
         .expect_err("too large");
     assert!(matches!(err, FrameError::TooLarge { .. }));
+}
+
+/// A `GatewayStatus` from a daemon before `reconnects` and
+/// `bandwidth_remaining` existed still decodes, with their defaults.
+#[test]
+fn gateway_status_without_the_newer_fields_decodes() {
+    #[derive(serde::Serialize)]
+    struct OldGatewayStatus {
+        connection: GatewayConnection,
+        rtt_ms: Option<u32>,
+        last_error: Option<String>,
+    }
+    let old = OldGatewayStatus {
+        connection: GatewayConnection::Connected,
+        rtt_ms: Some(7),
+        last_error: None,
+    };
+    let body = rmp_serde::to_vec_named(&old).expect("encodes");
+    let new: GatewayStatus = decode_body(&body).expect("decodes");
+    assert_eq!(
+        new,
+        GatewayStatus {
+            connection: GatewayConnection::Connected,
+            rtt_ms: Some(7),
+            last_error: None,
+            reconnects: 0,
+            bandwidth_remaining: None,
+        }
+    );
 }

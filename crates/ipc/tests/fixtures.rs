@@ -46,6 +46,8 @@ fn identity() -> IdentityInfo {
             connection: GatewayConnection::Connected,
             rtt_ms: Some(42),
             last_error: None,
+            reconnects: 3,
+            bandwidth_remaining: Some(1_000_000_000),
         }),
         connected_apps: vec![AppInfo {
             connection: 1,
@@ -232,6 +234,8 @@ fn event_samples() -> Vec<Event> {
                 connection: GatewayConnection::Reconnecting,
                 rtt_ms: None,
                 last_error: Some("connection reset by peer".into()),
+                reconnects: 4,
+                bandwidth_remaining: None,
             },
         },
         Event::Traffic {

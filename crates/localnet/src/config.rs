@@ -100,6 +100,21 @@ pub struct LocalnetConfig {
     pub topology_dir: Option<PathBuf>,
     /// Node bounds.
     pub limits: Limits,
+    /// Folder that makes the network persistent; `None` (the default) makes
+    /// a new network at every start.
+    ///
+    /// On the first start the node keys are made as usual and saved to
+    /// `localnet.json` there (with every node's ports and the directory's);
+    /// later starts reuse the keys and bind the same ports where they are
+    /// free (a port that is taken is replaced by a new one, logged, and the
+    /// file saved again; the saved directory port is used only when
+    /// `api_addr` asks for port 0). Each gateway saves its registered
+    /// clients (shared key, last authentication timestamp, bandwidth) to
+    /// `gateway-<id>-clients.json`, so clients can authenticate again after
+    /// a restart; messages stored for offline clients are not saved.
+    /// A saved network whose shape differs from `mixnodes_per_layer` and
+    /// `gateways` is an error (it is never regenerated silently).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for LocalnetConfig {
@@ -111,6 +126,7 @@ impl Default for LocalnetConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             topology_dir: None,
             limits: Limits::default(),
+            state_dir: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! ephemeral loopback ports; [`Localnet::start`] returns a handle with the
 //! directory URL, a `--custom-mixnet` topology file, the node list, per-node
 //! counters, stop/start of single nodes, and a clean [`Localnet::shutdown`].
+//! With [`LocalnetConfig::state_dir`] the network keeps its keys, ports and
+//! gateway registrations across restarts.
 //!
 //! # Layout
 //! - [`config`]: network shape, delay policy and node limits.
@@ -17,6 +19,8 @@
 //! - [`directory`]: the HTTP directory (nym-api routes).
 //! - [`counters`]: per-node counters read by tests.
 //! - [`replay`]: bounded replay-tag memory.
+//! - [`persist`]: the saved state of a persistent network
+//!   ([`LocalnetConfig::state_dir`]).
 
 pub mod config;
 pub mod counters;
@@ -25,6 +29,7 @@ pub mod forwarder;
 mod gateway;
 pub mod network;
 mod node;
+pub mod persist;
 pub mod replay;
 
 pub use config::{DelayPolicy, Limits, LocalnetConfig};

@@ -29,8 +29,9 @@ use crate::config::LocalnetConfig;
 use crate::counters::{CountersSnapshot, NodeCounters};
 use crate::directory::{self, Documents, SharedDocuments};
 use crate::forwarder::Forwarder;
-use crate::gateway::{session, GatewayState};
+use crate::gateway::{self, session, GatewayState};
 use crate::node::{self, NodeCore, Run};
+use crate::persist::{self, ClientsFileRef, SavedNetwork, SavedNode, NETWORK_STATE_FILE};
 use crate::replay::ReplayFilter;
 
 /// Key-rotation schedule the directory announces: rotation 0 for the
@@ -73,6 +74,27 @@ pub enum LocalnetError {
     /// No node has this id.
     #[error("no node with id {0}")]
     UnknownNode(NodeId),
+    /// A saved state file is corrupted or does not fit this network.
+    #[error("the local mixnet state file {} cannot be used: {reason}; {hint}", path.display())]
+    StateFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A state file or folder could not be read or written.
+    #[error("cannot {action} {}: {source}", path.display())]
+    StateIo {
+        /// What was being done.
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What a node is.
@@ -136,8 +158,29 @@ pub struct Localnet {
     documents: SharedDocuments,
     stopped: Mutex<BTreeSet<NodeId>>,
     key_rotation_json: String,
+    state_dir: Option<PathBuf>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+}
+
+/// Bind `ip:port` if a saved `port` is given and free, else a new ephemeral
+/// port (logged: the caller saves the state again).
+fn bind_saved(
+    what: &'static str,
+    ip: IpAddr,
+    port: Option<u16>,
+    node: NodeId,
+) -> Result<TcpListener, LocalnetError> {
+    if let Some(port) = port.filter(|p| *p != 0) {
+        match bind(what, SocketAddr::new(ip, port)) {
+            Ok(l) => return Ok(l),
+            Err(e) => tracing::warn!(
+                node,
+                "the saved {what} port {port} cannot be bound ({e}); using a new port"
+            ),
+        }
+    }
+    bind(what, SocketAddr::new(ip, 0))
 }
 
 fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, LocalnetError> {
@@ -177,6 +220,26 @@ impl Localnet {
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let mut rng = OsRng;
 
+        // A persistent network's saved state.
+        let saved = match &config.state_dir {
+            Some(dir) => {
+                persist::create_private_dir(dir)?;
+                let path = dir.join(NETWORK_STATE_FILE);
+                let saved = SavedNetwork::load(&path)?;
+                match &saved {
+                    Some(s) => s.check_shape(&path, config.mixnodes_per_layer, config.gateways)?,
+                    None => persist::remove_stale(dir),
+                }
+                saved
+            }
+            None => None,
+        };
+        let saved_directory_port = saved.as_ref().map(|s| s.directory_port);
+        let saved_ports: Option<Vec<(u16, Option<u16>)>> = saved
+            .as_ref()
+            .map(|s| s.nodes.iter().map(|n| (n.mix_port, n.ws_port)).collect());
+        let mut saved_nodes = saved.map(|s| s.nodes.into_iter());
+
         // Keys and listeners.
         struct Pending {
             info: NodeInfo,
@@ -194,12 +257,23 @@ impl Localnet {
         for (i, kind) in kinds.enumerate() {
             let id = NodeId::try_from(i + 1)
                 .map_err(|_| LocalnetError::Config("too many nodes".into()))?;
-            let identity = IdentityKeyPair::generate(&mut rng);
-            let sphinx = X25519Secret::random_from_rng(rng);
-            let mix = bind("mix", SocketAddr::new(loopback, 0))?;
+            // The shape was checked: saved nodes come in this order.
+            let saved = saved_nodes.as_mut().and_then(Iterator::next);
+            let (identity, sphinx, mix_port, ws_port) = match saved {
+                Some(n) if n.id == id && n.kind == kind => {
+                    (n.identity, n.sphinx, Some(n.mix_port), n.ws_port)
+                }
+                _ => (
+                    IdentityKeyPair::generate(&mut rng),
+                    X25519Secret::random_from_rng(rng),
+                    None,
+                    None,
+                ),
+            };
+            let mix = bind_saved("mix", loopback, mix_port, id)?;
             let mix_addr = local_addr("mix", &mix)?;
             let (ws, ws_addr) = if kind == NodeKind::Gateway {
-                let ws = bind("client websocket", SocketAddr::new(loopback, 0))?;
+                let ws = bind_saved("client websocket", loopback, ws_port, id)?;
                 let addr = local_addr("client websocket", &ws)?;
                 (Some(ws), Some(addr))
             } else {
@@ -219,6 +293,28 @@ impl Localnet {
                 mix,
                 ws,
             });
+        }
+
+        // A persistent network's gateways load their registered clients
+        // before anything runs.
+        let mut gateway_clients = Vec::new();
+        if let Some(dir) = &config.state_dir {
+            for p in pending.iter().filter(|p| p.info.kind == NodeKind::Gateway) {
+                let file = ClientsFileRef {
+                    path: dir.join(persist::gateway_clients_file(p.info.id)),
+                    gateway_id: p.info.id,
+                };
+                let clients =
+                    persist::load_clients(&file.path, p.info.id, &p.identity.public_bytes())?;
+                if !clients.is_empty() {
+                    tracing::info!(
+                        node = p.info.id,
+                        clients = clients.len(),
+                        "gateway clients loaded"
+                    );
+                }
+                gateway_clients.push((p.info.id, clients, file));
+            }
         }
 
         // The topology.
@@ -261,8 +357,40 @@ impl Localnet {
         .ok_or_else(|| LocalnetError::Config("invalid key rotation schedule".into()))?;
         let key_rotation_json = to_json("key rotation info", &key_rotation)?;
 
-        let api = bind("directory", config.api_addr)?;
+        let api = match saved_directory_port {
+            Some(port) if config.api_addr.port() == 0 => {
+                bind_saved("directory", config.api_addr.ip(), Some(port), 0)?
+            }
+            _ => bind("directory", config.api_addr)?,
+        };
         let api_addr = local_addr("directory", &api)?;
+
+        // Save the network when it is new or a port changed.
+        if let Some(dir) = &config.state_dir {
+            let path = dir.join(NETWORK_STATE_FILE);
+            let now = SavedNetwork {
+                directory_port: api_addr.port(),
+                nodes: pending
+                    .iter()
+                    .map(|p| SavedNode {
+                        id: p.info.id,
+                        kind: p.info.kind,
+                        identity: p.identity.clone(),
+                        sphinx: p.sphinx.clone(),
+                        mix_port: p.info.mix_addr.port(),
+                        ws_port: p.info.ws_addr.map(|a| a.port()),
+                    })
+                    .collect(),
+            };
+            let ports: Vec<(u16, Option<u16>)> =
+                now.nodes.iter().map(|n| (n.mix_port, n.ws_port)).collect();
+            let unchanged = saved_directory_port == Some(now.directory_port)
+                && saved_ports.as_ref() == Some(&ports);
+            if !unchanged {
+                now.save(&path)?;
+                tracing::info!(file = %path.display(), "local mixnet state saved");
+            }
+        }
 
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -275,6 +403,7 @@ impl Localnet {
             documents: Arc::new(RwLock::new(Documents::default())),
             stopped: Mutex::new(BTreeSet::new()),
             key_rotation_json,
+            state_dir: config.state_dir.clone(),
             cancel,
             tracker,
         };
@@ -289,10 +418,19 @@ impl Localnet {
         for p in pending {
             let counters = Arc::new(NodeCounters::default());
             let gateway = (p.info.kind == NodeKind::Gateway).then(|| {
+                let (clients, file) = match gateway_clients.iter().position(|g| g.0 == p.info.id) {
+                    Some(i) => {
+                        let (_, clients, file) = gateway_clients.swap_remove(i);
+                        (clients, Some(file))
+                    }
+                    None => (Default::default(), None),
+                };
                 Arc::new(GatewayState::new(
                     p.identity.clone(),
                     counters.clone(),
                     config.limits,
+                    clients,
+                    file,
                 ))
             });
             let core = Arc::new(NodeCore {
@@ -346,10 +484,12 @@ impl Localnet {
                 run.clone(),
             ));
             run.tracker.spawn(purge_stored(
-                gw,
+                gw.clone(),
                 core.limits.stored_max_age,
                 run.cancel.clone(),
             ));
+            run.tracker
+                .spawn(gateway::save_clients_periodically(gw, run.cancel.clone()));
         }
         run
     }
@@ -409,6 +549,11 @@ impl Localnet {
     /// The directory's address.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The folder of a persistent network's saved state.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref()
     }
 
     /// The `--custom-mixnet` topology file.
@@ -518,6 +663,11 @@ impl Localnet {
         }
         self.tracker.close();
         self.tracker.wait().await;
+        // Each gateway run saved its clients when it ended; this catches a
+        // save that failed then.
+        for gw in self.nodes.iter().filter_map(|n| n.core.gateway.as_ref()) {
+            gw.persist_if_dirty().await;
+        }
         if let Some(dir) = self.owned_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -34,6 +34,10 @@ struct Args {
     /// directory deleted on exit).
     #[arg(long)]
     topology_dir: Option<PathBuf>,
+    /// Keep the network (node keys, ports, gateway registrations) in this
+    /// folder across restarts.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Print what was started as JSON.
     #[arg(long)]
     json: bool,
@@ -129,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         delay,
         api_addr: args.api_addr,
         topology_dir: args.topology_dir,
+        state_dir: args.state_dir,
         ..LocalnetConfig::default()
     };
     let net = Localnet::start(config)

@@ -3,14 +3,20 @@
 //! bandwidth), live sessions, and the bounded offline store. Also the
 //! gateway's final-hop duty for packets from layer 3.
 //!
+//! In a persistent network the registered clients are also saved to the
+//! gateway's client file: at once (and before the client is answered) when
+//! a client registers, authenticates or is forgotten; bandwidth changes are
+//! saved at most every [`CLIENTS_SAVE_PERIOD`] and when the gateway stops.
+//! The offline store stays in memory only.
+//!
 //! # Layout
 //! - [`session`]: the client websocket endpoint.
 
 pub(crate) mod session;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nymd_proto::ack::{split_final_hop, FinalHopDelivery};
@@ -19,20 +25,37 @@ use nymd_proto::gateway::{StoredClient, TypedGatewayError};
 use nymd_proto::keys::{GatewaySharedKey, IdentityKeyPair};
 use nymd_proto::{KeyRotation, PacketSize};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Limits;
 use crate::counters::{bump, raise, NodeCounters};
+use crate::network::LocalnetError;
 use crate::node::{NodeCore, Run};
+use crate::persist::{self, ClientsFileRef};
+
+/// How often changed bandwidth is saved (registrations and
+/// authentications are saved at once).
+pub(crate) const CLIENTS_SAVE_PERIOD: Duration = Duration::from_secs(1);
 
 /// A client's address: its ed25519 identity bytes.
 pub(crate) type ClientAddress = [u8; 32];
 
 /// What a gateway remembers about a registered client.
 #[derive(Debug)]
-struct ClientRecord {
-    shared_key: GatewaySharedKey,
-    last_auth: Option<u64>,
-    bandwidth: i64,
+pub(crate) struct ClientRecord {
+    pub shared_key: GatewaySharedKey,
+    pub last_auth: Option<u64>,
+    pub bandwidth: i64,
+}
+
+/// Saving the registered clients of a gateway in a persistent network.
+#[derive(Debug)]
+struct ClientsSaver {
+    file: ClientsFileRef,
+    /// Changed since the last save.
+    dirty: AtomicBool,
+    /// Held across snapshot and write, so saves land in order.
+    write: Mutex<()>,
 }
 
 /// Requests to a live session from elsewhere in the gateway.
@@ -161,6 +184,7 @@ pub(crate) struct GatewayState {
     sessions: Mutex<HashMap<ClientAddress, SessionHandle>>,
     store: Mutex<OfflineStore>,
     next_session: AtomicU64,
+    saver: Option<ClientsSaver>,
 }
 
 /// Lock, recovering the data if a panicking thread poisoned the mutex (no
@@ -170,19 +194,84 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl GatewayState {
+    /// A gateway with these registered `clients`, saving them to `file`
+    /// if given.
     pub(crate) fn new(
         identity: IdentityKeyPair,
         counters: std::sync::Arc<NodeCounters>,
         limits: Limits,
+        clients: HashMap<ClientAddress, ClientRecord>,
+        file: Option<ClientsFileRef>,
     ) -> Self {
         Self {
             identity,
             counters,
             limits,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(clients),
             sessions: Mutex::new(HashMap::new()),
             store: Mutex::new(OfflineStore::new()),
             next_session: AtomicU64::new(1),
+            saver: file.map(|file| ClientsSaver {
+                file,
+                dirty: AtomicBool::new(false),
+                write: Mutex::new(()),
+            }),
+        }
+    }
+
+    // -------------------------------------------------------- persistence
+
+    fn mark_dirty(&self) {
+        if let Some(s) = &self.saver {
+            s.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether registered clients changed since they were last saved.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.saver
+            .as_ref()
+            .is_some_and(|s| s.dirty.load(Ordering::Acquire))
+    }
+
+    /// Save the registered clients now (blocking file I/O); nothing if the
+    /// network is not persistent.
+    pub(crate) fn save_clients(&self) -> Result<(), LocalnetError> {
+        let Some(saver) = &self.saver else {
+            return Ok(());
+        };
+        let _order = lock(&saver.write);
+        saver.dirty.store(false, Ordering::Release);
+        let bytes = persist::encode_clients(
+            saver.file.gateway_id,
+            &self.identity.public_bytes(),
+            &lock(&self.clients),
+        );
+        let result = bytes.and_then(|b| persist::write_clients(&saver.file.path, &b));
+        if result.is_err() {
+            saver.dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Save the registered clients on a blocking thread and wait; a failure
+    /// is logged (the gateway goes on with what it has in memory).
+    pub(crate) async fn persist_now(self: &Arc<Self>) {
+        if self.saver.is_none() {
+            return;
+        }
+        let gw = self.clone();
+        match tokio::task::spawn_blocking(move || gw.save_clients()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cannot save the gateway's clients: {e}"),
+            Err(e) => tracing::warn!("cannot save the gateway's clients: {e}"),
+        }
+    }
+
+    /// Save the registered clients if they changed.
+    pub(crate) async fn persist_if_dirty(self: &Arc<Self>) {
+        if self.is_dirty() {
+            self.persist_now().await;
         }
     }
 
@@ -216,18 +305,22 @@ impl GatewayState {
                 );
             }
         }
+        self.mark_dirty();
     }
 
     /// Remember an accepted authentication timestamp.
     pub(crate) fn record_auth(&self, client: &ClientAddress, timestamp: u64) {
         if let Some(r) = lock(&self.clients).get_mut(client) {
             r.last_auth = Some(timestamp);
+            self.mark_dirty();
         }
     }
 
     /// Delete a client's registration and stored messages (`ForgetMe`).
     pub(crate) fn forget_client(&self, client: &ClientAddress) {
-        lock(&self.clients).remove(client);
+        if lock(&self.clients).remove(client).is_some() {
+            self.mark_dirty();
+        }
         let mut store = lock(&self.store);
         store.take(client, Instant::now(), Duration::MAX);
         self.counters
@@ -246,6 +339,7 @@ impl GatewayState {
         match clients.get_mut(client) {
             Some(r) => {
                 r.bandwidth = bandwidth::gateway_after_free_claim(r.bandwidth);
+                self.mark_dirty();
                 r.bandwidth
             }
             None => 0,
@@ -267,6 +361,7 @@ impl GatewayState {
         };
         let remaining = bandwidth::gateway_try_use(r.bandwidth, cost)?;
         r.bandwidth = remaining;
+        self.mark_dirty();
         Ok(remaining)
     }
 
@@ -410,6 +505,21 @@ impl GatewayState {
             }
         }
     }
+}
+
+/// Save changed client state every [`CLIENTS_SAVE_PERIOD`], and once more
+/// when the run is cancelled.
+pub(crate) async fn save_clients_periodically(gw: Arc<GatewayState>, cancel: CancellationToken) {
+    if gw.saver.is_none() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(CLIENTS_SAVE_PERIOD) => gw.persist_if_dirty().await,
+        }
+    }
+    gw.persist_if_dirty().await;
 }
 
 #[cfg(test)]

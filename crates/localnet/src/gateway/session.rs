@@ -293,6 +293,7 @@ impl Connection {
             return None;
         }
         self.gw.register_client(client, outcome.shared_key.clone());
+        self.gw.persist_now().await;
         let session = self
             .start_session(ws, client, outcome.shared_key, unix_now())
             .await?;
@@ -326,6 +327,7 @@ impl Connection {
             tracing::debug!(node = self.core.id, "replacing an unresponsive session");
         }
         self.gw.record_auth(&client, verified.timestamp);
+        self.gw.persist_now().await;
         let session = self
             .start_session(ws, client, verified.shared_key, verified.timestamp)
             .await?;
@@ -451,6 +453,7 @@ impl Connection {
                     Ok(ClientRequest::ForgetMe { client, .. }) => {
                         if client {
                             self.gw.forget_client(&s.client);
+                            self.gw.persist_now().await;
                         }
                         let r = SensitiveResponse::ForgetMeAck {}.encrypt(&mut self.rng, &s.key);
                         self.send(ws, &r).await

@@ -10,3 +10,4 @@ mod directory;
 mod e2e;
 mod flood;
 mod malformed;
+mod persist;

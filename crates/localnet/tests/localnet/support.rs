@@ -221,6 +221,14 @@ impl Client {
 
     /// Reconnect with `authenticateV2`.
     pub async fn authenticate(keys: ClientKeys) -> Result<Client, (ClientKeys, ServerResponse)> {
+        Self::authenticate_at(keys, unix_now()).await
+    }
+
+    /// Reconnect with `authenticateV2` at a chosen timestamp.
+    pub async fn authenticate_at(
+        keys: ClientKeys,
+        timestamp: u64,
+    ) -> Result<Client, (ClientKeys, ServerResponse)> {
         let mut rng = StdRng::from_entropy();
         let mut ws = connect(&keys.gateway).await;
         let key = keys.shared_key.clone().expect("registered before");
@@ -229,7 +237,7 @@ impl Client {
             &key,
             &keys.identity,
             CURRENT_PROTOCOL_VERSION,
-            unix_now(),
+            timestamp,
         );
         ws.send(Message::text(req.into_request().to_json()))
             .await

@@ -1,0 +1,341 @@
+//! Every view rendered from a fixed state into a `TestBackend` and compared
+//! with the expected screen in `tests/golden/<name>.txt` (the text of each
+//! cell; colours are not compared).
+//!
+//! After an intended change of the drawing, regenerate with
+//! `NYMD_BLESS=1 cargo test -p nym-tui --test views` and review the diff.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nym_tui::input::{update_input, Action};
+use nym_tui::state::{DownReason, Op, Scope, State, UiAction, Unit, Update, ViewKind};
+use nym_tui::view;
+use nymd_ipc::{
+    AppInfo, Event, GatewayConnection, GatewayStatus, IdentityInfo, IdentityState, NodeInfo,
+    Snapshot, Tier, TopologyBrief, TopologyLayer, TopologySummary, TrafficCounters, Welcome,
+};
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+
+const SOCKET: &str = "/run/user/1000/nymd/nymd.sock";
+const GW_A: &str = "4kjgWmFU1tcGAZYRZR57yFuVAexjLbJ5M7jvo3X5Hkcf";
+const GW_B: &str = "9pT3sYx2LmQe8WvN4RbK7cHjD1aZuF6gE5oVnXwMiCq";
+
+fn screen(state: &State, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+    terminal.draw(|f| view::render(f, state)).expect("draw");
+    let buf = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..height {
+        let mut line = String::new();
+        for x in 0..width {
+            line.push_str(buf.cell((x, y)).map(|c| c.symbol()).unwrap_or(" "));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[track_caller]
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("NYMD_BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("mkdir");
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if expected != actual {
+        let mut diff = String::new();
+        for (n, (e, a)) in expected.lines().zip(actual.lines()).enumerate() {
+            if e != a {
+                diff.push_str(&format!(
+                    "line {:>2} expected: {e}\nline {:>2}   actual: {a}\n",
+                    n + 1,
+                    n + 1
+                ));
+            }
+        }
+        panic!(
+            "{name}: the screen differs from {}\n{diff}\n--- actual ---\n{actual}\n\
+             If the change is intended: NYMD_BLESS=1 cargo test -p nym-tui --test views",
+            path.display()
+        );
+    }
+}
+
+fn welcome(tier: Tier) -> Welcome {
+    Welcome {
+        daemon_version: "0.1.0".into(),
+        protocol_version: 1,
+        instance_id: "5f0c8a1e".into(),
+        features: vec![],
+        tier,
+    }
+}
+
+fn identity(id: &str, port: u16, gw: &str, apps: u64, uptime: u64) -> IdentityInfo {
+    IdentityInfo {
+        id: id.into(),
+        state: IdentityState::Running,
+        address: Some(format!("{id}Addr.{id}Enc@{gw}")),
+        websocket_host: "127.0.0.1".into(),
+        websocket_port: port,
+        gateway_id: Some(gw.into()),
+        gateway_url: Some("ws://127.0.0.1:43117/".into()),
+        gateway_status: Some(GatewayStatus {
+            connection: GatewayConnection::Connected,
+            rtt_ms: Some(3),
+            last_error: None,
+            reconnects: 1,
+            bandwidth_remaining: Some(1_000_000_000),
+        }),
+        connected_apps: (0..apps)
+            .map(|n| AppInfo {
+                connection: n,
+                peer: String::new(),
+                connected_secs: 0,
+            })
+            .collect(),
+        uptime_secs: Some(uptime),
+        counters: TrafficCounters::default(),
+    }
+}
+
+fn node(layer: u8, n: u8) -> NodeInfo {
+    let ids = [
+        "7nYxQm2Rk3Lp9sTvW4bC8dHfJ6gA1eZuN5oXiKqMrPs",
+        "AbCdE2fGh3JkLm4NpQr5StUv6WxYz7aBc8DeF9gHiJk",
+        "Zq1Wx2Ec3Rv4Tb5Yn6Um7Ik8Ol9Pa1Sd2Fg3Hj4Kl5M",
+    ];
+    let id = ids[usize::from(n) % ids.len()];
+    NodeInfo {
+        identity: format!("{layer}{}", &id[1..]),
+        address: format!(
+            "127.0.0.1:{}",
+            40_000 + u16::from(layer) * 10 + u16::from(n)
+        ),
+        performance: 100 - layer - n,
+    }
+}
+
+fn topology() -> TopologySummary {
+    TopologySummary {
+        epoch: Some(5),
+        fetched_at_unix: 1_700_000_000,
+        layers: (1..=3)
+            .map(|l| TopologyLayer {
+                layer: l,
+                nodes: (0..3).map(|n| node(l, n)).collect(),
+            })
+            .collect(),
+        gateways: vec![
+            NodeInfo {
+                identity: GW_A.into(),
+                address: "127.0.0.1:43117".into(),
+                performance: 100,
+            },
+            NodeInfo {
+                identity: GW_B.into(),
+                address: "127.0.0.1:43118".into(),
+                performance: 97,
+            },
+        ],
+    }
+}
+
+/// Two identities that have exchanged traffic for 40 seconds.
+fn busy(tier: Tier) -> State {
+    let mut s = State::new(SOCKET);
+    s.apply(Update::Connected(welcome(tier)));
+    s.apply(Update::Snapshot(Snapshot {
+        identities: vec![
+            identity("default", 1977, GW_A, 1, 3725),
+            identity("second", 1978, GW_B, 0, 58),
+        ],
+        topology: Some(TopologyBrief {
+            epoch: Some(5),
+            layers: 3,
+            mixnodes: 9,
+            gateways: 2,
+        }),
+    }));
+    s.apply(Update::Topology(topology()));
+    let mut a = TrafficCounters::default();
+    let mut b = TrafficCounters::default();
+    for t in 0..41u64 {
+        let real = (t * 7) % 13;
+        let cover = 4 + t % 3;
+        for (c, k) in [(&mut a, 1), (&mut b, 2)] {
+            c.real_packets_sent += real * k;
+            c.real_bytes_sent += real * k * 2413;
+            c.cover_packets_sent += cover;
+            c.cover_bytes_sent += cover * 2413;
+            c.real_packets_received += (real * k) / 2;
+            c.real_bytes_received += (real * k) / 2 * 2000;
+            c.cover_packets_received += cover;
+            c.cover_bytes_received += cover * 2413;
+            c.acks_received += real * k;
+            c.retransmissions += u64::from(t % 10 == 0);
+            c.queue_depth = t % 4;
+        }
+        for (id, c) in [("default", a), ("second", b)] {
+            s.apply(Update::Event(Event::Traffic {
+                identity: id.into(),
+                counters: c,
+            }));
+        }
+    }
+    s
+}
+
+#[test]
+fn overview_80x24() {
+    golden("overview_80x24", &screen(&busy(Tier::Operate), 80, 24));
+}
+
+#[test]
+fn overview_120x32() {
+    golden("overview_120x32", &screen(&busy(Tier::Operate), 120, 32));
+}
+
+#[test]
+fn overview_second_selected_in_bytes() {
+    let mut s = busy(Tier::Operate);
+    let ids = s.identities.clone();
+    s.ui.apply(UiAction::SelectNext, &ids);
+    s.ui.apply(UiAction::ToggleUnit, &ids);
+    assert_eq!(s.ui.unit, Unit::Bytes);
+    golden("overview_second_bytes_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn traffic_80x24() {
+    let mut s = busy(Tier::Operate);
+    s.ui.view = ViewKind::Traffic;
+    golden("traffic_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn traffic_total_80x24() {
+    let mut s = busy(Tier::Operate);
+    s.ui.view = ViewKind::Traffic;
+    s.ui.scope = Scope::Total;
+    golden("traffic_total_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn topology_80x24() {
+    let mut s = busy(Tier::Operate);
+    s.ui.view = ViewKind::Topology;
+    golden("topology_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn topology_scrolled_80x12() {
+    let mut s = busy(Tier::Operate);
+    s.ui.view = ViewKind::Topology;
+    let ids = s.identities.clone();
+    s.ui.apply(UiAction::Scroll(10), &ids);
+    golden("topology_scrolled_80x12", &screen(&s, 80, 12));
+}
+
+#[test]
+fn help_in_the_observe_tier() {
+    let mut s = busy(Tier::Observe);
+    s.ui.help = true;
+    golden("help_observe_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn stop_in_the_observe_tier_says_why_not() {
+    let mut s = busy(Tier::Observe);
+    let Action::Notice(text) =
+        update_input(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE), &s)
+    else {
+        panic!("x must not become a request in the observe tier");
+    };
+    s.ui.notice = Some(nym_tui::state::Notice {
+        text,
+        is_error: true,
+    });
+    golden("observe_stop_refused_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn failed_identity_and_action_result() {
+    let mut s = busy(Tier::Operate);
+    s.apply(Update::Event(Event::IdentityState {
+        identity: "default".into(),
+        state: IdentityState::Failed {
+            reason: "gateway refused authentication".into(),
+        },
+    }));
+    s.apply(Update::Event(Event::GatewayStatus {
+        identity: "default".into(),
+        gateway_id: GW_A.into(),
+        status: GatewayStatus {
+            connection: GatewayConnection::Down,
+            rtt_ms: None,
+            last_error: Some("gateway refused authentication".into()),
+            reconnects: 4,
+            bandwidth_remaining: None,
+        },
+    }));
+    s.apply(Update::ActionDone {
+        op: Op::Restart,
+        id: "second".into(),
+        result: Ok(()),
+    });
+    golden("failed_identity_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn daemon_not_running() {
+    let mut s = State::new(SOCKET);
+    s.apply(Update::Down {
+        reason: DownReason::NotRunning(format!(
+            "nymd is not running: no control socket at {SOCKET}"
+        )),
+        retry_in: Duration::from_secs(2),
+        attempt: 5,
+    });
+    golden("not_running_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn daemon_went_away_keeps_the_last_picture() {
+    let mut s = busy(Tier::Operate);
+    s.apply(Update::Down {
+        reason: DownReason::Lost("connection to nymd lost: nymd closed the connection".into()),
+        retry_in: Duration::from_millis(250),
+        attempt: 1,
+    });
+    golden("reconnecting_80x24", &screen(&s, 80, 24));
+}
+
+#[test]
+fn connecting() {
+    golden("connecting_80x24", &screen(&State::new(SOCKET), 80, 24));
+}
+
+/// Small and odd sizes draw without panicking (clipped, not broken).
+#[test]
+fn any_size_draws() {
+    let states = [busy(Tier::Operate), State::new(SOCKET)];
+    for s in &states {
+        for view in ViewKind::ALL {
+            let mut s = s.clone();
+            s.ui.view = view;
+            s.ui.help = view == ViewKind::Traffic;
+            for (w, h) in [(1, 1), (10, 5), (40, 12), (79, 23), (80, 24), (200, 60)] {
+                let _ = screen(&s, w, h);
+            }
+        }
+    }
+}
