@@ -26,11 +26,12 @@ pub struct LocalnetProc {
 }
 
 impl LocalnetProc {
-    /// Start `nym-localnet --no-delay --json` under `nice`.
+    /// Start `nym-localnet --no-delay --json` (and `--sink`) under `nice`.
     pub async fn start(
         bin: Option<&Path>,
         nice: u8,
         mixnodes_per_layer: usize,
+        sink: bool,
     ) -> anyhow::Result<Self> {
         let bin = match bin {
             Some(b) => b.to_path_buf(),
@@ -50,6 +51,7 @@ impl LocalnetProc {
             .args(["--no-delay", "--json", "--gateways", "2"])
             .arg("--mixnodes-per-layer")
             .arg(mixnodes_per_layer.to_string())
+            .args(if sink { &["--sink"][..] } else { &[][..] })
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -69,6 +69,10 @@ pub struct Args {
     /// messages, 1 s crypto measurements.
     #[arg(long)]
     pub quick: bool,
+    /// Identity counts of the idle scenario against the full mixnet (the
+    /// main idle rows use gateways that drop packets; see docs); 0: none.
+    #[arg(long, default_value = "1,10", value_delimiter = ',')]
+    pub idle_full_counts: Vec<usize>,
     /// Also run the idle scenario with the stock sphinx-packet derivation at
     /// these counts, for a before/after comparison.
     #[arg(long, value_delimiter = ',')]
@@ -110,6 +114,7 @@ impl Args {
             return;
         }
         self.idle_counts = vec![1, 10, 50];
+        self.idle_full_counts = vec![10];
         self.window = 8.0;
         self.warmup = 3.0;
         self.crypto_secs = 1.0;

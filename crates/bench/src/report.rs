@@ -71,9 +71,10 @@ pub fn table(doc: &Value) -> String {
         let _ = writeln!(out, "\nidle identities at Nym's default rates");
         let _ = writeln!(
             out,
-            "  {:>5} {:<6} {:>7} {:>9} {:>8} {:>15} {:>7} {:>8} {:>10} {:>8} {:>9}",
+            "  {:>5} {:<6} {:<5} {:>7} {:>9} {:>8} {:>15} {:>7} {:>8} {:>10} {:>8} {:>9}",
             "N",
             "deriv",
+            "mixnet",
             "cores",
             "ms/s/id",
             "ids/core",
@@ -87,9 +88,10 @@ pub fn table(doc: &Value) -> String {
         for r in rows {
             let _ = writeln!(
                 out,
-                "  {:>5} {:<6} {:>7.3} {:>9.1} {:>8.1} {:>8.1} ({:>4.0}) {:>7.3} {:>8.1} {:>10.2} {:>8.1} {:>9.3}",
+                "  {:>5} {:<6} {:<5} {:>7.3} {:>9.1} {:>8.1} {:>8.1} ({:>4.0}) {:>7.3} {:>8.1} {:>10.2} {:>8.1} {:>9.3}",
                 r["identities"].as_u64().unwrap_or(0),
                 s(r, "derivation"),
+                s(r, "mixnet"),
                 f(r, "nymd_cores"),
                 f(r, "cpu_ms_per_s_per_identity"),
                 f(r, "identities_per_core"),
@@ -183,9 +185,11 @@ pub fn goals(doc: &Value) -> Vec<(String, bool, String)> {
     let mut g = Vec::new();
     let derivation = s(doc, "derivation");
     if let Some(rows) = doc.get("idle").and_then(Value::as_array) {
+        // nymd's own capacity: the rows against the sink (the full mixnet
+        // of a 2-core machine saturates long before nymd does).
         let ours: Vec<&Value> = rows
             .iter()
-            .filter(|r| s(r, "derivation") == derivation)
+            .filter(|r| s(r, "derivation") == derivation && s(r, "mixnet") == "sink")
             .collect();
         // Identities per core at the largest N whose schedule held.
         if let Some(best) = ours
@@ -201,6 +205,20 @@ pub fn goals(doc: &Value) -> Vec<(String, bool, String)> {
                     "{ipc:.1} per core at N={} (achieved {:.3} of the configured rate)",
                     best["identities"],
                     f(best, "achieved_ratio")
+                ),
+            ));
+        }
+        if let Some(best) = ours.iter().max_by(|a, b| {
+            f(a, "identities_per_core_at_full_rate")
+                .total_cmp(&f(b, "identities_per_core_at_full_rate"))
+        }) {
+            let ipc = f(best, "identities_per_core_at_full_rate");
+            g.push((
+                "(normalised) identities' full schedules per core".into(),
+                ipc >= 50.0,
+                format!(
+                    "{ipc:.1} at N={} (N x achieved ratio / cores)",
+                    best["identities"]
                 ),
             ));
         }

@@ -71,6 +71,7 @@ pub async fn run_all(args: &Args) -> anyhow::Result<Value> {
         args.localnet_bin.as_deref(),
         args.localnet_nice,
         args.mixnodes_per_layer,
+        false,
     )
     .await?;
     eprintln!("localnet at {} (pid {})", net.api_url, net.pid);
@@ -88,20 +89,45 @@ async fn run_net(
 ) -> anyhow::Result<()> {
     if args.wants("idle") {
         let mut rows = Vec::new();
-        for &n in &args.idle_counts {
-            eprintln!("idle: {n} identities ({})...", args.derivation);
-            rows.push(idle(args, net, n, &args.derivation).await?);
+        // Against the full mixnet while it can carry the load.
+        for &n in args.idle_full_counts.iter().filter(|n| **n > 0) {
+            eprintln!("idle: {n} identities ({}, full mixnet)...", args.derivation);
+            rows.push(idle(args, net, "full", n, &args.derivation).await?);
         }
-        for &n in &args.idle_stock_counts {
-            eprintln!("idle: {n} identities (stock)...");
-            rows.push(idle(args, net, n, "stock").await?);
-        }
+        // Against gateways that drop what they are sent: nymd's own cost
+        // and schedule, whatever this machine's mixnet could carry.
+        let sink = LocalnetProc::start(
+            args.localnet_bin.as_deref(),
+            0,
+            args.mixnodes_per_layer,
+            true,
+        )
+        .await?;
+        let mut run = async || -> anyhow::Result<()> {
+            for &n in args.idle_counts.iter().filter(|n| **n > 0) {
+                eprintln!("idle: {n} identities ({}, sink)...", args.derivation);
+                rows.push(idle(args, &sink, "sink", n, &args.derivation).await?);
+            }
+            for &n in args.idle_stock_counts.iter().filter(|n| **n > 0) {
+                eprintln!("idle: {n} identities (stock, sink)...");
+                rows.push(idle(args, &sink, "sink", n, "stock").await?);
+            }
+            Ok(())
+        };
+        let r = run().await;
+        sink.stop().await;
+        r?;
         doc["idle"] = Value::Array(rows);
     }
     if args.wants("throughput") || args.wants("latency") {
         // Moving packets is the mixnet's work here: give it a fair share.
-        let fair =
-            LocalnetProc::start(args.localnet_bin.as_deref(), 0, args.mixnodes_per_layer).await?;
+        let fair = LocalnetProc::start(
+            args.localnet_bin.as_deref(),
+            0,
+            args.mixnodes_per_layer,
+            false,
+        )
+        .await?;
         let r = packets(args, &fair, floor, doc).await;
         fair.stop().await;
         r?;
@@ -139,6 +165,7 @@ async fn packets(
 async fn idle(
     args: &Args,
     net: &LocalnetProc,
+    mixnet: &str,
     n: usize,
     derivation: &str,
 ) -> anyhow::Result<Value> {
@@ -170,11 +197,17 @@ async fn idle(
     Ok(json!({
         "identities": n,
         "derivation": derivation,
+        "mixnet": mixnet,
         "init_s": round(init_secs),
         "window_s": round(elapsed),
         "nymd_cores": (nymd_cores * 1000.0).round() / 1000.0,
         "cpu_ms_per_s_per_identity": round(nymd_cores * 1000.0 / nf),
         "identities_per_core": round(if nymd_cores > 0.0 { nf / nymd_cores } else { 0.0 }),
+        // Identities' worth of the full default schedule per core of CPU
+        // (CPU per packet is constant, so this is what a core carries when
+        // the schedule is kept exactly).
+        "identities_per_core_at_full_rate":
+            round(if nymd_cores > 0.0 { nf * ratio / nymd_cores } else { 0.0 }),
         "configured_pkts_per_s": round(configured),
         "achieved_pkts_per_s": round(achieved),
         "achieved_ratio": (ratio * 1000.0).round() / 1000.0,
