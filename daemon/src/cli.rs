@@ -14,11 +14,11 @@ pub struct Cli {
     #[arg(long, env = "NYMD_CONFIG", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Where identities are stored [default: /var/lib/nymd as root, else $XDG_DATA_HOME/nymd].
+    /// Where identities are stored [default: $STATE_DIRECTORY under systemd, /var/lib/nymd as root, else $XDG_DATA_HOME/nymd].
     #[arg(long, env = "NYMD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Control socket [default: /run/nymd/nymd.sock as root, else $XDG_RUNTIME_DIR/nymd/nymd.sock].
+    /// Control socket [default: $RUNTIME_DIRECTORY/nymd.sock under systemd, /run/nymd/nymd.sock as root, else $XDG_RUNTIME_DIR/nymd/nymd.sock].
     #[arg(long, env = "NYMD_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
@@ -49,4 +49,12 @@ pub struct Cli {
 pub enum Command {
     /// Print the default configuration file (the shipped /etc/nymd/nymd.toml).
     PrintDefaultConfig,
+    /// Print the manual page (roff).
+    Man,
+    /// Print a shell completion script.
+    Completions {
+        /// Shell to generate for.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }

@@ -26,11 +26,15 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# nymd configuration.
 
 [daemon]
 # Where identities (keys, gateway registrations, settings) are kept.
-# Default: /var/lib/nymd when run as root, $XDG_DATA_HOME/nymd otherwise.
+# Default: systemd's StateDirectory ($STATE_DIRECTORY, /var/lib/nymd in
+# nymd.service), else /var/lib/nymd when run as root, $XDG_DATA_HOME/nymd
+# otherwise.
 # state_dir = "/var/lib/nymd"
 
 # The control socket nymctl and nym-tui connect to.
-# Default: /run/nymd/nymd.sock as root, $XDG_RUNTIME_DIR/nymd/nymd.sock otherwise.
+# Default: nymd.sock in systemd's RuntimeDirectory ($RUNTIME_DIRECTORY,
+# /run/nymd in nymd.service), else /run/nymd/nymd.sock as root,
+# $XDG_RUNTIME_DIR/nymd/nymd.sock otherwise.
 # socket = "/run/nymd/nymd.sock"
 
 # Log level: error, warn, info, debug or trace.
@@ -225,6 +229,10 @@ pub struct Environment {
     pub state_dir: Option<PathBuf>,
     /// `$NYMD_SOCKET`.
     pub socket: Option<PathBuf>,
+    /// `$STATE_DIRECTORY`, set by systemd's `StateDirectory=` (first entry).
+    pub systemd_state_dir: Option<PathBuf>,
+    /// `$RUNTIME_DIRECTORY`, set by systemd's `RuntimeDirectory=` (first entry).
+    pub systemd_runtime_dir: Option<PathBuf>,
 }
 
 impl Environment {
@@ -242,12 +250,17 @@ impl Environment {
             home: var("HOME"),
             state_dir: var("NYMD_STATE_DIR"),
             socket: var("NYMD_SOCKET"),
+            systemd_state_dir: first_of_list(var("STATE_DIRECTORY")),
+            systemd_runtime_dir: first_of_list(var("RUNTIME_DIRECTORY")),
         }
     }
 
-    /// Default state dir: `/var/lib/nymd` as root, else `$XDG_DATA_HOME/nymd`
-    /// (or `~/.local/share/nymd`).
+    /// Default state dir: systemd's `StateDirectory=`, else `/var/lib/nymd`
+    /// as root, else `$XDG_DATA_HOME/nymd` (or `~/.local/share/nymd`).
     pub fn default_state_dir(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.systemd_state_dir {
+            return Some(d.clone());
+        }
         if self.is_root {
             return Some(PathBuf::from("/var/lib/nymd"));
         }
@@ -257,9 +270,12 @@ impl Environment {
             .map(|d| d.join("nymd"))
     }
 
-    /// Default socket: `/run/nymd/nymd.sock` as root, else
-    /// `$XDG_RUNTIME_DIR/nymd/nymd.sock`.
+    /// Default socket: `nymd.sock` in systemd's `RuntimeDirectory=`, else
+    /// `/run/nymd/nymd.sock` as root, else `$XDG_RUNTIME_DIR/nymd/nymd.sock`.
     pub fn default_socket(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.systemd_runtime_dir {
+            return Some(d.join("nymd.sock"));
+        }
         if self.is_root {
             return Some(PathBuf::from("/run/nymd/nymd.sock"));
         }
@@ -267,6 +283,16 @@ impl Environment {
             .as_ref()
             .map(|d| d.join("nymd").join("nymd.sock"))
     }
+}
+
+/// systemd passes several directories as a colon-separated list; nymd
+/// configures one.
+fn first_of_list(v: Option<PathBuf>) -> Option<PathBuf> {
+    let v = v?;
+    let first = v.to_str().map_or(v.clone(), |s| {
+        PathBuf::from(s.split(':').next().unwrap_or(s))
+    });
+    (!first.as_os_str().is_empty()).then_some(first)
 }
 
 /// Resolve the state dir by precedence.
@@ -363,6 +389,27 @@ mod tests {
         );
         let none = Environment::default();
         assert!(resolve_socket(None, &none, &ConfigFile::default()).is_err());
+
+        // Under systemd (User=nymd, not root): StateDirectory= and
+        // RuntimeDirectory= are the defaults; the config file still wins.
+        let unit = Environment {
+            systemd_state_dir: first_of_list(Some("/var/lib/nymd:/var/lib/other".into())),
+            systemd_runtime_dir: first_of_list(Some("/run/nymd".into())),
+            home: Some("/var/lib/nymd".into()),
+            ..Environment::default()
+        };
+        assert_eq!(
+            resolve_state_dir(None, &unit, &ConfigFile::default()).expect("dir"),
+            PathBuf::from("/var/lib/nymd")
+        );
+        assert_eq!(
+            resolve_socket(None, &unit, &ConfigFile::default()).expect("sock"),
+            PathBuf::from("/run/nymd/nymd.sock")
+        );
+        assert_eq!(
+            resolve_state_dir(None, &unit, &file).expect("dir"),
+            PathBuf::from("/file")
+        );
     }
 
     #[test]

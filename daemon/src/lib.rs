@@ -10,6 +10,9 @@
 //! - [`manager`]: identity lifecycle, one runner actor per identity.
 //! - [`run`]: settings resolution, the embedded localnet, signals.
 //! - [`cli`]: the command line of the `nymd` binary.
+//! - [`notify`]: systemd's notification protocol (`READY=1`, `WATCHDOG=1`, ...).
+//! - [`service`]: readiness, status line, watchdog and reload under systemd.
+//! - [`health`]: liveness pings through the daemon's loops, for the watchdog.
 
 pub mod appserver;
 pub mod backend;
@@ -17,6 +20,9 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod fsutil;
+pub mod health;
 pub mod manager;
+pub mod notify;
 pub mod run;
+pub mod service;
 pub mod store;

@@ -29,10 +29,16 @@ use crate::appserver::{
     self, AppChange, AppCommand, AppHub, AppServerConfig, ConnectedApp, Delivery,
 };
 use crate::config::IdentitiesSection;
+use crate::health::{self, Ping};
 use crate::store::{
     validate_id, IdentityConfig, IdentityKeys, IdentityState as PersistedState, IdentityStore,
     StoreError, StoredIdentity, StoredRegistration, TrafficConfig, WebsocketConfig,
 };
+
+mod probe;
+mod reload;
+
+pub use reload::ReloadReport;
 
 /// Longest wait between restarts of a failing identity.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -216,6 +222,8 @@ struct Slot {
     address: Recipient,
     gateway_id: [u8; 32],
     gateway_listener: String,
+    /// The whole registration as loaded, to notice edits on reload.
+    registration: StoredRegistration,
     state: RunState,
     running: Option<Running>,
     stats: Option<ClientStats>,
@@ -225,6 +233,8 @@ struct Slot {
 struct Running {
     stop: CancellationToken,
     commands: mpsc::Sender<AppCommand>,
+    /// Liveness pings for the watchdog (see [`crate::health`]).
+    pings: mpsc::Sender<Ping>,
     hub: Arc<AppHub>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -232,7 +242,8 @@ struct Running {
 struct Inner {
     store: IdentityStore,
     shared: Shared,
-    defaults: IdentitiesSection,
+    /// `[identities]` of the config file; replaced on reload.
+    defaults: Mutex<IdentitiesSection>,
     slots: Mutex<HashMap<String, Slot>>,
     broken: Mutex<Vec<BrokenIdentity>>,
     events: broadcast::Sender<ManagerEvent>,
@@ -240,6 +251,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Serialises init/remove so two inits cannot pick the same port or name.
     admin: tokio::sync::Mutex<()>,
+    /// Liveness pings answered by the stats ticker (see [`crate::health`]).
+    ticker_pings: mpsc::Sender<Ping>,
 }
 
 /// The identity manager (cheap to clone).
@@ -271,20 +284,22 @@ impl Manager {
         tracker: TaskTracker,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (ticker_pings, pings) = health::channel();
         let m = Self {
             inner: Arc::new(Inner {
                 store,
                 shared,
-                defaults,
+                defaults: Mutex::new(defaults),
                 slots: Mutex::new(HashMap::new()),
                 broken: Mutex::new(Vec::new()),
                 events,
                 cancel,
                 tracker,
                 admin: tokio::sync::Mutex::new(()),
+                ticker_pings,
             }),
         };
-        m.spawn_stats_ticker();
+        m.spawn_stats_ticker(pings);
         m
     }
 
@@ -370,7 +385,8 @@ impl Manager {
         if lock(&self.inner.slots).contains_key(&req.id) || self.inner.store.exists(&req.id) {
             return Err(ManagerError::AlreadyExists(req.id));
         }
-        let host = req.host.unwrap_or(self.inner.defaults.host);
+        let defaults = lock(&self.inner.defaults).clone();
+        let host = req.host.unwrap_or(defaults.host);
         let port = self.choose_port(host, req.port).await?;
         let selection = match (&req.gateway, req.latency_based_selection) {
             (Some(g), _) => {
@@ -438,7 +454,7 @@ impl Manager {
                     port,
                     allow_multiple_apps: true,
                 },
-                traffic: self.inner.defaults.traffic.clone(),
+                traffic: defaults.traffic.clone(),
             },
             keys,
             registration: StoredRegistration {
@@ -485,7 +501,7 @@ impl Manager {
             }
             return Ok(p);
         }
-        let mut p = self.inner.defaults.first_port.max(1);
+        let mut p = lock(&self.inner.defaults).first_port.max(1);
         loop {
             if !taken.contains(&p) && TcpListener::bind((host, p)).await.is_ok() {
                 return Ok(p);
@@ -514,6 +530,7 @@ impl Manager {
         }
         let stop = self.inner.cancel.child_token();
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
+        let (ping_tx, pings) = health::channel();
         let hub = AppHub::new(appserver::DEFAULT_PENDING_LIMIT);
         {
             let events = self.inner.events.clone();
@@ -530,6 +547,7 @@ impl Manager {
             id: id.to_string(),
             stop: stop.clone(),
             commands: rx,
+            pings,
             commands_tx: tx.clone(),
             hub: hub.clone(),
         };
@@ -537,6 +555,7 @@ impl Manager {
         slot.running = Some(Running {
             stop,
             commands: tx,
+            pings: ping_tx,
             hub,
             done,
         });
@@ -693,7 +712,7 @@ impl Manager {
         }
     }
 
-    fn spawn_stats_ticker(&self) {
+    fn spawn_stats_ticker(&self, mut pings: mpsc::Receiver<Ping>) {
         let m = self.clone();
         let cancel = self.inner.cancel.clone();
         self.inner.tracker.spawn(async move {
@@ -702,6 +721,7 @@ impl Manager {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
+                    Some(p) = pings.recv() => { let _ = p.send(()); continue; }
                     _ = tick.tick() => {}
                 }
                 let rows: Vec<(String, ClientStats, usize)> = lock(&m.inner.slots)
@@ -752,6 +772,7 @@ fn slot_for(s: &StoredIdentity) -> Result<Slot, ManagerError> {
         address,
         gateway_id: s.registration.gateway_id,
         gateway_listener: s.registration.listener.clone(),
+        registration: s.registration.clone(),
         state: RunState::Stopped,
         running: None,
         stats: None,
@@ -797,6 +818,8 @@ struct Runner {
     id: String,
     stop: CancellationToken,
     commands: mpsc::Receiver<AppCommand>,
+    /// Answered from every wait of the loop (see [`crate::health`]).
+    pings: mpsc::Receiver<Ping>,
     /// Given to the app server so app sessions and the control plane share
     /// one queue.
     commands_tx: mpsc::Sender<AppCommand>,
@@ -830,6 +853,7 @@ impl Runner {
                                 return;
                             }
                             _ = &mut wait => break,
+                            Some(p) = self.pings.recv() => { let _ = p.send(()); }
                             Some(cmd) = self.commands.recv() => {
                                 let _ = cmd.respond.send(Some(ServerResponse::Error(ApiError::other(
                                     "the identity is not connected to the mixnet right now; retrying",
@@ -877,9 +901,19 @@ impl Runner {
         let config = client_config(&stored.config.traffic);
         // The topology handle is held until the client has its own, so the
         // topology is fetched once.
-        let (registration, _topology) = tokio::select! {
-            _ = self.stop.cancelled() => return Outcome::Stopped,
-            r = self.follow_gateway_listener(stored.registration) => r,
+        // The topology may take long to fetch (nym-api unreachable): keep
+        // answering pings meanwhile, from a receiver moved out of `self`.
+        let mut pings = std::mem::replace(&mut self.pings, health::channel().1);
+        let followed = health::answering(&mut pings, async {
+            tokio::select! {
+                _ = self.stop.cancelled() => None,
+                r = self.follow_gateway_listener(stored.registration) => Some(r),
+            }
+        })
+        .await;
+        self.pings = pings;
+        let Some((registration, _topology)) = followed else {
+            return Outcome::Stopped;
         };
         let reg = GatewayRegistration {
             gateway_id: registration.gateway_id,
@@ -895,9 +929,16 @@ impl Runner {
             config,
             self.stop.child_token(),
         );
-        let handle = tokio::select! {
-            _ = self.stop.cancelled() => return Outcome::Stopped,
-            h = start => match h {
+        let stop = self.stop.clone();
+        let start = health::answering(&mut self.pings, async {
+            tokio::select! {
+                _ = stop.cancelled() => None,
+                h = start => Some(h),
+            }
+        });
+        let handle = match start.await {
+            None => return Outcome::Stopped,
+            Some(h) => match h {
                 Ok(h) => h,
                 Err(e) => return Outcome::Failed(format!("cannot start the mixnet client: {e}")),
             },
@@ -905,7 +946,7 @@ impl Runner {
         self.manager.set_state(&self.id, RunState::Running);
         let outcome = self.serve(&handle, stored.state.last_auth_timestamp).await;
         self.persist_auth(&handle, stored.state.last_auth_timestamp);
-        handle.shutdown().await;
+        health::answering(&mut self.pings, handle.shutdown()).await;
         outcome
     }
 
@@ -937,6 +978,8 @@ impl Runner {
         }
         if let Some(slot) = lock(&self.manager.inner.slots).get_mut(&self.id) {
             slot.gateway_listener = reg.listener.clone();
+            // Not an edit: a reload must not restart the identity for it.
+            slot.registration = reg.clone();
         }
         (reg, Some(handle))
     }
@@ -967,7 +1010,8 @@ impl Runner {
                     Some(ev) => self.on_client_event(ev),
                     None => return Outcome::Failed("the mixnet client stopped".into()),
                 },
-                Some(cmd) = self.commands.recv() => self.on_command(handle, cmd).await,
+                Some(p) = self.pings.recv() => { let _ = p.send(()); }
+                Some(cmd) = self.commands.recv() => Self::on_command(handle, &mut self.pings, cmd).await,
                 _ = tick.tick() => {
                     if handle.is_finished() {
                         return Outcome::Failed("the mixnet client stopped".into());
@@ -1003,7 +1047,9 @@ impl Runner {
         }
     }
 
-    async fn on_command(&self, handle: &ClientHandle, cmd: AppCommand) {
+    /// One app or control-plane request to a connected identity. A send may
+    /// wait for room in the client's queue; pings are answered meanwhile.
+    async fn on_command(handle: &ClientHandle, pings: &mut mpsc::Receiver<Ping>, cmd: AppCommand) {
         let lane_of = |c: Option<u64>| c.map(Lane::Connection).unwrap_or(Lane::General);
         let queue_reply = |c: Option<u64>| {
             c.map(|lane| ServerResponse::LaneQueueLength {
@@ -1066,7 +1112,7 @@ impl Runner {
                 connection_id,
             ),
         };
-        let resp = match handle.send(msg).await {
+        let resp = match health::answering(pings, handle.send(msg)).await {
             Ok(()) => queue_reply(conn),
             Err(e) => Some(ServerResponse::Error(ApiError::other(format!(
                 "could not queue the message: {e}"

@@ -16,6 +16,8 @@ use crate::cli::Cli;
 use crate::config::{self, ConfigFile, Environment};
 use crate::control::{self, AccessRules, ControlServerConfig, SocketOptions, TierPolicy};
 use crate::manager::{InitRequest, Manager};
+use crate::notify::{self, Notifier};
+use crate::service::{self, Loops, Supervisor};
 use crate::store::IdentityStore;
 
 /// How long shutdown may take before the daemon gives up waiting.
@@ -26,6 +28,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Settings {
     /// Parsed config file.
     pub file: ConfigFile,
+    /// Where it was read from (read again on SIGHUP).
+    pub config_path: PathBuf,
+    /// Whether the path was given (a missing file is then an error).
+    pub config_explicit: bool,
     /// State dir.
     pub state_dir: PathBuf,
     /// Control socket.
@@ -76,6 +82,8 @@ pub fn resolve(cli: &Cli, env: &Environment) -> anyhow::Result<Settings> {
     };
     Ok(Settings {
         file,
+        config_path: path,
+        config_explicit: explicit,
         state_dir,
         socket,
         log_level,
@@ -84,8 +92,8 @@ pub fn resolve(cli: &Cli, env: &Environment) -> anyhow::Result<Settings> {
     })
 }
 
-/// Run until SIGTERM or SIGINT.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Run until SIGTERM or SIGINT; SIGHUP reloads.
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -135,6 +143,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         cancel.child_token(),
         tracker.clone(),
     );
+    // systemd supervision (a no-op without NOTIFY_SOCKET); subscribes now so
+    // that it sees every identity's first connection attempt.
+    let notifier = Arc::new(Notifier::from_env());
+    let supervisor = Supervisor::new(
+        notifier.clone(),
+        manager.clone(),
+        notify::watchdog_from_env(),
+    );
     manager.load()?;
     for b in manager.broken() {
         tracing::error!(identity = %b.id, "not started: {}", b.error);
@@ -164,15 +180,35 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &tracker,
     ));
     let control_stop = cancel.child_token();
-    let control_task = tokio::spawn(control::server::serve(
+    let (control_pings, pings) = crate::health::channel();
+    let control_task = tokio::spawn(control::server::serve_with_health(
         control_listener,
         backend,
         server_config,
         control_stop.clone(),
+        pings,
     ));
     tracing::info!(socket = %settings.socket.display(), "control socket ready");
+    tracker.spawn(supervisor.run(
+        Loops {
+            control_socket: settings.socket.clone(),
+            control_pings,
+        },
+        cancel.child_token(),
+    ));
 
-    wait_for_signal(&cancel).await;
+    let mut signals = Signals::new();
+    while signals.next(&cancel).await == Signal::Reload {
+        service::reload(
+            &notifier,
+            &manager,
+            &settings.config_path,
+            settings.config_explicit,
+            &mut settings.file,
+        )
+        .await;
+    }
+    notifier.stopping();
     tracing::info!("shutting down");
     cancel.cancel();
     let graceful = async {
@@ -195,21 +231,52 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal(cancel: &CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-                _ = cancel.cancelled() => {}
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGTERM and SIGINT stop, SIGHUP reloads.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot handle {name}: {e}; stop with the control socket");
+                None
+            }
+        };
+        Self {
+            term: install(SignalKind::terminate(), "SIGTERM"),
+            int: install(SignalKind::interrupt(), "SIGINT"),
+            hup: install(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    async fn next(&mut self, cancel: &CancellationToken) -> Signal {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    if s.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
             }
         }
-        _ => {
-            tracing::warn!("cannot install signal handlers; stop with the control socket");
-            cancel.cancelled().await;
+        tokio::select! {
+            _ = recv(&mut self.term) => Signal::Stop,
+            _ = recv(&mut self.int) => Signal::Stop,
+            _ = recv(&mut self.hup) => Signal::Reload,
+            _ = cancel.cancelled() => Signal::Stop,
         }
     }
 }

@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use super::auth::{PeerCredentials, TierPolicy};
 use super::{ControlBackend, ControlServerConfig};
+use crate::health::{self, Ping};
 
 /// Outgoing messages queued per connection before producers wait.
 const OUTBOUND_QUEUE: usize = 256;
@@ -43,28 +44,47 @@ pub async fn serve<B: ControlBackend>(
     config: ControlServerConfig,
     shutdown: CancellationToken,
 ) {
+    let (_no_pings, pings) = health::channel();
+    serve_with_health(listener, backend, config, shutdown, pings).await;
+}
+
+/// [`serve`], also answering the watchdog's liveness pings from the accept
+/// loop (see [`crate::health`]).
+pub async fn serve_with_health<B: ControlBackend>(
+    listener: UnixListener,
+    backend: Arc<B>,
+    config: ControlServerConfig,
+    shutdown: CancellationToken,
+    mut pings: mpsc::Receiver<Ping>,
+) {
     let config = Arc::new(config);
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(p) = pings.recv() => { let _ = p.send(()); continue; }
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("control socket accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let stream = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break None,
+                Some(p) = pings.recv() => { let _ = p.send(()); }
+                r = listener.accept() => break Some(r),
+            }
+        };
+        let Some(accepted) = stream else { break };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("control socket accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let backend = backend.clone();
         let config = config.clone();
