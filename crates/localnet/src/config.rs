@@ -62,6 +62,11 @@ pub struct Limits {
     pub handshake_step_timeout: Duration,
     /// Largest websocket message a gateway accepts.
     pub max_ws_message: usize,
+    /// Benchmark switch (`nym-localnet --sink`): entry gateways open, meter
+    /// and answer every packet a client forwards, then drop it instead of
+    /// passing it on, so that a client's sending side can be measured
+    /// without the mixnet's CPU cost (nothing comes back: no loops, no acks).
+    pub drop_client_packets: bool,
 }
 
 impl Default for Limits {
@@ -80,6 +85,7 @@ impl Default for Limits {
             pre_auth_message_timeout: Duration::from_secs(10),
             handshake_step_timeout: Duration::from_secs(5),
             max_ws_message: 64 * 1024,
+            drop_client_packets: false,
         }
     }
 }

@@ -2,14 +2,14 @@
 //! and receiving state and reacts to a closed set of events (requests, gateway
 //! frames, timers, control).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use nymd_proto::ack::{build_surb_ack, recognise_ack};
 use nymd_proto::chunking::{InsertOutcome, NymMessage, Reassembler};
-use nymd_proto::cover::{build_loop_cover, is_cover, LoopCover};
+use nymd_proto::cover::{build_loop_cover_marked, is_cover, LoopCover};
 use nymd_proto::gateway::frames::seal_client_frame;
 use nymd_proto::gateway::{
     bandwidth, forward_kind_for, uses_forward_sphinx_v2, ClientControlRequest, ServerResponse,
@@ -207,6 +207,47 @@ pub(crate) struct ActorParts {
     pub cancel: CancellationToken,
 }
 
+/// Loop cover markers kept (about 55 cover packets a second leave at
+/// Nym's defaults and come back within a second; older ones are opened the
+/// usual way).
+const COVER_MARKERS: usize = 256;
+
+/// The ephemeral keys of our own loop cover packets still in flight. A
+/// pushed message starting with one of them is our loop coming back: it is
+/// counted and dropped without the Diffie-Hellman and decryption (a stock
+/// client decrypts it only to find the cover content). Nothing on the wire
+/// changes; anything else is opened as usual.
+#[derive(Debug, Default)]
+struct CoverMarkers {
+    order: VecDeque<[u8; 32]>,
+    set: HashSet<[u8; 32]>,
+}
+
+impl CoverMarkers {
+    fn insert(&mut self, marker: [u8; 32]) {
+        if self.order.len() >= COVER_MARKERS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        if self.set.insert(marker) {
+            self.order.push_back(marker);
+        }
+    }
+
+    /// Whether `message` is one of our loops (forgetting its marker).
+    fn take(&mut self, message: &[u8]) -> bool {
+        let Some(head) = message.get(..32) else {
+            return false;
+        };
+        let mut key = [0u8; 32];
+        key.copy_from_slice(head);
+        // Its entry in `order` stays until it ages out (removing it would
+        // cost a scan; an absent key is harmless there).
+        self.set.remove(&key)
+    }
+}
+
 pub(crate) struct Actor {
     keys: ClientKeys,
     own: Recipient,
@@ -243,6 +284,8 @@ pub(crate) struct Actor {
     events: VecDeque<ClientEvent>,
     event_bytes: usize,
     subscriber: Option<mpsc::Sender<ClientEvent>>,
+    /// Markers of our loop cover in flight (see [`CoverMarkers`]).
+    cover_markers: CoverMarkers,
 }
 
 fn exp_sample<R: Rng>(rng: &mut R, mean: Duration) -> Duration {
@@ -253,6 +296,24 @@ fn exp_sample<R: Rng>(rng: &mut R, mean: Duration) -> Duration {
     match Exp::new(1.0 / ns) {
         Ok(d) => Duration::from_nanos(d.sample(rng).round() as u64),
         Err(_) => mean,
+    }
+}
+
+/// How far a Poisson stream may fall behind its schedule before it gives up
+/// catching up (after a suspend or a long stall) and restarts from now.
+const MAX_SCHEDULE_LAG: Duration = Duration::from_secs(1);
+
+/// The next send time of a Poisson stream: `gap` after the previous
+/// *scheduled* time, as nym-client does, so that timer granularity and the
+/// time spent building packets do not lower the rate. A stream more than
+/// [`MAX_SCHEDULE_LAG`] behind restarts from now instead of bursting.
+fn next_deadline(previous: tokio::time::Instant, gap: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let next = previous + gap;
+    if next + MAX_SCHEDULE_LAG < now {
+        now + gap
+    } else {
+        next
     }
 }
 
@@ -318,6 +379,7 @@ impl Actor {
             events: VecDeque::new(),
             event_bytes: 0,
             subscriber: None,
+            cover_markers: CoverMarkers::default(),
         }
     }
 
@@ -417,17 +479,19 @@ impl Actor {
                 Wake::AckTimeout(Some(id)) => self.on_ack_timeout(id),
                 Wake::AckTimeout(None) => {}
                 Wake::MainTick => {
-                    main_sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + exp_sample(&mut self.rng, main_mean));
+                    let next =
+                        next_deadline(main_sleep.deadline(), exp_sample(&mut self.rng, main_mean));
+                    main_sleep.as_mut().reset(next);
                     if can_send && !self.send_next_real() {
                         self.send_cover();
                     }
                 }
                 Wake::CoverTick => {
-                    cover_sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + exp_sample(&mut self.rng, cover_mean));
+                    let next = next_deadline(
+                        cover_sleep.deadline(),
+                        exp_sample(&mut self.rng, cover_mean),
+                    );
+                    cover_sleep.as_mut().reset(next);
                     if can_send {
                         self.send_cover();
                     }
@@ -678,6 +742,10 @@ impl Actor {
                 Err(e) => tracing::debug!(error = %e, "unrecognised ack"),
             },
             Some(PushedKind::Message(_)) => {
+                if self.cover_markers.take(&plain) {
+                    StatsCounters::add(&s.cover_packets_received, 1);
+                    return;
+                }
                 let reply_keys = &mut self.reply_keys;
                 let decrypted =
                     decrypt_message(&self.keys.encryption, &plain, &mut |d: &[u8; 32]| {
@@ -1437,9 +1505,10 @@ impl Actor {
             size: self.config.packet_size,
             key_rotation: topology.key_rotation(),
         };
-        match build_loop_cover(&mut self.rng, &params) {
-            Ok(mp) => {
+        match build_loop_cover_marked(&mut self.rng, &params) {
+            Ok((mp, marker)) => {
                 if let Some(bytes) = self.forward(&mp) {
+                    self.cover_markers.insert(marker);
                     let s = &self.shared.stats;
                     StatsCounters::add(&s.cover_packets_sent, 1);
                     StatsCounters::add(&s.cover_bytes_sent, bytes as u64);
@@ -1563,6 +1632,54 @@ mod tests {
 
     fn id(set_id: i32, position: u8) -> FragmentId {
         FragmentId { set_id, position }
+    }
+
+    #[test]
+    fn cover_markers_recognise_our_loops_once_and_forget_old_ones() {
+        let mut m = CoverMarkers::default();
+        let msg = |k: u8| {
+            let mut v = vec![k; 32];
+            v.extend_from_slice(&[9u8; 100]);
+            v
+        };
+        m.insert([1; 32]);
+        m.insert([2; 32]);
+        assert!(m.take(&msg(1)));
+        assert!(!m.take(&msg(1)), "a marker matches once");
+        assert!(!m.take(&msg(3)));
+        assert!(!m.take(&[2u8; 31]), "too short");
+        for i in 0..COVER_MARKERS as u32 + 10 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            k[31] = 0xee;
+            m.insert(k);
+        }
+        assert!(m.set.len() <= COVER_MARKERS && m.order.len() <= COVER_MARKERS);
+        assert!(!m.take(&msg(2)), "old markers age out");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poisson_deadlines_follow_the_schedule_not_the_wakeup() {
+        let start = tokio::time::Instant::now();
+        let gap = Duration::from_millis(20);
+        // Woken late (timer granularity, packet building): the next send is
+        // still one gap after the previous scheduled time.
+        tokio::time::advance(Duration::from_millis(25)).await;
+        let next = next_deadline(start + gap, gap);
+        assert_eq!(next, start + 2 * gap);
+        // Far behind (a stall): restart from now rather than burst.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let now = tokio::time::Instant::now();
+        assert_eq!(next_deadline(start + 2 * gap, gap), now + gap);
+        // The long-run rate of many scheduled sends is exact.
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut d = now;
+        let n = 20_000;
+        for _ in 0..n {
+            d += exp_sample(&mut rng, gap);
+        }
+        let mean = (d - now).as_secs_f64() / n as f64;
+        assert!((mean - 0.020).abs() < 0.0006, "mean gap {mean}");
     }
 
     #[test]

@@ -97,8 +97,15 @@ impl AuthClock {
     }
 }
 
+/// Read buffer of the gateway websocket: tungstenite preallocates 128 KiB
+/// per connection by default; gateway frames are one packet (2.4 KiB for
+/// regular packets), so 16 KiB reads lose nothing and save about 110 KiB
+/// per identity.
+const WS_READ_BUFFER: usize = 16 * 1024;
+
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(Some(MAX_WS_MESSAGE))
         .max_frame_size(Some(MAX_WS_MESSAGE))
 }

@@ -133,6 +133,13 @@ fn packets(c: &mut Criterion) {
     c.bench_function("build_regular_packet_with_surb_ack_v259", |bench| {
         bench.iter(|| black_box(regular_packet(&mut s, black_box(&fragment))))
     });
+    // The same through sphinx-packet's own builder (quadratic blinding
+    // chain): the "before" of the fast sender derivation.
+    nymd_proto::sphinx::set_sender_derivation(nymd_proto::sphinx::SenderDerivation::Stock);
+    c.bench_function("build_regular_packet_with_surb_ack_v259_stock", |bench| {
+        bench.iter(|| black_box(regular_packet(&mut s, black_box(&fragment))))
+    });
+    nymd_proto::sphinx::set_sender_derivation(nymd_proto::sphinx::SenderDerivation::Fast);
 
     let data_route = route(&s.data);
     let ack_route = route(&s.acks);

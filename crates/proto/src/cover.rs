@@ -18,7 +18,7 @@ use crate::address::Recipient;
 use crate::keys::AckKey;
 use crate::mixpacket::MixPacket;
 use crate::params::{FragmentId, KeyRotation, PacketSize, SphinxVersion};
-use crate::payload::{prepare_fragment, PayloadError};
+use crate::payload::{prepare_fragment_keyed, PayloadError};
 use crate::sphinx::RouteHop;
 
 /// The plaintext prefix that marks a loop cover packet.
@@ -79,6 +79,19 @@ pub fn build_loop_cover<R: RngCore + CryptoRng>(
     rng: &mut R,
     params: &LoopCover<'_>,
 ) -> Result<MixPacket, CoverError> {
+    build_loop_cover_marked(rng, params).map(|(p, _)| p)
+}
+
+/// As [`build_loop_cover`], also returning the packet's marker: the
+/// ephemeral public key that will be the first 32 bytes of the message our
+/// gateway pushes back. A client that remembers the markers of its cover in
+/// flight recognises its own loops without a Diffie-Hellman (nothing on the
+/// wire changes; a message whose first 32 bytes are not a marker is opened
+/// as usual).
+pub fn build_loop_cover_marked<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    params: &LoopCover<'_>,
+) -> Result<(MixPacket, [u8; 32]), CoverError> {
     let content = cover_content(params.size)?;
     let surb_ack = build_surb_ack(
         rng,
@@ -89,7 +102,7 @@ pub fn build_loop_cover<R: RngCore + CryptoRng>(
         params.own.identity().as_bytes(),
         params.ack_mean,
     )?;
-    let prepared = prepare_fragment(
+    let (prepared, marker) = prepare_fragment_keyed(
         rng,
         COVER_SPHINX_VERSION,
         &content,
@@ -99,7 +112,7 @@ pub fn build_loop_cover<R: RngCore + CryptoRng>(
         params.packet_mean,
         params.key_rotation,
     )?;
-    Ok(prepared.mix_packet)
+    Ok((prepared.mix_packet, marker))
 }
 
 /// Whether decrypted fragment bytes are loop cover content.
@@ -148,7 +161,7 @@ mod tests {
         let ack_nodes = four_nodes(&mut rng);
         let route: Vec<RouteHop> = nodes.iter().map(|n| n.hop).collect();
         let ack_route: Vec<RouteHop> = ack_nodes.iter().map(|n| n.hop).collect();
-        let mp = build_loop_cover(
+        let (mp, marker) = build_loop_cover_marked(
             &mut rng,
             &LoopCover {
                 own: &me.recipient,
@@ -182,6 +195,8 @@ mod tests {
             classify_pushed(split.message.len()),
             Some(PushedKind::Message(PacketSize::Regular))
         );
+        // The marker is what the gateway pushes first.
+        assert_eq!(split.message[..32], marker);
         let d = decrypt_message(&me.encryption, split.message, &mut |_: &[u8; 32]| None)
             .expect("decrypt");
         assert!(is_cover(&d.fragment));

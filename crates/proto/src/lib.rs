@@ -10,6 +10,8 @@
 //! - [`address`]: `Recipient`, node routing addresses, sender tags.
 //! - [`params`]: packet sizes, Sphinx versions, key-rotation parity.
 //! - [`sphinx`]: building and processing Sphinx packets (sphinx-packet 0.6).
+//! - [`fastsphinx`]: the sender side of [`sphinx`] with a fast, byte-identical
+//!   key derivation (blinding accumulator, per-node tables shared process-wide).
 //! - [`mixpacket`]: `MixPacket`, ForwardSphinx plaintexts, node-to-node framing.
 //! - [`ack`]: SURB-ACKs and ack recognition.
 //! - [`cover`]: loop cover packets.
@@ -26,6 +28,7 @@ pub mod appapi;
 pub mod chunking;
 pub mod cover;
 pub mod crypto;
+pub mod fastsphinx;
 pub mod gateway;
 pub mod keys;
 pub mod mixpacket;

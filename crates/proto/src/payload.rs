@@ -101,10 +101,36 @@ pub fn regular_plaintext<R: RngCore + CryptoRng>(
     surb_ack: &[u8],
     fragment: &[u8],
 ) -> Result<Vec<u8>, PayloadError> {
+    regular_plaintext_keyed(rng, recipient_encryption, surb_ack, fragment).map(|(p, _)| p)
+}
+
+/// As [`regular_plaintext`], also returning the ephemeral public key: the
+/// first 32 bytes the recipient will be pushed.
+pub fn regular_plaintext_keyed<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    recipient_encryption: &X25519Public,
+    surb_ack: &[u8],
+    fragment: &[u8],
+) -> Result<(Vec<u8>, [u8; 32]), PayloadError> {
     let eph = X25519Secret::random_from_rng(&mut *rng);
     let eph_pub = X25519Public::from(&eph);
-    let key = packet_key(eph.diffie_hellman(recipient_encryption).as_bytes())?;
-    assemble(surb_ack, eph_pub.as_bytes(), &key, fragment)
+    let dh = match crate::sphinx::sender_derivation() {
+        // The recipient's key is as fixed as a node's (for loop cover it is
+        // our own): the same cache and tables apply; byte-identical X25519.
+        crate::sphinx::SenderDerivation::Fast => {
+            zeroize::Zeroizing::new(crate::fastsphinx::x25519(
+                crate::fastsphinx::NodeKeyCache::global(),
+                &eph.to_bytes(),
+                recipient_encryption.as_bytes(),
+            ))
+        }
+        crate::sphinx::SenderDerivation::Stock => {
+            zeroize::Zeroizing::new(eph.diffie_hellman(recipient_encryption).to_bytes())
+        }
+    };
+    let key = packet_key(&dh)?;
+    let plaintext = assemble(surb_ack, eph_pub.as_bytes(), &key, fragment)?;
+    Ok((plaintext, eph_pub.to_bytes()))
 }
 
 /// Sphinx plaintext of a reply sent through a SURB:
@@ -227,13 +253,40 @@ pub fn prepare_fragment<R: RngCore + CryptoRng>(
     packet_mean: Duration,
     key_rotation: KeyRotation,
 ) -> Result<PreparedPacket, PayloadError> {
+    prepare_fragment_keyed(
+        rng,
+        version,
+        fragment,
+        recipient,
+        route,
+        surb_ack,
+        packet_mean,
+        key_rotation,
+    )
+    .map(|(p, _)| p)
+}
+
+/// As [`prepare_fragment`], also returning the packet's ephemeral public key
+/// (what the recipient is pushed first).
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_fragment_keyed<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    version: SphinxVersion,
+    fragment: &[u8],
+    recipient: &Recipient,
+    route: &[RouteHop],
+    surb_ack: &SurbAck,
+    packet_mean: Duration,
+    key_rotation: KeyRotation,
+) -> Result<(PreparedPacket, [u8; 32]), PayloadError> {
     let size =
         size_for_fragment(fragment.len()).ok_or(PayloadError::FragmentLength(fragment.len()))?;
     let first_hop = route
         .first()
         .ok_or(PayloadError::Sphinx(SphinxError::RouteLength(0)))?
         .address;
-    let plaintext = regular_plaintext(rng, recipient.encryption_key(), &surb_ack.bytes, fragment)?;
+    let (plaintext, eph) =
+        regular_plaintext_keyed(rng, recipient.encryption_key(), &surb_ack.bytes, fragment)?;
     let delays = sphinx::sample_delays(rng, packet_mean, route.len());
     let packet = sphinx::build_forward(
         rng,
@@ -244,11 +297,14 @@ pub fn prepare_fragment<R: RngCore + CryptoRng>(
         recipient.identity().as_bytes(),
         &delays,
     )?;
-    Ok(PreparedPacket {
-        mix_packet: MixPacket::new(first_hop, packet, key_rotation),
-        data_delay: sphinx::embedded_delay(&delays),
-        ack_delay: surb_ack.expected_delay,
-    })
+    Ok((
+        PreparedPacket {
+            mix_packet: MixPacket::new(first_hop, packet, key_rotation),
+            data_delay: sphinx::embedded_delay(&delays),
+            ack_delay: surb_ack.expected_delay,
+        },
+        eph,
+    ))
 }
 
 #[cfg(test)]

@@ -200,14 +200,45 @@ impl ReplySurb {
                 delays: delays.len(),
             });
         }
-        let first_hop = match route.first() {
-            Some(n) => NodeAddress::read(n.address.as_bytes())?.0,
+        let (first_hop, first_hop_bytes) = match route.first() {
+            Some(n) => (NodeAddress::read(n.address.as_bytes())?.0, n.address),
             None => return Err(ReplySurbError::RouteLength(0)),
         };
         let destination = Destination::new(
             DestinationAddressBytes::from_bytes(identity.to_bytes()),
             [0u8; 16],
         );
+        if crate::sphinx::sender_derivation() == crate::sphinx::SenderDerivation::Fast {
+            // The same bytes as `SURB::new(..).to_bytes()`: header, first
+            // hop's address, then the payload key material of the version.
+            let hops: Vec<_> = route
+                .iter()
+                .map(|n| (n.address, n.pub_key.to_bytes()))
+                .collect();
+            let nanos: Vec<u64> = delays.iter().map(|d| d.to_nanos()).collect();
+            let (header, derived) =
+                crate::sphinx::fast_header(rng, version, &hops, &destination, &nanos)
+                    .map_err(|e| ReplySurbError::Sphinx(e.to_string()))?;
+            let mut surb = Vec::with_capacity(header.len() + 32 + 192 * route.len());
+            surb.extend_from_slice(&header);
+            surb.extend_from_slice(first_hop_bytes.as_bytes());
+            let uses_seeds = version.number() >= crate::params::SPHINX_VERSION_259;
+            for e in &derived.expanded {
+                if uses_seeds {
+                    surb.extend_from_slice(&e.payload_key_seed());
+                } else {
+                    surb.extend_from_slice(&e.legacy_payload_key());
+                }
+            }
+            return Ok(Self {
+                key: SurbEncryptionKey::new(rng),
+                uses_seeds,
+                hops: route.len(),
+                surb,
+                first_hop,
+                key_rotation: KeyRotation::Unknown,
+            });
+        }
         let material = SURBMaterial::new(route.to_vec(), delays.to_vec(), destination)
             .with_version(version.to_sphinx());
         let mut secret_bytes = [0u8; 32];

@@ -15,6 +15,7 @@
 //!   does the rest without a second Diffie-Hellman.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::{CryptoRng, Rng, RngCore};
@@ -26,10 +27,12 @@ use sphinx_packet::constants::{
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::header::shared_secret::ExpandedSharedSecret;
 use sphinx_packet::header::{SphinxHeader, HEADER_SIZE as SPHINX_HEADER_SIZE};
+use sphinx_packet::payload::Payload;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node, NodeAddressBytes};
 use sphinx_packet::{ProcessedPacketData, SphinxPacket, SphinxPacketBuilder};
 
 use crate::address::{NodeAddress, NodeAddressError};
+use crate::fastsphinx;
 use crate::keys::{X25519Public, X25519Secret};
 use crate::params::{PacketSize, SphinxVersion, HEADER_SIZE};
 
@@ -175,8 +178,9 @@ fn to_sphinx_delay(d: Duration) -> Delay {
 /// Build a forward sphinx packet of `size` carrying `plaintext`, which must be
 /// exactly `size.plaintext_size()` bytes, over `route` (one delay per hop) to
 /// the client with ed25519 identity `destination`. The packet's initial secret
-/// comes from `rng`; the final hop's random padding comes from the OS (the
-/// sphinx crate draws it itself). Returns the packet bytes (`size.size()` long).
+/// and the final hop's random padding come from `rng` (with the `Stock`
+/// derivation the sphinx crate draws the padding from the OS itself). Returns
+/// the packet bytes (`size.size()` long).
 pub fn build_forward<R: RngCore + CryptoRng>(
     rng: &mut R,
     version: SphinxVersion,
@@ -204,6 +208,50 @@ pub fn build_forward<R: RngCore + CryptoRng>(
     )
 }
 
+/// How senders derive per-hop keys. Both give identical packets; `Stock`
+/// (sphinx-packet's own builder) exists for benchmarks and cross-checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderDerivation {
+    /// [`crate::fastsphinx`]: blinding accumulator and per-node tables.
+    Fast,
+    /// `SphinxPacketBuilder` of sphinx-packet 0.6 (quadratic blinding chain).
+    Stock,
+}
+
+static STOCK_DERIVATION: AtomicBool = AtomicBool::new(false);
+
+/// Choose the sender derivation for the whole process (default: `Fast`).
+pub fn set_sender_derivation(d: SenderDerivation) {
+    STOCK_DERIVATION.store(d == SenderDerivation::Stock, Ordering::Relaxed);
+}
+
+/// The sender derivation in use.
+pub fn sender_derivation() -> SenderDerivation {
+    if STOCK_DERIVATION.load(Ordering::Relaxed) {
+        SenderDerivation::Stock
+    } else {
+        SenderDerivation::Fast
+    }
+}
+
+fn check_route(route_len: usize, delays_len: usize) -> Result<(), SphinxError> {
+    // The crate asserts on these; check them first so bad input is an error.
+    if route_len == 0 || route_len > MAX_HOPS {
+        return Err(SphinxError::RouteLength(route_len));
+    }
+    if delays_len != route_len {
+        return Err(SphinxError::DelayCount {
+            delays: delays_len,
+            hops: route_len,
+        });
+    }
+    Ok(())
+}
+
+fn delay_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn build_raw<R: RngCore + CryptoRng>(
     rng: &mut R,
     version: SphinxVersion,
@@ -213,16 +261,107 @@ fn build_raw<R: RngCore + CryptoRng>(
     destination: &[u8; 32],
     delays: &[Duration],
 ) -> Result<Vec<u8>, SphinxError> {
-    // The crate asserts on these; check them first so bad input is an error.
-    if route.is_empty() || route.len() > MAX_HOPS {
-        return Err(SphinxError::RouteLength(route.len()));
+    match sender_derivation() {
+        SenderDerivation::Fast => build_raw_fast(
+            rng,
+            version,
+            payload_size,
+            plaintext,
+            route,
+            destination,
+            delays,
+        ),
+        SenderDerivation::Stock => build_raw_stock(
+            rng,
+            version,
+            payload_size,
+            plaintext,
+            route,
+            destination,
+            delays,
+        ),
     }
-    if delays.len() != route.len() {
-        return Err(SphinxError::DelayCount {
-            delays: delays.len(),
-            hops: route.len(),
-        });
-    }
+}
+
+/// A sphinx header for `route` built with the fast derivation and the global
+/// node-key cache, plus the derived keys (for payload keys or SURB material).
+/// The initial secret and the final hop's padding come from `rng`.
+pub(crate) fn fast_header<R: RngCore + CryptoRng + ?Sized>(
+    rng: &mut R,
+    version: SphinxVersion,
+    route: &[(NodeAddressBytes, [u8; 32])],
+    destination: &Destination,
+    delays: &[u64],
+) -> Result<([u8; SPHINX_HEADER_SIZE], fastsphinx::DerivedKeys), SphinxError> {
+    check_route(route.len(), delays.len())?;
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut secret[..]);
+    let keys: Vec<[u8; 32]> = route.iter().map(|(_, k)| *k).collect();
+    let addresses: Vec<[u8; 32]> = route.iter().map(|(a, _)| a.to_bytes()).collect();
+    let derived = fastsphinx::derive_keys(fastsphinx::NodeKeyCache::global(), &secret, &keys);
+    let mut padding = [0u8; 256];
+    let pad = padding
+        .get_mut(..fastsphinx::final_padding_len(route.len()))
+        .ok_or(SphinxError::RouteLength(route.len()))?;
+    rng.fill_bytes(pad);
+    let header = fastsphinx::build_header(
+        &derived,
+        &addresses,
+        delays,
+        destination.address.as_bytes_ref(),
+        &destination.identifier,
+        version.number(),
+        pad,
+    )
+    .map_err(|e| SphinxError::Build(e.to_string()))?;
+    Ok((header, derived))
+}
+
+fn build_raw_fast<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    version: SphinxVersion,
+    payload_size: usize,
+    plaintext: &[u8],
+    route: &[RouteHop],
+    destination: &[u8; 32],
+    delays: &[Duration],
+) -> Result<Vec<u8>, SphinxError> {
+    check_route(route.len(), delays.len())?;
+    let hops = route
+        .iter()
+        .map(|h| {
+            let padded = h.address.to_padded::<NODE_ADDRESS_LENGTH>()?;
+            Ok((NodeAddressBytes::from_bytes(padded), h.key.to_bytes()))
+        })
+        .collect::<Result<Vec<_>, SphinxError>>()?;
+    let delays: Vec<u64> = delays.iter().copied().map(delay_nanos).collect();
+    let (header, derived) = fast_header(
+        rng,
+        version,
+        &hops,
+        &sphinx_destination(destination),
+        &delays,
+    )?;
+    let payload_keys = fastsphinx::payload_keys(&derived, version.number());
+    let payload = Payload::encapsulate_message(plaintext, &payload_keys, payload_size)
+        .map_err(|e| SphinxError::Build(e.to_string()))?;
+    let payload = payload.as_bytes();
+    let mut out = Vec::with_capacity(SPHINX_HEADER_SIZE + payload.len());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+fn build_raw_stock<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    version: SphinxVersion,
+    payload_size: usize,
+    plaintext: &[u8],
+    route: &[RouteHop],
+    destination: &[u8; 32],
+    delays: &[Duration],
+) -> Result<Vec<u8>, SphinxError> {
+    check_route(route.len(), delays.len())?;
     let nodes = route
         .iter()
         .map(|h| sphinx_node(&h.address, &h.key))

@@ -41,6 +41,10 @@ struct Args {
     /// Print what was started as JSON.
     #[arg(long)]
     json: bool,
+    /// Benchmarks: gateways accept and answer clients' packets but drop
+    /// them instead of mixing them (measures a client's sending side alone).
+    #[arg(long)]
+    sink: bool,
 }
 
 fn describe(net: &Localnet, json: bool) -> anyhow::Result<String> {
@@ -134,7 +138,10 @@ async fn main() -> anyhow::Result<()> {
         api_addr: args.api_addr,
         topology_dir: args.topology_dir,
         state_dir: args.state_dir,
-        ..LocalnetConfig::default()
+        limits: nymd_localnet::Limits {
+            drop_client_packets: args.sink,
+            ..nymd_localnet::Limits::default()
+        },
     };
     let net = Localnet::start(config)
         .await

@@ -513,9 +513,13 @@ impl Connection {
                 return self.send(ws, &ServerResponse::TypedError { error }).await;
             }
         };
-        // The entry gateway is not a sphinx hop: it passes the packet on.
-        self.core
-            .forward(packet.next_hop.0, &packet.packet, Duration::ZERO, &self.run);
+        if self.core.limits.drop_client_packets {
+            bump(&self.core.counters.dropped);
+        } else {
+            // The entry gateway is not a sphinx hop: it passes the packet on.
+            self.core
+                .forward(packet.next_hop.0, &packet.packet, Duration::ZERO, &self.run);
+        }
         let r = ServerResponse::Send {
             remaining_bandwidth: remaining,
             upgrade_mode: false,

@@ -1,0 +1,259 @@
+//! Child processes: the localnet and nymd children.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("own path")?;
+    let dir = exe.parent().context("own directory")?;
+    Ok(dir.join(name))
+}
+
+/// The `nym-localnet` process.
+#[derive(Debug)]
+pub struct LocalnetProc {
+    child: Child,
+    /// Its nym-api URL.
+    pub api_url: String,
+    /// Its pid.
+    pub pid: u32,
+}
+
+impl LocalnetProc {
+    /// Start `nym-localnet --no-delay --json` (and `--sink`) under `nice`.
+    pub async fn start(
+        bin: Option<&Path>,
+        nice: u8,
+        mixnodes_per_layer: usize,
+        sink: bool,
+    ) -> anyhow::Result<Self> {
+        let bin = match bin {
+            Some(b) => b.to_path_buf(),
+            None => sibling("nym-localnet")?,
+        };
+        if !bin.exists() {
+            bail!(
+                "{} not found: build it with `cargo build --release -p nymd-localnet` \
+                 (or pass --localnet-bin)",
+                bin.display()
+            );
+        }
+        let mut cmd = Command::new("nice");
+        cmd.arg("-n")
+            .arg(nice.to_string())
+            .arg(&bin)
+            .args(["--no-delay", "--json", "--gateways", "2"])
+            .arg("--mixnodes-per-layer")
+            .arg(mixnodes_per_layer.to_string())
+            .args(if sink { &["--sink"][..] } else { &[][..] })
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("spawning nym-localnet")?;
+        let pid = child.id().context("localnet pid")?;
+        let stdout = child.stdout.take().context("localnet stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut text = String::new();
+        let doc: Value = loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .context("localnet did not start in 60 s")?
+                .context("reading localnet output")?
+                .context("localnet exited")?;
+            text.push_str(&line);
+            text.push('\n');
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                break v;
+            }
+        };
+        let api_url = doc
+            .get("api_url")
+            .and_then(Value::as_str)
+            .context("localnet api_url")?
+            .to_string();
+        // Keep draining its stdout so it never blocks.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            api_url,
+            pid,
+        })
+    }
+
+    /// Stop it.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
+/// A nymd child (`nymd-bench --serve`).
+#[derive(Debug)]
+pub struct NymdProc {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// Its pid.
+    pub pid: u32,
+}
+
+/// One identity row of a `stats` answer.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub running: bool,
+    pub websocket: String,
+    pub address: String,
+    pub apps: u64,
+    pub stats: Option<Value>,
+}
+
+impl Row {
+    /// A counter (0 when absent).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stats
+            .as_ref()
+            .and_then(|s| s.get(name))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+}
+
+impl NymdProc {
+    /// Spawn a child against `api_url`.
+    pub async fn spawn(
+        api_url: &str,
+        cover: bool,
+        delays: bool,
+        derivation: &str,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("own path")?;
+        let mut child = Command::new(exe)
+            .arg("--serve")
+            .arg(api_url)
+            .arg("--cover")
+            .arg(cover.to_string())
+            .arg("--delays")
+            .arg(delays.to_string())
+            .arg("--derivation")
+            .arg(derivation)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning nymd child")?;
+        let pid = child.id().context("child pid")?;
+        let stdin = child.stdin.take().context("child stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("child stdout")?).lines();
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            pid,
+        })
+    }
+
+    async fn command(&mut self, cmd: Value, timeout: Duration) -> anyhow::Result<Value> {
+        let mut line = cmd.to_string();
+        line.push('\n');
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .context("writing to child")?;
+        self.stdin.flush().await.context("writing to child")?;
+        let answer = tokio::time::timeout(timeout, self.stdout.next_line())
+            .await
+            .context("child did not answer in time")?
+            .context("reading child")?
+            .context("child exited")?;
+        serde_json::from_str(&answer).context("child answer")
+    }
+
+    /// Create and start `count` identities.
+    pub async fn init(&mut self, count: usize, prefix: &str) -> anyhow::Result<f64> {
+        let timeout = Duration::from_secs(60 + 5 * count as u64);
+        let v = self
+            .command(
+                json!({"cmd": "init", "count": count, "prefix": prefix}),
+                timeout,
+            )
+            .await?;
+        if v.get("ok") != Some(&Value::Bool(true)) {
+            bail!("init failed: {}", v);
+        }
+        Ok(v.get("secs").and_then(Value::as_f64).unwrap_or(0.0))
+    }
+
+    /// Every identity's row.
+    pub async fn stats(&mut self) -> anyhow::Result<Vec<Row>> {
+        let v = self
+            .command(json!({"cmd": "stats"}), Duration::from_secs(30))
+            .await?;
+        let rows = v
+            .get("identities")
+            .and_then(Value::as_array)
+            .context("identities")?;
+        Ok(rows
+            .iter()
+            .map(|r| Row {
+                running: r.get("running").and_then(Value::as_bool).unwrap_or(false),
+                websocket: r
+                    .get("websocket")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
+                address: r
+                    .get("address")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .into(),
+                apps: r.get("apps").and_then(Value::as_u64).unwrap_or(0),
+                stats: r.get("stats").filter(|s| !s.is_null()).cloned(),
+            })
+            .collect())
+    }
+
+    /// Wait until every identity runs and reports counters (and, with
+    /// `sending`, has sent something).
+    pub async fn wait_running(&mut self, sending: bool) -> anyhow::Result<Vec<Row>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let rows = self.stats().await?;
+            let ready = rows.iter().all(|r| {
+                r.running
+                    && r.stats.is_some()
+                    && (!sending
+                        || r.counter("cover_packets_sent") + r.counter("real_packets_sent") > 0)
+            });
+            if ready {
+                return Ok(rows);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("identities not running after 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Ask the child to stop and wait for it.
+    pub async fn quit(mut self) {
+        let _ = self.stdin.write_all(b"{\"cmd\":\"quit\"}\n").await;
+        let _ = self.stdin.flush().await;
+        if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+    }
+}

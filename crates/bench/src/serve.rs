@@ -1,0 +1,121 @@
+//! Child mode: a nymd `Manager` in this process, driven by one JSON command
+//! per stdin line, answering one JSON line per command on stdout.
+//!
+//! Commands: `{"cmd":"init","count":N,"prefix":"id"}`, `{"cmd":"stats"}`,
+//! `{"cmd":"quit"}`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nymd::config::IdentitiesSection;
+use nymd::manager::{InitRequest, Manager, RunState};
+use nymd::store::{IdentityStore, TrafficConfig};
+use nymd_mixnet::{Shared, SharedConfig, TopologySource, Url};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+fn stats_json(m: &Manager) -> Value {
+    let rows: Vec<Value> = m
+        .list()
+        .into_iter()
+        .map(|i| {
+            let running = i.state == RunState::Running;
+            let s = i.stats.map(|s| {
+                json!({
+                    "real_packets_sent": s.real_packets_sent,
+                    "cover_packets_sent": s.cover_packets_sent,
+                    "real_packets_received": s.real_packets_received,
+                    "real_bytes_received": s.real_bytes_received,
+                    "cover_packets_received": s.cover_packets_received,
+                    "acks_received": s.acks_received,
+                    "retransmissions": s.retransmissions,
+                    "messages_received": s.messages_received,
+                    "queued_packets": s.queued_packets,
+                })
+            });
+            json!({
+                "id": i.id,
+                "running": running,
+                "websocket": i.websocket.to_string(),
+                "address": i.address,
+                "apps": i.connected_apps,
+                "stats": s,
+            })
+        })
+        .collect();
+    json!({"ok": true, "identities": rows})
+}
+
+/// Run the child until `quit` or end of input.
+pub async fn serve(api: String, cover: bool, delays: bool) -> anyhow::Result<()> {
+    let state = tempfile::tempdir().context("state dir")?;
+    let store = IdentityStore::open(state.path()).context("identity store")?;
+    let shared = Shared::new(SharedConfig {
+        default_source: TopologySource::NymApi(vec![Url::parse(&api).context("api url")?]),
+        ..SharedConfig::default()
+    })
+    .context("shared mixnet state")?;
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    // Ports: a range of 2000 picked from the pid, so that concurrent
+    // children do not collide.
+    let first_port = 20_000 + (std::process::id() % 20) as u16 * 2_000;
+    let manager = Manager::new(
+        store,
+        shared,
+        IdentitiesSection {
+            first_port,
+            traffic: TrafficConfig {
+                disable_cover_traffic: !cover,
+                disable_delays: !delays,
+                ..TrafficConfig::default()
+            },
+            ..IdentitiesSection::default()
+        },
+        cancel.child_token(),
+        tracker.clone(),
+    );
+    manager.load().context("load")?;
+    manager.autostart();
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut out = tokio::io::stdout();
+    while let Some(line) = lines.next_line().await.context("reading commands")? {
+        let cmd: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        let reply = match cmd.get("cmd").and_then(Value::as_str) {
+            Some("init") => {
+                let count = cmd.get("count").and_then(Value::as_u64).unwrap_or(1);
+                let prefix = cmd.get("prefix").and_then(Value::as_str).unwrap_or("id");
+                let t0 = Instant::now();
+                let mut errors = Vec::new();
+                for i in 0..count {
+                    let req = InitRequest {
+                        id: format!("{prefix}{i:04}"),
+                        ..InitRequest::default()
+                    };
+                    match tokio::time::timeout(Duration::from_secs(60), manager.init(req)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => errors.push(e.to_string()),
+                        Err(_) => errors.push("init timed out".into()),
+                    }
+                }
+                json!({"ok": errors.is_empty(), "errors": errors,
+                       "secs": t0.elapsed().as_secs_f64()})
+            }
+            Some("stats") => stats_json(&manager),
+            Some("quit") | None => break,
+            Some(other) => json!({"ok": false, "errors": [format!("unknown command {other}")]}),
+        };
+        let mut text = reply.to_string();
+        text.push('\n');
+        out.write_all(text.as_bytes()).await.context("stdout")?;
+        out.flush().await.context("stdout")?;
+    }
+    manager.shutdown().await;
+    cancel.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The fast sender derivation (`nymd_proto::fastsphinx`) against
+//! sphinx-packet 0.6's own code, byte for byte, on 10,000+ seeded random routes.
+//!
+//! For every route (1–5 hops, versions 258 and 259, a fresh initial secret):
+//! 1. keys: alpha and all 288 bytes of every hop's expanded secret equal
+//!    `KeyMaterial::derive` (the crate type only exposes its bytes through
+//!    `Debug` and `replay_tag`, so both are compared);
+//! 2. whole packet: the crate builds a packet with `SphinxPacketBuilder` and
+//!    the same initial secret. Its only other input, the final hop's random
+//!    padding, is drawn from the OS inside the crate; we read it back by
+//!    peeling the routing layers with our keys, build our header with it and
+//!    require all 348 header bytes and the whole payload to be equal. (Wrong
+//!    keys could not reproduce the bytes: every layer's keystream, MAC and the
+//!    payload's Lioness layers depend on them.)
+//! 3. every 8th route also builds a reply SURB through `ReplySurb::build` and
+//!    compares it with `SURB::new(..).to_bytes()` for the same secret in the
+//!    same way.
+//!
+//! Node keys mix what a real sender meets and what it must survive: a fixed
+//! pool of valid node keys (so per-node tables get built and used), fresh
+//! valid keys, uniformly random 32-byte strings (half of them are on the
+//! twist and take the fallback; the others carry random torsion) and
+//! low-order / edge encodings. Three caches cover table policies: tables at
+//! once, never, and the global default.
+#![allow(clippy::unwrap_used)]
+
+use nymd_proto::crypto::aes128_ctr64;
+use nymd_proto::fastsphinx::{
+    build_header, derive_keys, derive_keys_plain, final_padding_len, payload_keys, x25519,
+    DerivedKeys, NodeKeyCache,
+};
+use nymd_proto::keys::{X25519Public, X25519Secret};
+use nymd_proto::replies::ReplySurb;
+use nymd_proto::{NodeAddress, SphinxVersion};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use sphinx_packet::header::delays::Delay;
+use sphinx_packet::header::keys::KeyMaterial;
+use sphinx_packet::payload::Payload;
+use sphinx_packet::route::{Destination, DestinationAddressBytes, Node, NodeAddressBytes};
+use sphinx_packet::version::Version;
+use sphinx_packet::{SURBMaterial, SphinxPacketBuilder, SURB};
+
+const ROUTES: usize = 10_240;
+
+/// Edge encodings: 0, 1, p-1 (on the twist), p, p+1, 2^255-1, the order-8
+/// points' u-coordinates and a key with the (ignored) top bit set.
+fn special_keys() -> Vec<[u8; 32]> {
+    let mut v = Vec::new();
+    let mut zero = [0u8; 32];
+    v.push(zero);
+    zero[0] = 1;
+    v.push(zero);
+    // p - 1 = 2^255 - 20
+    let mut pm1 = [0xffu8; 32];
+    pm1[0] = 0xec;
+    pm1[31] = 0x7f;
+    v.push(pm1);
+    let mut p = pm1;
+    p[0] = 0xed;
+    v.push(p);
+    let mut p1 = pm1;
+    p1[0] = 0xee;
+    v.push(p1);
+    let mut all = [0xffu8; 32];
+    all[31] = 0x7f;
+    v.push(all);
+    v.push([0xffu8; 32]);
+    // u-coordinates of the points of order 8 (RFC 7748 / libsodium blocklist).
+    for hex in [
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    ] {
+        let b = hex::decode(hex).unwrap();
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&b);
+        v.push(k);
+        let mut hi = k;
+        hi[31] |= 0x80;
+        v.push(hi);
+    }
+    v
+}
+
+fn keystream(key: &[u8; 16]) -> [u8; 360] {
+    let mut ks = [0u8; 360];
+    aes128_ctr64(key, &[0u8; 16], &mut ks);
+    ks
+}
+
+/// Peel the routing layers of `header` with `keys` and return the final
+/// hop's padding bytes.
+fn recover_final_padding(header: &[u8], keys: &DerivedKeys) -> Vec<u8> {
+    let n = keys.expanded.len();
+    let mut beta = header[48..348].to_vec();
+    for e in keys.expanded.iter().take(n - 1) {
+        let mut padded = beta.clone();
+        padded.extend_from_slice(&[0u8; 60]);
+        for (b, k) in padded.iter_mut().zip(keystream(&e.stream_key()).iter()) {
+            *b ^= k;
+        }
+        beta = padded[60..].to_vec();
+    }
+    let ks = keystream(&keys.expanded[n - 1].stream_key());
+    let final_len = 300 - 60 * (n - 1);
+    let plain: Vec<u8> = beta[..final_len]
+        .iter()
+        .zip(ks.iter())
+        .map(|(b, k)| b ^ k)
+        .collect();
+    assert_eq!(plain[0], 2, "final flag");
+    plain[52..].to_vec()
+}
+
+fn expanded_debug(bytes: &[u8; 288]) -> String {
+    format!("ExpandedSharedSecret({bytes:?})")
+}
+
+fn assert_keys_equal(ours: &DerivedKeys, theirs: &KeyMaterial, ctx: &str) {
+    assert_eq!(
+        ours.alpha,
+        *theirs.initial_shared_secret.as_bytes(),
+        "alpha {ctx}"
+    );
+    assert_eq!(ours.expanded.len(), theirs.expanded_shared_secrets.len());
+    for (i, (o, t)) in ours
+        .expanded
+        .iter()
+        .zip(&theirs.expanded_shared_secrets)
+        .enumerate()
+    {
+        assert_eq!(o.replay_tag(), *t.replay_tag(), "replay tag hop {i} {ctx}");
+        assert_eq!(
+            expanded_debug(&o.0),
+            format!("{t:?}"),
+            "expanded secret hop {i} {ctx}"
+        );
+    }
+}
+
+#[test]
+fn fast_derivation_is_byte_identical_to_sphinx_packet() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x6e79_6d64_2d70_6572);
+    let pool: Vec<[u8; 32]> = (0..24)
+        .map(|_| X25519Public::from(&X25519Secret::random_from_rng(&mut rng)).to_bytes())
+        .collect();
+    let specials = special_keys();
+    let eager = NodeKeyCache::new(4096, 4096, 1);
+    let never = NodeKeyCache::new(4096, 0, u32::MAX);
+    // A small cache also exercises eviction.
+    let small = NodeKeyCache::new(16, 8, 2);
+    let caches = [&eager, &never, &small, NodeKeyCache::global()];
+
+    let mut twist_hops = 0usize;
+    let mut surbs = 0usize;
+    for i in 0..ROUTES {
+        let n = rng.gen_range(1..=5usize);
+        let version: u16 = if rng.gen_bool(0.5) { 258 } else { 259 };
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n {
+            let roll = rng.gen_range(0..100);
+            let key = if roll < 60 {
+                pool[rng.gen_range(0..pool.len())]
+            } else if roll < 75 {
+                X25519Public::from(&X25519Secret::random_from_rng(&mut rng)).to_bytes()
+            } else if roll < 97 {
+                let mut k = [0u8; 32];
+                rng.fill_bytes(&mut k);
+                k
+            } else {
+                specials[rng.gen_range(0..specials.len())]
+            };
+            if curve25519_dalek::MontgomeryPoint(key)
+                .to_edwards(0)
+                .is_none()
+            {
+                twist_hops += 1;
+            }
+            keys.push(key);
+        }
+        let addresses: Vec<[u8; 32]> = (0..n)
+            .map(|_| {
+                let ip = std::net::Ipv4Addr::from(rng.gen::<u32>());
+                NodeAddress(std::net::SocketAddr::from((ip, rng.gen::<u16>())))
+                    .to_padded::<32>()
+                    .unwrap()
+            })
+            .collect();
+        let delays: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+        let mut dest = [0u8; 32];
+        rng.fill_bytes(&mut dest);
+        let mut identifier = [0u8; 16];
+        if rng.gen_bool(0.5) {
+            rng.fill_bytes(&mut identifier);
+        }
+        let mut x = [0u8; 32];
+        rng.fill_bytes(&mut x);
+        let ctx = format!("route {i}: {n} hops, version {version}");
+
+        let nodes: Vec<Node> = keys
+            .iter()
+            .zip(&addresses)
+            .map(|(k, a)| Node::new(NodeAddressBytes::from_bytes(*a), X25519Public::from(*k)))
+            .collect();
+        let destination = Destination::new(DestinationAddressBytes::from_bytes(dest), identifier);
+        let sphinx_delays: Vec<Delay> = delays.iter().map(|d| Delay::new_from_nanos(*d)).collect();
+
+        // 1. Keys.
+        let cache = caches[i % caches.len()];
+        let ours = derive_keys(cache, &x, &keys);
+        let theirs = KeyMaterial::derive(&nodes, &X25519Secret::from(x));
+        assert_keys_equal(&ours, &theirs, &ctx);
+        if i % 16 == 0 {
+            assert_keys_equal(&derive_keys_plain(&x, &keys), &theirs, &ctx);
+        }
+
+        // 2. Whole packet.
+        let payload_size = if i % 32 == 0 {
+            2048 + 17
+        } else {
+            rng.gen_range(33..=400usize)
+        };
+        let msg_len = rng.gen_range(0..=payload_size - 17);
+        let mut msg = vec![0u8; msg_len];
+        rng.fill_bytes(&mut msg);
+        let packet = SphinxPacketBuilder::new()
+            .with_version(Version::new(version))
+            .with_payload_size(payload_size)
+            .with_initial_secret(&X25519Secret::from(x))
+            .build_packet(&msg, &nodes, &destination, &sphinx_delays)
+            .unwrap()
+            .to_bytes();
+        let padding = recover_final_padding(&packet, &ours);
+        assert_eq!(padding.len(), final_padding_len(n));
+        let header = build_header(
+            &ours,
+            &addresses,
+            &delays,
+            &dest,
+            &identifier,
+            version,
+            &padding,
+        )
+        .unwrap();
+        assert_eq!(header[..], packet[..348], "header bytes {ctx}");
+        let payload =
+            Payload::encapsulate_message(&msg, &payload_keys(&ours, version), payload_size)
+                .unwrap();
+        assert_eq!(payload.as_bytes(), &packet[348..], "payload bytes {ctx}");
+
+        // 3. Reply SURBs through the public builder.
+        if i % 8 == 0 {
+            surbs += 1;
+            let sv = if version == 258 {
+                SphinxVersion::Legacy258
+            } else {
+                SphinxVersion::Seeds259
+            };
+            let mut seed = [0u8; 32];
+            rng.fill_bytes(&mut seed);
+            let mut r_ours = ChaCha20Rng::from_seed(seed);
+            let mut r_secret = ChaCha20Rng::from_seed(seed);
+            let mut sx = [0u8; 32];
+            r_secret.fill_bytes(&mut sx);
+            let identity = ed25519_dalek::SigningKey::from_bytes(&dest).verifying_key();
+            let surb_dest = Destination::new(
+                DestinationAddressBytes::from_bytes(identity.to_bytes()),
+                [0u8; 16],
+            );
+            let ours_surb =
+                ReplySurb::build(&mut r_ours, &nodes, &identity, &sphinx_delays, sv).unwrap();
+            let ours_bytes = ours_surb.to_bytes()[16..].to_vec();
+            let theirs_surb = SURB::new(
+                X25519Secret::from(sx),
+                SURBMaterial::new(nodes.clone(), sphinx_delays.clone(), surb_dest)
+                    .with_version(Version::new(version)),
+            )
+            .unwrap()
+            .to_bytes();
+            assert_eq!(ours_bytes.len(), theirs_surb.len(), "SURB length {ctx}");
+            assert_eq!(ours_bytes[348..], theirs_surb[348..], "SURB keys {ctx}");
+            let surb_keys = derive_keys_plain(&sx, &keys);
+            for (bytes, what) in [(&ours_bytes, "ours"), (&theirs_surb, "theirs")] {
+                let pad = recover_final_padding(bytes, &surb_keys);
+                let rebuilt = build_header(
+                    &surb_keys,
+                    &addresses,
+                    &delays,
+                    &identity.to_bytes(),
+                    &[0u8; 16],
+                    version,
+                    &pad,
+                )
+                .unwrap();
+                assert_eq!(rebuilt[..], bytes[..348], "SURB header ({what}) {ctx}");
+            }
+        }
+    }
+    assert!(
+        twist_hops > 500,
+        "twist fallback exercised {twist_hops} times"
+    );
+    assert!(surbs > 1000);
+    assert!(eager.tables() > 0);
+    assert_eq!(never.tables(), 0);
+    assert!(small.len() <= 16);
+    // The pool's keys got tables in the default cache too.
+    assert!(pool
+        .iter()
+        .any(|p| NodeKeyCache::global().get(p).has_table()));
+}
+
+#[test]
+fn fast_x25519_is_byte_identical() {
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let eager = NodeKeyCache::new(64, 64, 1);
+    let fixed: Vec<[u8; 32]> = (0..4)
+        .map(|_| X25519Public::from(&X25519Secret::random_from_rng(&mut rng)).to_bytes())
+        .collect();
+    let specials = special_keys();
+    for i in 0..4000 {
+        let mut s = [0u8; 32];
+        rng.fill_bytes(&mut s);
+        let public = match i % 4 {
+            0 | 1 => fixed[i % fixed.len()],
+            2 => {
+                let mut k = [0u8; 32];
+                rng.fill_bytes(&mut k);
+                k
+            }
+            _ => specials[i % specials.len()],
+        };
+        let expected = X25519Secret::from(s)
+            .diffie_hellman(&X25519Public::from(public))
+            .to_bytes();
+        assert_eq!(x25519(&eager, &s, &public), expected, "case {i}");
+        assert_eq!(
+            x25519(NodeKeyCache::global(), &s, &public),
+            expected,
+            "case {i}"
+        );
+    }
+}
