@@ -300,7 +300,25 @@ async fn nymd_survives_sigkill_at_random_points() {
         // The stored message reaches rx's app after the restart.
         let mut app = App::connect(local(now["rx"].1)).await;
         app.request_binary(&ClientRequest::SelfAddress).await;
-        let others = receive_until(&mut app, &note).await;
+        let others = match tokio::time::timeout(
+            Duration::from_secs(50),
+            receive_until(&mut app, &note),
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(_) => {
+                let log = std::fs::read_to_string(h.log(h.runs)).unwrap_or_default();
+                let gateways: Vec<_> = net
+                    .gateways()
+                    .iter()
+                    .map(|g| (g.id, net.counters(g.id)))
+                    .collect();
+                panic!(
+                    "the message sent while nymd was down (kill {kills}, point {point}) did not arrive; gateways: {gateways:?}\nnymd log:\n{log}"
+                );
+            }
+        };
         assert!(others.is_empty(), "rx got unexpected messages: {others:?}");
         app.close().await;
 

@@ -143,8 +143,15 @@ impl Connection {
             return;
         };
         let (client, id) = (session.client, session.handle.id);
-        self.authenticated(&mut ws, session).await;
+        let mut session = session;
+        self.authenticated(&mut ws, &mut session).await;
         self.gw.close_session(&client, id);
+        // Messages queued for a connection that ended were never written:
+        // hand them to the client's newer connection, or keep them for its
+        // next one.
+        while let Ok(msg) = session.push_rx.try_recv() {
+            self.gw.deliver(client, msg);
+        }
         let _ = ws.close(None).await;
     }
 
@@ -357,11 +364,15 @@ impl Connection {
             push_rx,
             control_rx,
         };
-        let stored = self.gw.take_stored(&client);
-        for msg in stored {
+        let mut stored = self.gw.take_stored(&client).into_iter();
+        while let Some(msg) = stored.next() {
             let frame = seal_pushed_message(&mut self.rng, &session.key, &msg);
             if ws.send(Message::binary(frame)).await.is_err() {
                 self.gw.close_session(&client, session.handle.id);
+                // Not written: keep this one and the rest.
+                for m in std::iter::once(msg).chain(stored) {
+                    self.gw.store(client, m);
+                }
                 return None;
             }
             bump(&self.core.counters.delivered);
@@ -371,7 +382,7 @@ impl Connection {
 
     // ----------------------------------------------------- authenticated
 
-    async fn authenticated(&mut self, ws: &mut Ws, mut s: Session) {
+    async fn authenticated(&mut self, ws: &mut Ws, s: &mut Session) {
         let mut probe: Option<([u8; 8], oneshot::Sender<()>)> = None;
         loop {
             let event = tokio::select! {
@@ -391,7 +402,14 @@ impl Connection {
                 Event::Stop | Event::Closed | Event::Control(Control::Kick) => return,
                 Event::Push(msg) => {
                     let frame = seal_pushed_message(&mut self.rng, &s.key, &msg);
-                    ws.send(Message::binary(frame)).await.is_ok()
+                    let sent = ws.send(Message::binary(frame)).await.is_ok();
+                    if !sent {
+                        // The connection died: hand the message to the
+                        // client's newer connection, or keep it for the next.
+                        self.gw.close_session(&s.client, s.handle.id);
+                        self.gw.deliver(s.client, msg);
+                    }
+                    sent
                 }
                 Event::Control(Control::Probe(reply)) => {
                     let mut tag = [0u8; 8];
@@ -410,8 +428,8 @@ impl Connection {
                     true
                 }
                 Event::Client(Message::Close(_)) => return,
-                Event::Client(Message::Text(t)) => self.on_text(ws, &s, &t).await,
-                Event::Client(Message::Binary(b)) => self.on_forward(ws, &s, &b).await,
+                Event::Client(Message::Text(t)) => self.on_text(ws, s, &t).await,
+                Event::Client(Message::Binary(b)) => self.on_forward(ws, s, &b).await,
                 // Pings are answered by the websocket layer.
                 Event::Client(_) => true,
             };
