@@ -17,7 +17,6 @@
 use std::time::Duration;
 
 use rand::{CryptoRng, RngCore};
-use rand_distr::{Distribution, Exp};
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node};
 use sphinx_packet::{SURBMaterial, SURB};
@@ -151,17 +150,9 @@ fn sphinx_err(e: sphinx_packet::Error) -> ReplySurbError {
 /// distribution with the given mean and rounded to whole nanoseconds. A zero
 /// mean gives zero delays.
 pub fn sample_delays<R: RngCore + ?Sized>(rng: &mut R, hops: usize, mean: Duration) -> Vec<Delay> {
-    let mean_ns = mean.as_nanos() as f64;
-    let exp = if mean_ns > 0.0 {
-        Exp::new(1.0 / mean_ns).ok()
-    } else {
-        None
-    };
-    (0..hops)
-        .map(|_| match &exp {
-            Some(d) => Delay::new_from_nanos(d.sample(rng).round() as u64),
-            None => Delay::new_from_nanos(0),
-        })
+    crate::sphinx::sample_delays(rng, mean, hops)
+        .into_iter()
+        .map(|d| Delay::new_from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
         .collect()
 }
 
