@@ -50,17 +50,24 @@ pub(crate) struct Session {
     pub(crate) rtt: Duration,
 }
 
-/// `authenticateV2` timestamps: strictly increasing over the timestamps the
-/// gateway *accepted*, and otherwise the wall clock: max(accepted + 1, now).
+/// How far ahead of the wall clock a remembered timestamp may be and still
+/// be built on (half the gateway's accepted skew of 120 s).
+const AUTH_MAX_AHEAD_SECS: u64 = 60;
+
+/// `authenticateV2` timestamps: strictly increasing, and otherwise the wall
+/// clock: max(last + 1, now).
 ///
-/// Only accepted timestamps are remembered (and persisted): the gateway
-/// refuses a timestamp more than two minutes from its own clock, so if a
-/// wrong clock (e.g. just after resume, before NTP) had been remembered, every
-/// later attempt would repeat it, and the identity could not authenticate
-/// until real time caught up.
+/// `last` is the last timestamp tried (persisted, so that a restart within
+/// the same second does not reuse it). A remembered timestamp more than a
+/// minute ahead of the clock comes from a clock that was wrong (e.g. just
+/// after resume, before NTP): the gateway refused it (it accepts two minutes
+/// of skew at most), so the last *accepted* timestamp is built on instead,
+/// or the clock alone if that is implausible too. Without this, one attempt
+/// with a wrong clock would lock the identity out until real time caught up.
 #[derive(Debug, Default)]
 pub(crate) struct AuthClock {
     last: AtomicU64,
+    accepted: AtomicU64,
 }
 
 fn unix_now() -> u64 {
@@ -74,6 +81,7 @@ impl AuthClock {
     pub(crate) fn new(last: u64) -> Self {
         Self {
             last: AtomicU64::new(last),
+            accepted: AtomicU64::new(last),
         }
     }
 
@@ -83,15 +91,21 @@ impl AuthClock {
     }
 
     fn next_at(&self, now: u64) -> u64 {
-        now.max(self.last().saturating_add(1))
+        let limit = now.saturating_add(AUTH_MAX_AHEAD_SECS);
+        let after = |t: u64| Some(t.saturating_add(1)).filter(|n| *n <= limit);
+        let ts = after(self.last())
+            .or_else(|| after(self.accepted.load(Ordering::SeqCst)))
+            .map_or(now, |n| n.max(now));
+        self.last.store(ts, Ordering::SeqCst);
+        ts
     }
 
     /// The gateway accepted `ts`.
     pub(crate) fn accepted(&self, ts: u64) {
-        self.last.fetch_max(ts, Ordering::SeqCst);
+        self.accepted.fetch_max(ts, Ordering::SeqCst);
     }
 
-    /// The last accepted timestamp.
+    /// The last timestamp tried; persist it.
     pub(crate) fn last(&self) -> u64 {
         self.last.load(Ordering::SeqCst)
     }
@@ -524,9 +538,9 @@ mod tests {
         let clock = AuthClock::new(0);
         let t = clock.next();
         assert!(t >= now().saturating_sub(1) && t <= now() + 1);
-        assert_eq!(clock.last(), 0, "nothing accepted yet");
-        clock.accepted(t);
         assert_eq!(clock.last(), t);
+        // Tried again in the same second (refused or not): later still.
+        assert!(clock.next() > t);
     }
 
     #[test]
@@ -534,7 +548,8 @@ mod tests {
         let clock = AuthClock::new(0);
         let now = 1_900_000_000;
         let mut last = 0;
-        for _ in 0..100 {
+        // Up to a minute's worth of attempts within one second.
+        for _ in 0..AUTH_MAX_AHEAD_SECS {
             let t = clock.next_at(now);
             assert!(t > last);
             clock.accepted(t);
@@ -545,11 +560,18 @@ mod tests {
     #[test]
     fn auth_timestamps_increase_when_the_clock_is_behind_the_last_one() {
         // As if the wall clock stepped back an hour after the last auth.
-        let ahead = now() + 3600;
+        // As if the wall clock stepped back 30 s after the last auth (within
+        // the gateway's skew: build on the last one).
+        let ahead = now() + 30;
         let clock = AuthClock::new(ahead);
         assert_eq!(clock.next(), ahead + 1);
         clock.accepted(ahead + 1);
         assert_eq!(clock.next(), ahead + 2);
+        // An hour back: the saved timestamp cannot be from a gateway that
+        // accepts two minutes of skew; the clock is used.
+        let far = AuthClock::new(now() + 3600);
+        let t = far.next();
+        assert!(t <= now() + 1, "{t}");
     }
 
     #[test]
@@ -579,5 +601,6 @@ mod tests {
         assert_eq!(t, real + 10);
         clock.accepted(t);
         assert_eq!(clock.last(), real + 10);
+        assert_eq!(clock.next_at(real + 10), real + 11);
     }
 }
