@@ -96,6 +96,10 @@ pub fn resolve(cli: &Cli, env: &Environment) -> anyhow::Result<Settings> {
 pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Handlers first: a SIGTERM that arrives as soon as the control socket
+    // answers (a test, a quick `systemctl stop`) must stop us gracefully,
+    // not kill us with the default action.
+    let mut signals = Signals::new();
 
     // The control socket comes first: binding sets the umask for an
     // instant, before any other thread creates files. A second daemon on the
@@ -198,7 +202,6 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         cancel.child_token(),
     ));
 
-    let mut signals = Signals::new();
     while signals.next(&cancel).await == Signal::Reload {
         service::reload(
             &notifier,
