@@ -40,6 +40,12 @@ pub(crate) const CLIENTS_SAVE_PERIOD: Duration = Duration::from_secs(1);
 /// A client's address: its ed25519 identity bytes.
 pub(crate) type ClientAddress = [u8; 32];
 
+/// A short, log-friendly prefix of a client address (not secret: it is the
+/// client's public identity).
+pub(crate) fn short(client: &ClientAddress) -> String {
+    bs58::encode(&client[..6]).into_string()
+}
+
 /// What a gateway remembers about a registered client.
 #[derive(Debug)]
 pub(crate) struct ClientRecord {
@@ -392,6 +398,7 @@ impl GatewayState {
             control,
         };
         let replaced = lock(&self.sessions).insert(client, handle.clone());
+        tracing::debug!(client = %short(&client), session = handle.id, replaced = ?replaced.as_ref().map(|r| r.id), "session opened");
         if let Some(old) = replaced {
             let _ = old.control.try_send(Control::Kick);
         }
@@ -403,6 +410,7 @@ impl GatewayState {
         let mut sessions = lock(&self.sessions);
         if sessions.get(client).is_some_and(|s| s.id == id) {
             sessions.remove(client);
+            tracing::debug!(client = %short(client), session = id, "session closed");
         }
     }
 
@@ -439,6 +447,7 @@ impl GatewayState {
             bump(&self.counters.dropped);
         }
         if outcome.stored {
+            tracing::debug!(client = %short(&client), "message stored");
             bump(&self.counters.stored);
         } else {
             bump(&self.counters.dropped);
@@ -457,6 +466,7 @@ impl GatewayState {
         };
         match session.push.try_send(msg) {
             Ok(()) => {
+                tracing::debug!(client = %short(&client), session = session.id, "message queued for push");
                 bump(&self.counters.delivered);
                 let queued = session
                     .push

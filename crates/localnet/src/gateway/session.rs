@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{ClientAddress, Control, GatewayState, SessionHandle};
+use super::{short, ClientAddress, Control, GatewayState, SessionHandle};
 use crate::counters::bump;
 use crate::node::{ConnGuard, NodeCore, Run};
 
@@ -375,6 +375,7 @@ impl Connection {
                 }
                 return None;
             }
+            tracing::debug!(client = %short(&client), session = session.handle.id, "stored message written");
             bump(&self.core.counters.delivered);
         }
         Some(session)
@@ -399,10 +400,14 @@ impl Connection {
                 },
             };
             let ok = match event {
-                Event::Stop | Event::Closed | Event::Control(Control::Kick) => return,
+                Event::Stop | Event::Closed | Event::Control(Control::Kick) => {
+                    tracing::debug!(client = %short(&s.client), session = s.handle.id, "session ends");
+                    return;
+                }
                 Event::Push(msg) => {
                     let frame = seal_pushed_message(&mut self.rng, &s.key, &msg);
                     let sent = ws.send(Message::binary(frame)).await.is_ok();
+                    tracing::debug!(client = %short(&s.client), session = s.handle.id, sent, len = msg.len(), "push written");
                     if !sent {
                         // The connection died: hand the message to the
                         // client's newer connection, or keep it for the next.
