@@ -160,8 +160,8 @@ fn counters_lines(c: &TrafficCounters, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "acks           {}\nretransmitted  {}\nqueue          {}",
-        c.acks_received, c.retransmissions, c.queue_depth
+        "acks           {}\nretransmitted  {}\nqueue          {}\noutbox         {} messages",
+        c.acks_received, c.retransmissions, c.queue_depth, c.outbox_messages
     );
 }
 

@@ -265,6 +265,7 @@ fn counters_of(s: &ClientStats) -> TrafficCounters {
         acks_received: s.acks_received,
         retransmissions: s.retransmissions,
         queue_depth: s.queued_packets,
+        outbox_messages: s.outbox_messages,
     }
 }
 

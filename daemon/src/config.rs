@@ -60,6 +60,10 @@ first_port = 1977
 # average_ack_delay_ms = 15
 # message_sending_average_delay_ms = 20
 # loop_cover_average_delay_ms = 200
+# Keep messages not yet acknowledged by the recipient's gateway on disk
+# (identities/<id>/outbox, mode 0600) and send them again after a restart or
+# a crash. false: they live in memory only and are lost when nymd stops.
+# persist_outbox = true
 # Testing only: these remove the protection of cover traffic and delays.
 # disable_cover_traffic = false
 # disable_delays = false

@@ -816,6 +816,9 @@ pub fn client_config(t: &TrafficConfig) -> ClientConfig {
     c
 }
 
+/// The folder, inside an identity's folder, of its persisted outbox.
+pub const OUTBOX_DIR: &str = "outbox";
+
 /// The actor of one running identity.
 struct Runner {
     manager: Manager,
@@ -906,6 +909,10 @@ impl Runner {
         // Messages received before: their retransmissions are not delivered
         // again.
         config.completed_sets = self.manager.inner.store.load_received_sets(&self.id);
+        // Messages not acknowledged when the last run ended are sent again.
+        if stored.config.traffic.persist_outbox.unwrap_or(true) {
+            config.outbox = Some(self.manager.inner.store.dir(&self.id).join(OUTBOX_DIR));
+        }
         // The topology handle is held until the client has its own, so the
         // topology is fetched once.
         // The topology may take long to fetch (nym-api unreachable): keep
@@ -1046,7 +1053,7 @@ impl Runner {
                     }
                     persisted = self.persist_auth(handle, persisted);
                     ticks = ticks.wrapping_add(1);
-                    if ticks % RECEIVED_SAVE_TICKS == 0 {
+                    if ticks.is_multiple_of(RECEIVED_SAVE_TICKS) {
                         self.persist_received(handle, &mut saved_received);
                     }
                     let stats = handle.stats();

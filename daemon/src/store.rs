@@ -184,6 +184,10 @@ pub struct TrafficConfig {
     /// Turn off per-hop delays (testing only).
     #[serde(default)]
     pub disable_delays: bool,
+    /// Keep messages not yet acknowledged in `outbox/` and send them again
+    /// after a restart or crash (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist_outbox: Option<bool>,
 }
 
 /// The identity's registration with its gateway (`gateway.toml` plus the

@@ -36,7 +36,7 @@ const CHURN_DEADLINE: Duration = Duration::from_secs(240);
 /// enough for several fragments.
 fn message(i: u32) -> Vec<u8> {
     let mut rng = StdRng::seed_from_u64(SEED ^ u64::from(i));
-    let len = if i % 50 == 0 {
+    let len = if i.is_multiple_of(50) {
         4000
     } else {
         rng.gen_range(8..300)

@@ -8,8 +8,10 @@
 //! - a message sent to one of its identities while it was down (the gateway
 //!   stores it) is delivered to the app after the restart;
 //! - messages an app had handed to nymd before the kill arrive at most once
-//!   (those not yet acknowledged may be lost: see the README, "What happens
-//!   to messages when nymd stops").
+//!   (the persisted outbox sends the unacknowledged ones again after the
+//!   restart; those nymd had not journalled yet may be lost: see the
+//!   README, "What happens to messages when nymd stops", and
+//!   `tests/outbox.rs` for the test that every journalled one arrives).
 //!
 //! The mixnet runs in this test process, so only nymd dies; its gateway keeps
 //! messages for offline clients in memory.

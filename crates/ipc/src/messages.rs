@@ -534,6 +534,10 @@ pub struct TrafficCounters {
     pub retransmissions: u64,
     /// Real packets waiting to be sent now.
     pub queue_depth: u64,
+    /// Messages kept in the persisted outbox (not yet acknowledged; sent
+    /// again if nymd restarts now). Absent from older daemons: 0.
+    #[serde(default)]
+    pub outbox_messages: u64,
 }
 
 /// A gateway from the topology.

@@ -13,7 +13,7 @@ fn s() -> impl Strategy<Value = String> {
 }
 
 fn counters() -> impl Strategy<Value = TrafficCounters> {
-    prop::array::uniform11(any::<u64>()).prop_map(|a| TrafficCounters {
+    prop::array::uniform12(any::<u64>()).prop_map(|a| TrafficCounters {
         real_packets_sent: a[0],
         real_bytes_sent: a[1],
         real_packets_received: a[2],
@@ -25,6 +25,7 @@ fn counters() -> impl Strategy<Value = TrafficCounters> {
         acks_received: a[8],
         retransmissions: a[9],
         queue_depth: a[10],
+        outbox_messages: a[11],
     })
 }
 
@@ -634,4 +635,41 @@ fn gateway_status_without_the_newer_fields_decodes() {
             bandwidth_remaining: None,
         }
     );
+}
+
+/// `TrafficCounters` from a daemon before the persisted outbox existed still
+/// decode, with `outbox_messages` 0.
+#[test]
+fn traffic_counters_without_the_outbox_count_decode() {
+    #[derive(serde::Serialize)]
+    struct OldCounters {
+        real_packets_sent: u64,
+        real_bytes_sent: u64,
+        real_packets_received: u64,
+        real_bytes_received: u64,
+        cover_packets_sent: u64,
+        cover_bytes_sent: u64,
+        cover_packets_received: u64,
+        cover_bytes_received: u64,
+        acks_received: u64,
+        retransmissions: u64,
+        queue_depth: u64,
+    }
+    let old = OldCounters {
+        real_packets_sent: 1,
+        real_bytes_sent: 2,
+        real_packets_received: 3,
+        real_bytes_received: 4,
+        cover_packets_sent: 5,
+        cover_bytes_sent: 6,
+        cover_packets_received: 7,
+        cover_bytes_received: 8,
+        acks_received: 9,
+        retransmissions: 10,
+        queue_depth: 11,
+    };
+    let body = rmp_serde::to_vec_named(&old).expect("encodes");
+    let new: TrafficCounters = decode_body(&body).expect("decodes");
+    assert_eq!(new.queue_depth, 11);
+    assert_eq!(new.outbox_messages, 0);
 }

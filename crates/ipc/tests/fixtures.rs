@@ -28,6 +28,7 @@ fn counters() -> TrafficCounters {
         acks_received: 118,
         retransmissions: 2,
         queue_depth: 5,
+        outbox_messages: 3,
     }
 }
 

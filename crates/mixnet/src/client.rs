@@ -18,6 +18,8 @@ use nymd_proto::gateway::{
 use nymd_proto::keys::GatewaySharedKey;
 use nymd_proto::mixpacket::MixPacket;
 use nymd_proto::params::FragmentId;
+
+use crate::outbox::{Outbox, OutboxEntry};
 use nymd_proto::payload::{
     classify_pushed, decrypt_message, prepare_fragment, reply_plaintext, PushedKind,
 };
@@ -205,6 +207,7 @@ pub(crate) struct ActorParts {
     pub shared: Arc<HandleShared>,
     pub requests: mpsc::Receiver<OutgoingMessage>,
     pub cancel: CancellationToken,
+    pub outbox: Option<Outbox>,
 }
 
 /// Loop cover markers kept (about 55 cover packets a second leave at
@@ -286,6 +289,10 @@ pub(crate) struct Actor {
     subscriber: Option<mpsc::Sender<ClientEvent>>,
     /// Markers of our loop cover in flight (see [`CoverMarkers`]).
     cover_markers: CoverMarkers,
+    /// The persisted outbox, and for each message journalled there the
+    /// number of its fragments not acknowledged yet.
+    outbox: Option<Outbox>,
+    journalled: HashMap<u64, usize>,
 }
 
 fn exp_sample<R: Rng>(rng: &mut R, mean: Duration) -> Duration {
@@ -380,6 +387,61 @@ impl Actor {
             event_bytes: 0,
             subscriber: None,
             cover_markers: CoverMarkers::default(),
+            outbox: parts.outbox,
+            journalled: HashMap::new(),
+        }
+    }
+
+    /// Queue again the messages the outbox kept from a previous run (on the
+    /// general lane: the app connections they came from are gone).
+    pub(crate) fn restore(&mut self, entries: Vec<OutboxEntry>) {
+        for e in entries {
+            self.next_message = self.next_message.max(e.message.wrapping_add(1));
+            let recipient = Box::new(e.recipient);
+            let mut queued = 0;
+            for (id, fragment) in e.fragments {
+                if self.pending.contains_key(&id) {
+                    continue;
+                }
+                self.pending.insert(
+                    id,
+                    Pending {
+                        fragment,
+                        dest: Dest::Recipient(recipient.clone()),
+                        lane: Lane::General,
+                        message: e.message,
+                        internal: false,
+                        retransmissions: 0,
+                        timer: None,
+                    },
+                );
+                self.lanes.push(QueueLane::General, id, false);
+                queued += 1;
+            }
+            if queued > 0 {
+                self.journalled.insert(e.message, queued);
+            } else if let Some(o) = &self.outbox {
+                o.done(e.message);
+            }
+        }
+    }
+
+    /// One fragment of `message` was acknowledged (or will never be sent).
+    fn fragment_done(&mut self, message: u64) {
+        if let Some(left) = self.journalled.get_mut(&message) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.message_done(message);
+            }
+        }
+    }
+
+    /// `message` needs no more sending: acknowledged, abandoned or dropped.
+    fn message_done(&mut self, message: u64) {
+        if self.journalled.remove(&message).is_some() {
+            if let Some(o) = &self.outbox {
+                o.done(message);
+            }
         }
     }
 
@@ -517,6 +579,10 @@ impl Actor {
 
     async fn shutdown(&mut self) {
         self.stats().set_state(GatewayState::Closed);
+        // What is journalled is written before the next run can open it.
+        if let Some(mut o) = self.outbox.take() {
+            let _ = tokio::task::spawn_blocking(move || o.close()).await;
+        }
         if let Some(r) = self.reconnect.take() {
             r.abort();
         }
@@ -578,6 +644,8 @@ impl Actor {
                     if let Some(k) = p.timer {
                         self.timers.try_remove(&k);
                     }
+                    // The app gave the connection up: so do we.
+                    self.message_done(p.message);
                 }
             }
         }
@@ -737,6 +805,7 @@ impl Actor {
                         if let Some(k) = p.timer {
                             self.timers.try_remove(&k);
                         }
+                        self.fragment_done(p.message);
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "unrecognised ack"),
@@ -1114,6 +1183,16 @@ impl Actor {
         let Some(fragments) = self.fragment(msg, lane) else {
             return;
         };
+        if !internal {
+            if let Some(o) = &self.outbox {
+                self.journalled.insert(message, fragments.len());
+                o.add(OutboxEntry {
+                    message,
+                    recipient,
+                    fragments: fragments.clone(),
+                });
+            }
+        }
         let recipient = Box::new(recipient);
         for (id, bytes) in fragments {
             self.pending.insert(
@@ -1305,6 +1384,7 @@ impl Actor {
 
     /// Forget every fragment of a message.
     fn drop_message(&mut self, message: u64) {
+        self.message_done(message);
         let ids: Vec<FragmentId> = self
             .pending
             .iter()
@@ -1352,7 +1432,10 @@ impl Actor {
             Err(BuildError::NoSurb) => {
                 let (tag, lane) = match &p.dest {
                     Dest::Reply { tag, .. } => (*tag, p.lane),
-                    Dest::Recipient(_) => return SendResult::Dropped,
+                    Dest::Recipient(_) => {
+                        self.fragment_done(p.message);
+                        return SendResult::Dropped;
+                    }
                 };
                 let counted = p.retransmissions == 0;
                 self.pending.insert(id, p);

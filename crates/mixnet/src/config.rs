@@ -134,6 +134,10 @@ pub struct ClientConfig {
     pub gateway: GatewayConfig,
     /// Topology source for this identity; `None` uses the daemon default.
     pub topology: Option<TopologySource>,
+    /// A private folder for the persisted outbox: messages (`send`,
+    /// `sendAnonymous`) not yet acknowledged are journalled there and sent
+    /// again when the client next starts. `None`: they live in memory only.
+    pub outbox: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -160,6 +164,7 @@ impl Default for ClientConfig {
             event_buffer: 256,
             gateway: GatewayConfig::default(),
             topology: None,
+            outbox: None,
         }
     }
 }

@@ -47,6 +47,9 @@ pub enum ClientError {
     /// A local file could not be read.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The persisted outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
     /// The client has shut down.
     #[error("the client has shut down")]
     Shutdown,

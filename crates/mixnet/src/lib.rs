@@ -23,6 +23,7 @@ mod client;
 mod config;
 mod error;
 mod gateway;
+mod outbox;
 mod topology;
 mod types;
 
@@ -38,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ClientConfig, GatewayConfig, ReplySurbConfig};
 pub use error::ClientError;
+pub use outbox::OutboxError;
 pub use topology::{
     Shared, SharedConfig, TopologyHandle, TopologySource, Url, MAINNET_NYM_API, ROUTE_GATEWAYS,
     ROUTE_KEY_ROTATION, ROUTE_MIXNODES, ROUTE_REWARDED_SET,
@@ -164,6 +166,17 @@ pub async fn start(
         clock: AuthClock::new(reg.last_auth_timestamp),
         ..HandleShared::default()
     });
+    // Messages not acknowledged when the previous run ended.
+    let (outbox, restored) = match config.outbox.clone() {
+        Some(dir) => {
+            let counter = handle_shared.stats.outbox_messages.clone();
+            let (o, r) = tokio::task::spawn_blocking(move || outbox::Outbox::open(&dir, counter))
+                .await
+                .map_err(|e| ClientError::Protocol(format!("outbox task: {e}")))??;
+            (Some(o), r)
+        }
+        None => (None, Vec::new()),
+    };
     let own_id = keys.identity.public_bytes();
     let session = match shared.take_warm(&own_id) {
         Some(w) if w.gateway == reg.gateway_id => w.session,
@@ -194,7 +207,9 @@ pub async fn start(
         shared: handle_shared.clone(),
         requests: req_rx,
         cancel: cancel.clone(),
+        outbox,
     });
+    actor.restore(restored);
     actor.install_session(session);
     let task = tokio::spawn(actor.run());
     tracing::info!("client started");

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nymd_proto::keys::{
@@ -249,6 +249,9 @@ pub struct ClientStats {
     pub queued_packets: u64,
     /// Fragments sent but not acknowledged yet.
     pub unacked_fragments: u64,
+    /// Messages written to the persisted outbox and not yet acknowledged
+    /// (sent again if the client restarts now); 0 without an outbox.
+    pub outbox_messages: u64,
     /// Gateway connection state.
     pub gateway_state: GatewayState,
     /// Last measured websocket round trip to the gateway.
@@ -273,6 +276,8 @@ pub(crate) struct StatsCounters {
     pub messages_received: AtomicU64,
     pub queued_packets: AtomicU64,
     pub unacked_fragments: AtomicU64,
+    /// Written by the outbox's writer thread after each synced batch.
+    pub outbox_messages: Arc<AtomicU64>,
     pub gateway_state: AtomicU8,
     pub gateway_rtt_us: AtomicU64,
     pub reconnects: AtomicU64,
@@ -304,6 +309,7 @@ impl StatsCounters {
             messages_received: l(&self.messages_received),
             queued_packets: l(&self.queued_packets),
             unacked_fragments: l(&self.unacked_fragments),
+            outbox_messages: l(&self.outbox_messages),
             gateway_state: GatewayState::from_u8(self.gateway_state.load(Ordering::Relaxed)),
             gateway_rtt: (rtt > 0).then(|| Duration::from_micros(rtt)),
             reconnects: l(&self.reconnects),

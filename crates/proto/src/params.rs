@@ -167,7 +167,7 @@ impl KeyRotation {
     pub fn from_rotation_id(id: u32) -> Self {
         if id == 0 || id == u32::MAX {
             KeyRotation::Unknown
-        } else if id % 2 == 0 {
+        } else if id.is_multiple_of(2) {
             KeyRotation::Even
         } else {
             KeyRotation::Odd

@@ -1,0 +1,265 @@
+//! The persisted outbox, driven as a user would: an app hands a real `nymd`
+//! process messages while the mixnet cannot carry them (every layer-1
+//! mixnode is stopped), `nymctl status` shows them journalled, nymd is
+//! killed with SIGKILL (and, in a second round, stopped with `nymctl daemon
+//! shutdown`), the mixnet comes back, nymd starts again, and every message
+//! arrives exactly once. With `persist_outbox = false` they are gone after
+//! the restart, as documented.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
+use nymd_proto::appapi::{ClientRequest, ServerResponse};
+use nymd_proto::Recipient;
+use nymd_tests::procs::{nymctl, nymctl_json, Daemon};
+use nymd_tests::{free_port, App, TestDaemon, WAIT};
+
+struct Nymd {
+    socket: PathBuf,
+    args: Vec<String>,
+    dir: PathBuf,
+    runs: u32,
+}
+
+impl Nymd {
+    fn new(dir: &Path, api: &str, persist: bool) -> Self {
+        let cfg = dir.join("nymd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[identities]\nfirst_port = {}\n\n[identities.traffic]\ndisable_cover_traffic = true\ndisable_delays = true\npersist_outbox = {persist}\n",
+                free_port()
+            ),
+        )
+        .expect("config");
+        Self {
+            socket: dir.join("nymd.sock"),
+            args: vec![
+                "--config".into(),
+                cfg.display().to_string(),
+                "--state-dir".into(),
+                dir.join("state").display().to_string(),
+                "--nym-api".into(),
+                api.into(),
+            ],
+            dir: dir.to_path_buf(),
+            runs: 0,
+        }
+    }
+
+    async fn start(&mut self) -> Daemon {
+        self.runs += 1;
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut d = Daemon::spawn(
+            &self.socket,
+            &args,
+            &self.dir.join(format!("nymd-{}.log", self.runs)),
+        );
+        tokio::task::spawn_blocking(move || {
+            d.wait_ready(WAIT);
+            d
+        })
+        .await
+        .expect("join")
+    }
+
+    async fn ctl(&self, args: &[&str]) -> serde_json::Value {
+        let socket = self.socket.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            nymctl_json(&socket, &a)
+        })
+        .await
+        .expect("join")
+    }
+
+    /// The identity's `outbox_messages` once it has reached `want`.
+    async fn wait_outbox(&self, id: &str, want: u64) {
+        let start = Instant::now();
+        loop {
+            let st = self.ctl(&["status", id]).await;
+            let n = st["identity"]["counters"]["outbox_messages"].as_u64();
+            if n == Some(want) {
+                return;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "outbox of {id} never showed {want} messages: {st}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn port(&self, id: &str) -> u16 {
+        let st = self.ctl(&["status", id]).await;
+        st["identity"]["websocket_port"].as_u64().expect("port") as u16
+    }
+}
+
+fn messages() -> Vec<Vec<u8>> {
+    // Single-fragment ones and two that take many fragments.
+    let mut m: Vec<Vec<u8>> = (0..12u32)
+        .map(|i| format!("outbox message {i}").into_bytes())
+        .collect();
+    m.push((0..40_000u32).map(|i| (i % 251) as u8).collect());
+    m.push(vec![7u8; 9_000]);
+    m
+}
+
+async fn send_all(port: u16, to: Recipient, msgs: &[Vec<u8>]) {
+    let mut app = App::connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await;
+    for m in msgs {
+        app.request_binary(&ClientRequest::Send {
+            recipient: to,
+            message: m.clone(),
+            connection_id: None,
+        })
+        .await;
+    }
+    app.close().await;
+}
+
+/// Collect what arrives for `quiet` after the last message (or until every
+/// expected one came and `quiet` passed).
+async fn collect(app: &mut App, expected: usize, quiet: Duration) -> BTreeMap<Vec<u8>, u32> {
+    let mut seen: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
+    let start = Instant::now();
+    loop {
+        let wait = if seen.len() >= expected {
+            quiet
+        } else {
+            WAIT.saturating_sub(start.elapsed())
+        };
+        match tokio::time::timeout(wait, app.next_response()).await {
+            Ok(ServerResponse::Received { message, .. }) => *seen.entry(message).or_default() += 1,
+            Ok(_) => {}
+            Err(_) => return seen,
+        }
+    }
+}
+
+async fn set_layer(net: &Localnet, running: bool) {
+    for n in net.layer(1) {
+        if running {
+            net.start_node(n.id).await.expect("start mixnode");
+        } else {
+            net.stop_node(n.id).await.expect("stop mixnode");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_messages_survive_sigkill_and_shutdown() {
+    let net = Localnet::start(LocalnetConfig {
+        delay: DelayPolicy::NoDelay,
+        ..LocalnetConfig::default()
+    })
+    .await
+    .expect("localnet");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let outside_state = tmp.path().join("outside");
+    std::fs::create_dir(&outside_state).expect("dir");
+    let outside = TestDaemon::start(&outside_state, &net.api_url(), free_port());
+    let (outside_ws, outside_addr) = outside.init("outside").await;
+    let mut rx = App::connect(outside_ws).await;
+    // A binary request: received messages come back as binary frames
+    // (nym-client answers in the format of the app's last request).
+    rx.request_binary(&ClientRequest::SelfAddress).await;
+    let _ = rx.next_response().await;
+
+    let mut nymd = Nymd::new(tmp.path(), &net.api_url(), true);
+    let mut d = nymd.start().await;
+    let _ = nymd.ctl(&["init", "--id", "tx"]).await;
+    let port = nymd.port("tx").await;
+    let msgs = messages();
+
+    for (round, how) in ["SIGKILL", "nymctl daemon shutdown"].iter().enumerate() {
+        // The mixnet cannot carry anything: the messages stay unacknowledged.
+        set_layer(&net, false).await;
+        let batch: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.push(round as u8);
+                m
+            })
+            .collect();
+        send_all(port, outside_addr, &batch).await;
+        nymd.wait_outbox("tx", batch.len() as u64).await;
+        if round == 0 {
+            let _ = d.child.kill();
+            let _ = d.child.wait();
+        } else {
+            assert!(nymctl(&nymd.socket, &["daemon", "shutdown"])
+                .status
+                .success());
+            let socket_gone = tokio::task::spawn_blocking(move || d.wait_exit(WAIT))
+                .await
+                .expect("join");
+            assert!(socket_gone.success(), "nymd exit status {socket_gone}");
+        }
+        let journal = tmp.path().join("state/identities/tx/outbox/journal");
+        assert!(journal.exists(), "journal at {}", journal.display());
+
+        set_layer(&net, true).await;
+        d = nymd.start().await;
+        let seen = collect(&mut rx, batch.len(), Duration::from_secs(2)).await;
+        let summary: Vec<(usize, u32)> = seen.iter().map(|(m, n)| (m.len(), *n)).collect();
+        eprintln!("after {how}: {summary:?}");
+        for m in &batch {
+            assert_eq!(
+                seen.get(m).copied(),
+                Some(1),
+                "after {how}: a {}-byte message arrived {:?} times",
+                m.len(),
+                seen.get(m)
+            );
+        }
+        assert_eq!(seen.len(), batch.len(), "after {how}: unexpected messages");
+        // Acknowledged: the outbox empties.
+        nymd.wait_outbox("tx", 0).await;
+    }
+
+    // Without persistence the same kill loses them, as documented.
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    let dir2 = tmp.path().join("volatile");
+    std::fs::create_dir(&dir2).expect("dir");
+    let mut volatile = Nymd::new(&dir2, &net.api_url(), false);
+    let mut d2 = volatile.start().await;
+    let _ = volatile.ctl(&["init", "--id", "tx"]).await;
+    let port2 = volatile.port("tx").await;
+    set_layer(&net, false).await;
+    let lost = b"not persisted".to_vec();
+    send_all(port2, outside_addr, std::slice::from_ref(&lost)).await;
+    // Wait until nymd has it queued (sent and not acknowledged).
+    let start = Instant::now();
+    loop {
+        let st = volatile.ctl(&["status", "tx"]).await;
+        if st["identity"]["counters"]["real_packets_sent"].as_u64() > Some(0) {
+            assert_eq!(
+                st["identity"]["counters"]["outbox_messages"].as_u64(),
+                Some(0)
+            );
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "never sent: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = d2.child.kill();
+    let _ = d2.child.wait();
+    assert!(!dir2.join("state/identities/tx/outbox").exists());
+    set_layer(&net, true).await;
+    let mut d2 = volatile.start().await;
+    let seen = collect(&mut rx, 0, Duration::from_secs(5)).await;
+    assert!(seen.is_empty(), "nothing comes back: {seen:?}");
+
+    let _ = d2.child.kill();
+    let _ = d2.child.wait();
+    rx.close().await;
+    outside.stop().await;
+    net.shutdown().await;
+}
