@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nymd_proto::keys::VerifyingKey;
 use nymd_proto::topology::api::{
@@ -241,18 +241,56 @@ impl Shared {
 /// How long a connection left open by `register` waits for `start`.
 const WARM_MAX_AGE: Duration = Duration::from_secs(60);
 
+/// How often the refresher compares the wall clock with the monotonic one.
+/// While a machine is suspended its monotonic clock stops: without this
+/// check a refresh due "in 5 minutes" would come 5 minutes after resume,
+/// with a topology (and key rotation) hours old.
+const WALL_CHECK: Duration = Duration::from_secs(10);
+
 async fn refresher(
-    mut fetcher: Fetcher,
+    fetcher: Fetcher,
     tx: watch::Sender<TopologyState>,
     interval: Duration,
     max_failures: u32,
 ) {
+    refresher_with_clock(fetcher, tx, interval, max_failures, SystemTime::now).await
+}
+
+/// Whether a refresh is due: `interval` passed on the monotonic clock, or
+/// the wall clock moved by `interval` or went back (suspend and resume, a
+/// clock step).
+fn refresh_due(mono: Duration, wall: Result<Duration, Duration>, interval: Duration) -> bool {
+    mono >= interval || wall.map_or(true, |w| w >= interval)
+}
+
+async fn refresher_with_clock(
+    mut fetcher: Fetcher,
+    tx: watch::Sender<TopologyState>,
+    interval: Duration,
+    max_failures: u32,
+    wall: impl Fn() -> SystemTime,
+) {
     let mut failures = 0u32;
+    let mut last_mono = tokio::time::Instant::now();
+    let mut last_wall = wall();
     loop {
         tokio::select! {
             _ = tx.closed() => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(WALL_CHECK.min(interval)) => {}
         }
+        let mono = last_mono.elapsed();
+        let wall_now = wall();
+        let walled = wall_now.duration_since(last_wall).map_err(|e| e.duration());
+        if !refresh_due(mono, walled, interval) {
+            continue;
+        }
+        if mono < interval {
+            tracing::info!(
+                "the wall clock moved by {walled:?} while {mono:?} passed (suspend and resume, or a clock step); refreshing the topology now"
+            );
+        }
+        last_mono = tokio::time::Instant::now();
+        last_wall = wall_now;
         match fetcher.fetch().await {
             Ok(t) => {
                 failures = 0;
@@ -451,4 +489,63 @@ pub(crate) fn gateway_candidates(
         return rewarded;
     }
     collect(topology.entry_capable_nodes().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn refreshes_are_due_on_either_clock() {
+        let i = Duration::from_secs(300);
+        let s = Duration::from_secs;
+        assert!(!refresh_due(s(10), Ok(s(10)), i));
+        assert!(refresh_due(s(300), Ok(s(300)), i));
+        // Suspended for an hour: the monotonic clock saw 10 s.
+        assert!(refresh_due(s(10), Ok(s(3600)), i));
+        // The wall clock stepped back.
+        assert!(refresh_due(s(10), Err(s(5)), i));
+    }
+
+    /// A suspend (wall clock jumps an hour, the monotonic clock does not)
+    /// brings a refresh within one check, not at the next interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_suspend_triggers_a_refresh_at_once() {
+        let shared = Shared::new(SharedConfig::default()).expect("shared");
+        let fetcher = Fetcher::new(
+            shared.http().clone(),
+            TopologySource::Fixed(NymTopology::default()),
+            &SharedConfig::default(),
+        );
+        let (tx, mut rx) = watch::channel(None);
+        let offset = Arc::new(AtomicU64::new(0));
+        let o = offset.clone();
+        let base = SystemTime::now();
+        let wall = move || base + Duration::from_secs(o.load(Ordering::Relaxed));
+        let interval = Duration::from_secs(300);
+        let task = tokio::spawn(refresher_with_clock(fetcher, tx, interval, 3, wall));
+
+        // 60 s on both clocks: nothing due.
+        offset.store(60, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            !rx.has_changed().expect("open"),
+            "no refresh before the interval"
+        );
+
+        // Resume after an hour: the wall clock jumped.
+        offset.store(60 + 3600, Ordering::Relaxed);
+        tokio::time::sleep(WALL_CHECK + Duration::from_secs(1)).await;
+        assert!(rx.has_changed().expect("open"), "refreshed after the jump");
+        rx.borrow_and_update();
+
+        // And then on the normal schedule again, not in a loop.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!rx.has_changed().expect("open"));
+        tokio::time::sleep(interval).await;
+        assert!(rx.has_changed().expect("open"));
+        drop(rx);
+        task.abort();
+    }
 }
