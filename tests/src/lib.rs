@@ -36,6 +36,16 @@ pub fn fast_traffic() -> TrafficConfig {
     }
 }
 
+/// The embedded mixnet with per-hop delays off (tests measure nothing).
+pub async fn fast_localnet() -> nymd_localnet::Localnet {
+    nymd_localnet::Localnet::start(nymd_localnet::LocalnetConfig {
+        delay: nymd_localnet::DelayPolicy::NoDelay,
+        ..nymd_localnet::LocalnetConfig::default()
+    })
+    .await
+    .expect("localnet")
+}
+
 /// A free loopback port (bound then released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

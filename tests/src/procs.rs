@@ -129,3 +129,90 @@ pub fn nymctl_json(socket: &Path, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("nymctl --json prints JSON")
 }
+
+/// A fast nymd config (no cover traffic, no delays, identities from a free
+/// port) written to `dir/nymd.toml`, with `extra_traffic` lines appended to
+/// its `[identities.traffic]` section.
+pub fn write_fast_config(dir: &Path, extra_traffic: &str) -> PathBuf {
+    let cfg = dir.join("nymd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[identities]\nfirst_port = {}\n\n[identities.traffic]\ndisable_cover_traffic = true\ndisable_delays = true\n{extra_traffic}",
+            crate::free_port()
+        ),
+    )
+    .expect("config");
+    cfg
+}
+
+/// One nymd installation (config, state dir, socket under `dir`) started
+/// and stopped as often as a test likes; each run logs to
+/// `dir/nymd-<run>.log`.
+#[derive(Debug)]
+pub struct NymdHarness {
+    /// Its control socket.
+    pub socket: PathBuf,
+    /// Where config, state and logs live.
+    pub dir: PathBuf,
+    args: Vec<String>,
+    /// Runs started so far.
+    pub runs: u32,
+}
+
+impl NymdHarness {
+    /// `dir/nymd.toml` from [`write_fast_config`], `dir/state`, and the
+    /// directory at `api`.
+    pub fn new(dir: &Path, api: &str, extra_traffic: &str) -> Self {
+        let cfg = write_fast_config(dir, extra_traffic);
+        Self {
+            socket: dir.join("nymd.sock"),
+            dir: dir.to_path_buf(),
+            args: vec![
+                "--config".into(),
+                cfg.display().to_string(),
+                "--state-dir".into(),
+                dir.join("state").display().to_string(),
+                "--nym-api".into(),
+                api.into(),
+            ],
+            runs: 0,
+        }
+    }
+
+    /// Spawn a run without waiting for it.
+    pub fn spawn(&mut self) -> Daemon {
+        self.runs += 1;
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Daemon::spawn(&self.socket, &args, &self.log(self.runs))
+    }
+
+    /// Spawn a run and wait until its control socket answers.
+    pub async fn start(&mut self) -> Daemon {
+        let d = self.spawn();
+        tokio::task::spawn_blocking(move || {
+            let mut d = d;
+            d.wait_ready(crate::WAIT);
+            d
+        })
+        .await
+        .expect("join")
+    }
+
+    /// The log file of run `run`.
+    pub fn log(&self, run: u32) -> PathBuf {
+        self.dir.join(format!("nymd-{run}.log"))
+    }
+
+    /// `nymctl --json ARGS` against this daemon.
+    pub async fn ctl(&self, args: &[&str]) -> serde_json::Value {
+        let socket = self.socket.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            nymctl_json(&socket, &a)
+        })
+        .await
+        .expect("join")
+    }
+}

@@ -1,7 +1,7 @@
 //! nymd on the embedded local mixnet, driven the way apps drive nym-client:
 //! real websocket connections to each identity's port.
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
+use nymd_localnet::Localnet;
 use nymd_proto::appapi::{ClientRequest, ErrorKind, ServerResponse};
 use nymd_proto::keys::{EncryptionKeyPair, IdentityKeyPair};
 use nymd_proto::{Recipient, SenderTag};
@@ -9,12 +9,7 @@ use nymd_tests::{free_port, App, TestDaemon};
 use rand::RngCore;
 
 async fn localnet() -> Localnet {
-    Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet")
+    nymd_tests::fast_localnet().await
 }
 
 async fn expect_received(app: &mut App) -> (Vec<u8>, Option<SenderTag>) {

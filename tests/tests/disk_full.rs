@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_tests::procs::{nymctl, nymctl_json, Daemon};
 use nymd_tests::{free_port, App};
@@ -99,12 +98,7 @@ async fn init_on_a_full_or_read_only_state_dir_fails_clearly_and_running_identit
         None
     };
 
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let cfg = dir.join("nymd.toml");
     std::fs::write(
         &cfg,

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_tests::{free_port, App, TestDaemon};
 
@@ -47,12 +46,7 @@ async fn next_received(app: &mut App) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_app_gets_backpressure_and_loses_nothing() {
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let state = tempfile::tempdir().expect("tmp");
     let d = Arc::new(TestDaemon::start(state.path(), &net.api_url(), free_port()));
     let (alice_ws, _) = d.init("alice").await;

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_mixnet::{
     ClientKeys, GatewayConfig, GatewaySelection, Shared, SharedConfig, TopologySource, Url,
 };
@@ -283,12 +282,7 @@ async fn hostile_gateway(l: TcpListener, mode: Gw, written: Arc<AtomicU64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_gateway_cannot_hang_or_flood_the_client() {
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let gw = net.gateways()[0].clone();
     let gw_id = gw.id.to_string();
     let original: serde_json::Value =

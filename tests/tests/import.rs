@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::keys::GatewaySharedKey;
 use nymd_tests::procs::{nymctl, nymctl_json, Daemon};
@@ -85,12 +84,7 @@ mod toml_like {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_keeps_the_whole_address() {
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = tmp.path().join("nymd.toml");
     std::fs::write(

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_proto::appapi::ServerResponse;
 use nymd_tests::procs::{nymctl, nymctl_json, Daemon};
 use nymd_tests::{free_port, App};
@@ -22,12 +21,7 @@ fn code(out: &std::process::Output) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nymctl_drives_a_real_daemon() {
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = tmp.path().join("nymd.toml");
     std::fs::write(&cfg, config(free_port())).expect("config");

@@ -7,73 +7,33 @@
 //! the restart, as documented.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
+use nymd_localnet::Localnet;
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::Recipient;
-use nymd_tests::procs::{nymctl, nymctl_json, Daemon};
+use nymd_tests::procs::{nymctl, Daemon, NymdHarness};
 use nymd_tests::{free_port, App, TestDaemon, WAIT};
 
-struct Nymd {
-    socket: PathBuf,
-    args: Vec<String>,
-    dir: PathBuf,
-    runs: u32,
-}
+/// The daemon under test, with a few outbox helpers.
+struct Nymd(NymdHarness);
 
 impl Nymd {
     fn new(dir: &Path, api: &str, persist: bool) -> Self {
-        let cfg = dir.join("nymd.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[identities]\nfirst_port = {}\n\n[identities.traffic]\ndisable_cover_traffic = true\ndisable_delays = true\npersist_outbox = {persist}\n",
-                free_port()
-            ),
-        )
-        .expect("config");
-        Self {
-            socket: dir.join("nymd.sock"),
-            args: vec![
-                "--config".into(),
-                cfg.display().to_string(),
-                "--state-dir".into(),
-                dir.join("state").display().to_string(),
-                "--nym-api".into(),
-                api.into(),
-            ],
-            dir: dir.to_path_buf(),
-            runs: 0,
-        }
+        Self(NymdHarness::new(
+            dir,
+            api,
+            &format!("persist_outbox = {persist}\n"),
+        ))
     }
 
     async fn start(&mut self) -> Daemon {
-        self.runs += 1;
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let mut d = Daemon::spawn(
-            &self.socket,
-            &args,
-            &self.dir.join(format!("nymd-{}.log", self.runs)),
-        );
-        tokio::task::spawn_blocking(move || {
-            d.wait_ready(WAIT);
-            d
-        })
-        .await
-        .expect("join")
+        self.0.start().await
     }
 
     async fn ctl(&self, args: &[&str]) -> serde_json::Value {
-        let socket = self.socket.clone();
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            nymctl_json(&socket, &a)
-        })
-        .await
-        .expect("join")
+        self.0.ctl(args).await
     }
 
     /// The identity's `outbox_messages` once it has reached `want`.
@@ -153,12 +113,7 @@ async fn set_layer(net: &Localnet, running: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacknowledged_messages_survive_sigkill_and_shutdown() {
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let outside_state = tmp.path().join("outside");
     std::fs::create_dir(&outside_state).expect("dir");
@@ -193,7 +148,7 @@ async fn unacknowledged_messages_survive_sigkill_and_shutdown() {
             let _ = d.child.kill();
             let _ = d.child.wait();
         } else {
-            assert!(nymctl(&nymd.socket, &["daemon", "shutdown"])
+            assert!(nymctl(&nymd.0.socket, &["daemon", "shutdown"])
                 .status
                 .success());
             let socket_gone = tokio::task::spawn_blocking(move || d.wait_exit(WAIT))

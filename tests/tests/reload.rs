@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use nymd::manager::{InitRequest, ManagerEvent, ReloadReport, RunState};
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_tests::{free_port, TestDaemon, WAIT};
 
 async fn wait_state(d: &TestDaemon, id: &str, want: RunState) {
@@ -34,12 +33,7 @@ fn edit_config(state: &Path, id: &str, edit: impl FnOnce(&mut String)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_each_folder_change_and_leaves_the_rest_alone() {
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let state = tempfile::tempdir().expect("tmp");
     let d = TestDaemon::start(state.path(), &net.api_url(), free_port());
     for id in ["alice", "bob", "carol", "erin"] {

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::Recipient;
 use nymd_tests::procs::{bin, nymctl, nymctl_json, Daemon};
@@ -138,12 +137,7 @@ impl Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_private_and_stay_out_of_the_logs() {
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let s = Setup::new(tmp.path());
     let api = net.api_url();

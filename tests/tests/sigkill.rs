@@ -18,14 +18,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::Recipient;
-use nymd_tests::procs::{bin, nymctl, nymctl_json, Daemon};
+use nymd_tests::procs::{bin, nymctl, nymctl_json, Daemon, NymdHarness};
 use nymd_tests::{free_port, App, TestDaemon};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,49 +37,20 @@ const BUDGET: Duration = Duration::from_secs(150);
 const MIN_KILLS: u32 = 10;
 /// Identities made by interrupted inits are capped so restarts stay cheap.
 const MAX_IDENTITIES: usize = 8;
-const READY: Duration = Duration::from_secs(60);
 
-struct Harness {
-    dir: PathBuf,
-    socket: PathBuf,
-    args: Vec<String>,
-    runs: u32,
-}
-
-impl Harness {
-    fn spawn(&mut self) -> Daemon {
-        self.runs += 1;
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        Daemon::spawn(&self.socket, &args, &self.log(self.runs))
-    }
-
-    fn log(&self, run: u32) -> PathBuf {
-        self.dir.join(format!("nymd-{run}.log"))
-    }
-
-    fn check_log(&self, run: u32) {
-        let log = std::fs::read_to_string(self.log(run)).unwrap_or_default();
-        assert!(!log.contains("panicked"), "nymd run {run} panicked:\n{log}");
-        assert!(
-            !log.contains("cannot be loaded"),
-            "nymd run {run} found a damaged identity:\n{log}"
-        );
-    }
+/// nymd's log must show neither a panic nor a damaged identity.
+fn check_log(h: &NymdHarness, run: u32) {
+    let log = std::fs::read_to_string(h.log(run)).unwrap_or_default();
+    assert!(!log.contains("panicked"), "nymd run {run} panicked:\n{log}");
+    assert!(
+        !log.contains("cannot be loaded"),
+        "nymd run {run} found a damaged identity:\n{log}"
+    );
 }
 
 fn kill(d: &mut Daemon) {
     let _ = d.child.kill();
     let _ = d.child.wait();
-}
-
-async fn ready(d: Daemon) -> Daemon {
-    tokio::task::spawn_blocking(move || {
-        let mut d = d;
-        d.wait_ready(READY);
-        d
-    })
-    .await
-    .expect("join")
 }
 
 /// id → (address, websocket port) as `nymctl list` reports them.
@@ -155,12 +125,7 @@ async fn nymd_survives_sigkill_at_random_points() {
             .with_test_writer()
             .try_init();
     }
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
 
@@ -176,31 +141,10 @@ async fn nymd_survives_sigkill_at_random_points() {
         .await;
     let _ = outside_app.next_response().await;
 
-    let cfg = dir.join("nymd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[identities]\nfirst_port = {}\n\n[identities.traffic]\ndisable_cover_traffic = true\ndisable_delays = true\n",
-            free_port()
-        ),
-    )
-    .expect("config");
-    let mut h = Harness {
-        dir: dir.to_path_buf(),
-        socket: dir.join("nymd.sock"),
-        args: vec![
-            "--config".into(),
-            cfg.display().to_string(),
-            "--state-dir".into(),
-            dir.join("state").display().to_string(),
-            "--nym-api".into(),
-            net.api_url(),
-        ],
-        runs: 0,
-    };
+    let mut h = NymdHarness::new(dir, &net.api_url(), "");
     let socket = h.socket.clone();
 
-    let mut d = ready(h.spawn()).await;
+    let mut d = h.start().await;
     let mut known: BTreeMap<String, String> = BTreeMap::new();
     for id in ["rx", "tx"] {
         let (addr, _) = init(&socket, id).await;
@@ -231,7 +175,7 @@ async fn nymd_survives_sigkill_at_random_points() {
                 d = h.spawn();
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(0..500))).await;
                 kill(&mut d);
-                h.check_log(h.runs);
+                check_log(&h, h.runs);
             }
             // During `nymctl init`.
             1 => {
@@ -276,14 +220,14 @@ async fn nymd_survives_sigkill_at_random_points() {
             }
         }
         kills += 1;
-        h.check_log(h.runs);
+        check_log(&h, h.runs);
 
         // While nymd is down, a message for rx: its gateway stores it (the
         // sender's client gets the gateway's ack).
         let note = format!("while down {kills}").into_bytes();
         send(&mut outside_app, rx_addr, note.clone()).await;
 
-        d = ready(h.spawn()).await;
+        d = h.start().await;
         let now = list(&socket).await;
         for (id, addr) in &known {
             let got = now.get(id).map(|(a, _)| a);
@@ -370,7 +314,7 @@ async fn nymd_survives_sigkill_at_random_points() {
         .await
         .expect("join");
     assert!(status.success(), "nymd exit status {status}");
-    h.check_log(h.runs);
+    check_log(&h, h.runs);
     outside_app.close().await;
     outside.stop().await;
     net.shutdown().await;

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig};
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_tests::procs::{bin, nymctl, nymctl_json, Daemon};
 use nymd_tests::{free_port, App};
@@ -30,12 +29,7 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_does_not_block_nymd() {
-    let net = Localnet::start(LocalnetConfig {
-        delay: DelayPolicy::NoDelay,
-        ..LocalnetConfig::default()
-    })
-    .await
-    .expect("localnet");
+    let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
     let cfg = dir.join("nymd.toml");
