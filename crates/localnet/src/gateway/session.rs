@@ -405,6 +405,17 @@ impl Connection {
                     return;
                 }
                 Event::Push(msg) => {
+                    // A client that died (SIGKILL, crash) leaves a socket
+                    // that still accepts writes: the peer's FIN only stops
+                    // reads. When its end-of-stream is already here (and
+                    // the select picked the push first) the message would
+                    // vanish into a dead socket; keep it instead.
+                    if peer_has_closed(ws) {
+                        tracing::debug!(client = %short(&s.client), session = s.handle.id, "client gone before a push; keeping the message");
+                        self.gw.close_session(&s.client, s.handle.id);
+                        self.gw.deliver(s.client, msg);
+                        return;
+                    }
                     let frame = seal_pushed_message(&mut self.rng, &s.key, &msg);
                     let sent = ws.send(Message::binary(frame)).await.is_ok();
                     tracing::debug!(client = %short(&s.client), session = s.handle.id, sent, len = msg.len(), "push written");
@@ -549,6 +560,17 @@ impl Connection {
         };
         self.send(ws, &r).await
     }
+}
+
+/// Whether the client's end of the connection is known to be closed: the
+/// kernel holds its end-of-stream (or a reset) and no data before it.
+fn peer_has_closed(ws: &Ws) -> bool {
+    use futures_util::FutureExt;
+    let mut byte = [0u8; 1];
+    matches!(
+        ws.get_ref().peek(&mut byte).now_or_never(),
+        Some(Ok(0)) | Some(Err(_))
+    )
 }
 
 /// Whether a live session answers a ping within [`PROBE_TIMEOUT`].
