@@ -168,14 +168,22 @@ async fn keys_are_private_and_stay_out_of_the_logs() {
         0,
         "state dir not writable by others"
     );
-    for id in ["alice", "bob"] {
-        let dir = ids.join(id);
-        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
-        for e in std::fs::read_dir(&dir).expect("dir") {
+    // Every folder below an identity (its outbox too) 0700, every file 0600.
+    fn check_tree(dir: &std::path::Path) {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+        for e in std::fs::read_dir(dir).expect("dir") {
             let p = e.expect("entry").path();
-            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            if p.is_dir() {
+                check_tree(&p);
+            } else {
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+            }
         }
     }
+    for id in ["alice", "bob"] {
+        check_tree(&ids.join(id));
+    }
+    assert!(ids.join("alice/outbox/journal").exists(), "the outbox is checked too");
 
     let secret_text = "SECRET-CONTENT-7f3a9c";
     let secret_bin: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
