@@ -183,7 +183,10 @@ async fn keys_are_private_and_stay_out_of_the_logs() {
     for id in ["alice", "bob"] {
         check_tree(&ids.join(id));
     }
-    assert!(ids.join("alice/outbox/journal").exists(), "the outbox is checked too");
+    assert!(
+        ids.join("alice/outbox/journal").exists(),
+        "the outbox is checked too"
+    );
 
     let secret_text = "SECRET-CONTENT-7f3a9c";
     let secret_bin: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
