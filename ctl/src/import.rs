@@ -121,37 +121,17 @@ pub fn read_registration(db: &Path) -> anyhow::Result<Option<ImportedGateway>> {
     }))
 }
 
-/// Decode a PEM file with exactly one block of the expected label.
+/// Decode a PEM file whose block carries the expected label.
 pub fn decode_pem(text: &str, label: &str) -> anyhow::Result<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or_default();
-    if first != begin {
-        let got = first
-            .strip_prefix("-----BEGIN ")
-            .and_then(|l| l.strip_suffix("-----"))
-            .unwrap_or(first);
-        bail!("unexpected key pem tag: got '{got}', expected '{label}'");
-    }
-    let mut body = String::new();
-    let mut closed = false;
-    for line in lines.by_ref() {
-        if line == end {
-            closed = true;
-            break;
+    let (got, bytes) = nymd_proto::pem::decode_any(text)?;
+    if got != label {
+        return Err(nymd_proto::pem::PemError::WrongLabel {
+            got,
+            expected: label.to_owned(),
         }
-        body.push_str(line);
+        .into());
     }
-    if !closed {
-        bail!("no '{end}' line");
-    }
-    if lines.next().is_some() {
-        bail!("text after the end of the key");
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .context("the key is not valid base64")
+    Ok(bytes)
 }
 
 /// Read a nym-client folder.
@@ -302,7 +282,7 @@ mod tests {
             vec![1, 2, 3]
         );
         let err = decode_pem(pem, "ED25519 PUBLIC KEY").expect_err("wrong label");
-        assert!(err.to_string().contains("got 'X25519 PUBLIC KEY'"), "{err}");
+        assert!(err.to_string().contains("Got 'X25519 PUBLIC KEY'"), "{err}");
         assert!(decode_pem(
             "-----BEGIN X25519 PUBLIC KEY-----\nAQID\n",
             "X25519 PUBLIC KEY"

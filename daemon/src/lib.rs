@@ -19,7 +19,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod fsutil;
+pub use nymd_fsutil as fsutil;
 pub mod health;
 pub mod manager;
 pub mod notify;

@@ -78,42 +78,12 @@ fn io_error<'a>(
 
 /// Create `dir` (and parents) with mode 0700 for the new parts.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), LocalnetError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(io_error("create the state folder", dir))
+    nymd_fsutil::create_private_dir(dir).map_err(io_error("create the state folder", dir))
 }
 
 /// Write `bytes` to `path` atomically with mode 0600.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent folder"))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{:016x}",
-        name.to_string_lossy(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    nymd_fsutil::write_atomic(path, bytes, FILE_MODE)
 }
 
 /// Read a file, `None` if it does not exist.

@@ -198,14 +198,7 @@ impl Drop for Outbox {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), OutboxError> {
-    match std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(dir)
-    {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io(dir)(e)),
-    }
+    nymd_fsutil::create_private_dir(dir).map_err(io(dir))
 }
 
 /// Read the records of a journal; what follows a damaged record is ignored
@@ -513,24 +506,7 @@ impl Journal {
 
 /// Temp file in the same folder, fsync, rename, fsync the folder; mode 0600.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutboxError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".journal.tmp.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(path)(e)
-    })
+    nymd_fsutil::write_atomic(path, bytes, nymd_fsutil::SECRET_FILE_MODE).map_err(io(path))
 }
 
 /// Read a whole journal file (tests and tools).
