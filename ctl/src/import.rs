@@ -17,7 +17,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use base64::Engine as _;
 use nymd_ipc::{ImportRequest, ImportedGateway};
 
 /// A key file nym-client writes: file name, PEM label, raw length.

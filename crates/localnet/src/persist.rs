@@ -13,9 +13,8 @@
 //! [`LocalnetConfig::state_dir`]: crate::LocalnetConfig::state_dir
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use nymd_proto::keys::{GatewaySharedKey, IdentityKeyPair, X25519Secret};
@@ -30,9 +29,7 @@ pub const NETWORK_STATE_FILE: &str = "localnet.json";
 /// Version of both file formats.
 const FORMAT_VERSION: u32 = 1;
 /// Mode of the state files.
-const FILE_MODE: u32 = 0o600;
-/// Mode of the state folder.
-const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = nymd_fsutil::SECRET_FILE_MODE;
 
 /// Name of a gateway's client file in the state folder.
 pub fn gateway_clients_file(id: NodeId) -> String {
