@@ -261,7 +261,7 @@ fn counters_of(s: &ClientStats) -> TrafficCounters {
         cover_packets_sent: s.cover_packets_sent,
         cover_bytes_sent: s.cover_bytes_sent,
         cover_packets_received: s.cover_packets_received,
-        cover_bytes_received: 0,
+        cover_bytes_received: s.cover_bytes_received,
         acks_received: s.acks_received,
         retransmissions: s.retransmissions,
         queue_depth: s.queued_packets,

@@ -813,6 +813,7 @@ impl Actor {
             Some(PushedKind::Message(_)) => {
                 if self.cover_markers.take(&plain) {
                     StatsCounters::add(&s.cover_packets_received, 1);
+                    StatsCounters::add(&s.cover_bytes_received, plain.len() as u64);
                     return;
                 }
                 let reply_keys = &mut self.reply_keys;
@@ -829,6 +830,7 @@ impl Actor {
                 };
                 if is_cover(&decrypted.fragment) {
                     StatsCounters::add(&s.cover_packets_received, 1);
+                    StatsCounters::add(&s.cover_bytes_received, plain.len() as u64);
                     return;
                 }
                 StatsCounters::add(&s.real_packets_received, 1);

@@ -238,6 +238,8 @@ pub struct ClientStats {
     pub real_bytes_received: u64,
     /// Loop cover packets received.
     pub cover_packets_received: u64,
+    /// Bytes of those pushed plaintexts.
+    pub cover_bytes_received: u64,
     /// Acks of real fragments received.
     pub acks_received: u64,
     /// Fragments retransmitted.
@@ -271,6 +273,7 @@ pub(crate) struct StatsCounters {
     pub real_packets_received: AtomicU64,
     pub real_bytes_received: AtomicU64,
     pub cover_packets_received: AtomicU64,
+    pub cover_bytes_received: AtomicU64,
     pub acks_received: AtomicU64,
     pub retransmissions: AtomicU64,
     pub messages_received: AtomicU64,
@@ -304,6 +307,7 @@ impl StatsCounters {
             real_packets_received: l(&self.real_packets_received),
             real_bytes_received: l(&self.real_bytes_received),
             cover_packets_received: l(&self.cover_packets_received),
+            cover_bytes_received: l(&self.cover_bytes_received),
             acks_received: l(&self.acks_received),
             retransmissions: l(&self.retransmissions),
             messages_received: l(&self.messages_received),

@@ -333,6 +333,12 @@ async fn default_cover_traffic_over_the_localnet() {
     loop {
         let s = a.handle.stats();
         if s.cover_packets_sent > 5 && s.cover_packets_received > 0 && s.acks_received > 0 {
+            // Received loop cover is counted in bytes too (a pushed
+            // plaintext of a regular packet each).
+            assert!(
+                s.cover_bytes_received >= s.cover_packets_received * 1000,
+                "{s:?}"
+            );
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{s:?}");
