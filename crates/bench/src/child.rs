@@ -133,6 +133,7 @@ impl NymdProc {
         cover: bool,
         delays: bool,
         derivation: &str,
+        outbox: bool,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("own path")?;
         let mut child = Command::new(exe)
@@ -144,6 +145,8 @@ impl NymdProc {
             .arg(delays.to_string())
             .arg("--derivation")
             .arg(derivation)
+            .arg("--outbox")
+            .arg(outbox.to_string())
             .env("RUST_LOG", "error")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

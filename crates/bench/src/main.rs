@@ -96,6 +96,10 @@ pub struct Args {
     /// Internal: run as a nymd child against this nym-api URL.
     #[arg(long, hide = true)]
     pub serve: Option<String>,
+    /// Journal outgoing messages in nymd's persisted outbox (as nymd does
+    /// by default); `--outbox false` measures without it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox: bool,
     /// Internal (child): cover traffic on.
     #[arg(long, hide = true, default_value_t = true, action = clap::ArgAction::Set)]
     pub cover: bool,
@@ -139,7 +143,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     if let Some(api) = args.serve.clone() {
-        return rt.block_on(serve::serve(api, args.cover, args.delays));
+        return rt.block_on(serve::serve(api, args.cover, args.delays, args.outbox));
     }
     args.apply_quick();
     let started = std::time::Instant::now();

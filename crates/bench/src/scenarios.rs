@@ -169,7 +169,7 @@ async fn idle(
     n: usize,
     derivation: &str,
 ) -> anyhow::Result<Value> {
-    let mut c = NymdProc::spawn(&net.api_url, true, true, derivation).await?;
+    let mut c = NymdProc::spawn(&net.api_url, true, true, derivation, args.outbox).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pss0 = pss_bytes(c.pid).unwrap_or(0);
     let init_secs = c.init(n, "idle").await?;
@@ -226,8 +226,8 @@ async fn throughput(
     net: &LocalnetProc,
     floor: Option<&Floor>,
 ) -> anyhow::Result<Value> {
-    let mut tx = NymdProc::spawn(&net.api_url, false, false, &args.derivation).await?;
-    let mut rx = NymdProc::spawn(&net.api_url, false, false, &args.derivation).await?;
+    let mut tx = NymdProc::spawn(&net.api_url, false, false, &args.derivation, args.outbox).await?;
+    let mut rx = NymdProc::spawn(&net.api_url, false, false, &args.derivation, args.outbox).await?;
     tx.init(1, "tx").await?;
     rx.init(1, "rx").await?;
     let txr = tx.wait_running(false).await?;
@@ -340,7 +340,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn latency(args: &Args, net: &LocalnetProc, poisson: bool) -> anyhow::Result<Value> {
-    let mut c = NymdProc::spawn(&net.api_url, poisson, false, &args.derivation).await?;
+    let mut c = NymdProc::spawn(&net.api_url, poisson, false, &args.derivation, args.outbox).await?;
     c.init(2, "lat").await?;
     let rows = c.wait_running(poisson).await?;
     let (a, b) = match (rows.first(), rows.get(1)) {
@@ -391,7 +391,7 @@ async fn latency(args: &Args, net: &LocalnetProc, poisson: bool) -> anyhow::Resu
 
 async fn fanout(args: &Args, net: &LocalnetProc) -> anyhow::Result<Value> {
     let f = args.fanout_identities.max(1);
-    let mut c = NymdProc::spawn(&net.api_url, false, true, &args.derivation).await?;
+    let mut c = NymdProc::spawn(&net.api_url, false, true, &args.derivation, args.outbox).await?;
     c.init(f, "fan").await?;
     let rows = c.wait_running(false).await?;
     tokio::time::sleep(secs(args.warmup)).await;

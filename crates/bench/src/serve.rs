@@ -49,7 +49,7 @@ fn stats_json(m: &Manager) -> Value {
 }
 
 /// Run the child until `quit` or end of input.
-pub async fn serve(api: String, cover: bool, delays: bool) -> anyhow::Result<()> {
+pub async fn serve(api: String, cover: bool, delays: bool, outbox: bool) -> anyhow::Result<()> {
     let state = tempfile::tempdir().context("state dir")?;
     let store = IdentityStore::open(state.path()).context("identity store")?;
     let shared = Shared::new(SharedConfig {
@@ -70,6 +70,7 @@ pub async fn serve(api: String, cover: bool, delays: bool) -> anyhow::Result<()>
             traffic: TrafficConfig {
                 disable_cover_traffic: !cover,
                 disable_delays: !delays,
+                persist_outbox: Some(outbox),
                 ..TrafficConfig::default()
             },
             ..IdentitiesSection::default()
