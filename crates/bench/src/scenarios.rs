@@ -340,7 +340,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn latency(args: &Args, net: &LocalnetProc, poisson: bool) -> anyhow::Result<Value> {
-    let mut c = NymdProc::spawn(&net.api_url, poisson, false, &args.derivation, args.outbox).await?;
+    let mut c =
+        NymdProc::spawn(&net.api_url, poisson, false, &args.derivation, args.outbox).await?;
     c.init(2, "lat").await?;
     let rows = c.wait_running(poisson).await?;
     let (a, b) = match (rows.first(), rows.get(1)) {
