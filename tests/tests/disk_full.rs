@@ -166,6 +166,25 @@ async fn init_on_a_full_or_read_only_state_dir_fails_clearly_and_running_identit
     round_trip(port, b"while full").await;
     let st = nymctl_json(&socket, &["status", "a"]);
     assert_eq!(st["identity"]["state"].as_str(), Some("Running"), "{st}");
+    // And it starts again while the disk is full: its outbox cannot be
+    // rewritten, so it runs with outgoing messages in memory (logged).
+    // (`restart` writes nothing; `stop` would record autostart = false.)
+    let restart = nymctl(&socket, &["restart", "a"]);
+    assert!(
+        restart.status.success(),
+        "restart while full: {}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let st = nymctl_json(&socket, &["status", "a"]);
+        if st["identity"]["state"].as_str() == Some("Running") {
+            break;
+        }
+        assert!(start.elapsed() < READY, "a did not start again: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    round_trip(port, b"restarted while full").await;
 
     // Room again: init works.
     match filler {

@@ -107,7 +107,39 @@ impl Outbox {
     /// Open (creating) the outbox in `dir`, returning what is still to be
     /// sent, oldest first. Blocking: call from a blocking context.
     /// `journalled` is kept at the number of messages in the journal.
+    ///
+    /// Only another writer holding the journal is an error. When the folder
+    /// cannot be written (disk full, read-only) the client still runs, with
+    /// what can be read of the journal queued again and new messages kept in
+    /// memory only, and says so in the log.
     pub(crate) fn open(
+        dir: &Path,
+        journalled: Arc<AtomicU64>,
+    ) -> Result<(Outbox, Vec<OutboxEntry>), OutboxError> {
+        match Self::open_journal(dir, journalled) {
+            Ok(x) => Ok(x),
+            Err(e @ OutboxError::Locked(_)) => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; outgoing messages are kept in memory only (lost if nymd stops) \
+                     until the identity restarts with a writable outbox"
+                );
+                let path = dir.join(JOURNAL);
+                let entries = std::fs::read(&path)
+                    .map(|bytes| replay(&path, &bytes).0)
+                    .unwrap_or_default();
+                Ok((
+                    Outbox {
+                        tx: None,
+                        thread: None,
+                    },
+                    entries,
+                ))
+            }
+        }
+    }
+
+    fn open_journal(
         dir: &Path,
         journalled: Arc<AtomicU64>,
     ) -> Result<(Outbox, Vec<OutboxEntry>), OutboxError> {
@@ -575,6 +607,22 @@ mod tests {
         assert_eq!(counter.load(Ordering::Relaxed), 2);
         let (_ob, restored) = Outbox::open(&path, Arc::default()).expect("reopen");
         assert_eq!(restored, vec![entry(2, 3), entry(4, 3)]);
+    }
+
+    #[test]
+    fn an_unwritable_folder_degrades_to_memory_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").expect("write");
+        // A folder below a file cannot be created, even by root.
+        let counter = Arc::new(AtomicU64::new(0));
+        let (mut ob, restored) =
+            Outbox::open(&file.join("outbox"), counter.clone()).expect("runs without it");
+        assert!(restored.is_empty());
+        ob.add(entry(1, 1));
+        ob.done(1);
+        ob.close();
+        assert_eq!(counter.load(Ordering::Relaxed), 0);
     }
 
     #[test]
