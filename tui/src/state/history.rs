@@ -150,6 +150,7 @@ pub(crate) fn add_counters(t: &mut TrafficCounters, c: &TrafficCounters) {
     t.acks_received += c.acks_received;
     t.retransmissions += c.retransmissions;
     t.queue_depth += c.queue_depth;
+    t.outbox_messages += c.outbox_messages;
 }
 
 /// A ring buffer of the last [`HISTORY_LEN`] samples, oldest first.
