@@ -1,7 +1,11 @@
-//! Durable, atomic file writes. A file is written to a temporary sibling
-//! created with its final mode, flushed to disk, renamed over the target, and
-//! the directory entry is synced, so a crash leaves either the old or the new
-//! content, never a torn file.
+//! Durable, atomic file writes, and an append-only journal ([`journal`]).
+//!
+//! A file is written to a temporary sibling created with its final mode,
+//! flushed to disk, renamed over the target, and the directory entry is
+//! synced, so a crash leaves either the old or the new content, never a torn
+//! file.
+
+pub mod journal;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -1188,7 +1188,7 @@ impl Actor {
         if !internal {
             if let Some(o) = &self.outbox {
                 self.journalled.insert(message, fragments.len());
-                o.add(OutboxEntry {
+                o.add(&OutboxEntry {
                     message,
                     recipient,
                     fragments: fragments.clone(),

@@ -1,0 +1,652 @@
+//! An append-only journal of records that are added and later marked done,
+//! kept so that what is not done yet survives a restart, SIGKILL or power
+//! cut. nymd keeps two: an identity's outbox (messages not yet acknowledged
+//! by the mixnet) and its inbox (messages no app has taken yet).
+//!
+//! Format (ours): a header line naming the journal, then records `len: u32
+//! LE | body | blake3(body)[..8]`; a body is `1 | id: u64 | payload` (added)
+//! or `2 | id: u64` (done). A torn or damaged tail (a crash mid-write) ends
+//! the replay and what came before it is kept; the damaged file is moved
+//! aside as `journal.damaged`.
+//!
+//! One thread per journal does the file work, in batches with one
+//! `fdatasync` each, so callers never wait for the disk. A lock file keeps a
+//! second writer of the same folder waiting (up to 5 s) until the first has
+//! written everything. When the folder cannot be written (disk full,
+//! read-only) the journal is opened disabled: callers go on in memory and
+//! the log says so.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use crate::{create_private_dir, write_atomic, SECRET_FILE_MODE};
+
+const JOURNAL: &str = "journal";
+const LOCK: &str = "lock";
+const DAMAGED: &str = "journal.damaged";
+const ADD: u8 = 1;
+const DONE: u8 = 2;
+const CHECK: usize = 8;
+/// A record larger than this is damage, not data.
+const MAX_RECORD: usize = 512 * 1024 * 1024;
+/// Compact when the file is this large and at least twice the live part.
+const COMPACT_AT: u64 = 4 * 1024 * 1024;
+/// Operations written per batch at most (one fdatasync each).
+const BATCH: usize = 1024;
+/// How long [`Journal::open`] waits for a previous writer to let go.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Errors opening a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The folder or a file in it could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another writer holds the journal.
+    #[error("{0} is in use by another writer (is a second nymd running on this state dir?)")]
+    Locked(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+enum Op {
+    Add(u64, Vec<u8>),
+    Done(u64),
+}
+
+/// The writing side: queue records (never blocks).
+#[derive(Debug)]
+pub struct Journal {
+    tx: Option<mpsc::Sender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Add(id, p) => write!(f, "Add({id}, {} bytes)", p.len()),
+            Op::Done(id) => write!(f, "Done({id})"),
+        }
+    }
+}
+
+impl Journal {
+    /// Open (creating) the journal in `dir` whose files start with
+    /// `header`, returning the records not marked done, oldest first.
+    /// `live` is kept at their number as writes reach the disk. Blocking.
+    ///
+    /// Only another writer holding the journal is an error; a folder that
+    /// cannot be written gives a disabled journal (see [`Journal::enabled`])
+    /// with whatever could be read, and a warning in the log.
+    pub fn open(
+        dir: &Path,
+        header: &'static [u8],
+        live: Arc<AtomicU64>,
+    ) -> Result<(Journal, Vec<(u64, Vec<u8>)>), JournalError> {
+        match Self::open_writable(dir, header, live) {
+            Ok(x) => Ok(x),
+            Err(e @ JournalError::Locked(_)) => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; this journal is not kept: what it protects lives in memory only \
+                     (lost if nymd stops) until it can be written again"
+                );
+                let path = dir.join(JOURNAL);
+                let records = std::fs::read(&path)
+                    .map(|bytes| replay(&path, header, &bytes).0)
+                    .unwrap_or_default();
+                Ok((Journal::disabled(), records))
+            }
+        }
+    }
+
+    /// A journal that writes nothing.
+    pub fn disabled() -> Journal {
+        Journal {
+            tx: None,
+            thread: None,
+        }
+    }
+
+    /// Whether records reach the disk.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    fn open_writable(
+        dir: &Path,
+        header: &'static [u8],
+        live: Arc<AtomicU64>,
+    ) -> Result<(Journal, Vec<(u64, Vec<u8>)>), JournalError> {
+        create_private_dir(dir).map_err(io(dir))?;
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(SECRET_FILE_MODE)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        let started = Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(JournalError::Locked(dir.to_path_buf()))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+            }
+        }
+        let path = dir.join(JOURNAL);
+        let (records, damaged) = match std::fs::read(&path) {
+            Ok(bytes) => replay(&path, header, &bytes),
+            Err(e) if e.kind() == ErrorKind::NotFound => (Vec::new(), false),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        if damaged {
+            // Kept for inspection; the readable part is rewritten below.
+            let aside = dir.join(DAMAGED);
+            std::fs::rename(&path, &aside).map_err(io(&aside))?;
+            tracing::warn!(path = %aside.display(), "a damaged journal was moved aside");
+        }
+        let writer = Writer::rewrite(&path, header, &records, live)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("nymd-journal".into())
+            .spawn(move || writer.run(rx, lock))
+            .map_err(io(dir))?;
+        Ok((
+            Journal {
+                tx: Some(tx),
+                thread: Some(thread),
+            },
+            records,
+        ))
+    }
+
+    /// Record `payload` under `id`.
+    pub fn add(&self, id: u64, payload: Vec<u8>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Op::Add(id, payload));
+        }
+    }
+
+    /// Mark `id` done (unknown ids are ignored).
+    pub fn done(&self, id: u64) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Op::Done(id));
+        }
+    }
+
+    /// Write what is queued and stop the writer (blocking).
+    pub fn close(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // Without a join the writer finishes on its own; the lock file keeps
+        // a new writer of the same folder waiting until then.
+        self.tx = None;
+    }
+}
+
+/// Read the records of a journal; what follows a damaged record is ignored
+/// (logged). Also says whether there was damage.
+fn replay(path: &Path, header: &[u8], bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, bool) {
+    let Some(mut rest) = bytes.strip_prefix(header) else {
+        if bytes.is_empty() {
+            return (Vec::new(), false);
+        }
+        tracing::warn!(path = %path.display(), "the journal has no valid header; its records are ignored");
+        return (Vec::new(), true);
+    };
+    let mut damaged = false;
+    let mut live: Vec<Option<(u64, Vec<u8>)>> = Vec::new();
+    let mut index: HashMap<u64, usize> = HashMap::new();
+    let mut records = 0usize;
+    while !rest.is_empty() {
+        let Some(body) = next_record(&mut rest) else {
+            tracing::warn!(
+                path = %path.display(),
+                records,
+                damaged_bytes = rest.len(),
+                "the journal ends with a damaged record (a crash while writing); the records before it are kept"
+            );
+            damaged = true;
+            break;
+        };
+        records += 1;
+        match decode_body(body) {
+            Some(Op::Add(id, payload)) => {
+                if let Some(old) = index.insert(id, live.len()) {
+                    live[old] = None;
+                }
+                live.push(Some((id, payload)));
+            }
+            Some(Op::Done(id)) => {
+                if let Some(i) = index.remove(&id) {
+                    live[i] = None;
+                }
+            }
+            None => {
+                tracing::warn!(path = %path.display(), records, "skipping an unreadable journal record");
+                damaged = true;
+            }
+        }
+    }
+    (live.into_iter().flatten().collect(), damaged)
+}
+
+fn next_record<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len_bytes: [u8; 4] = rest.get(..4)?.try_into().ok()?;
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len > MAX_RECORD {
+        return None;
+    }
+    let body = rest.get(4..4 + len)?;
+    let check = rest.get(4 + len..4 + len + CHECK)?;
+    if blake3::hash(body).as_bytes()[..CHECK] != *check {
+        return None;
+    }
+    *rest = &rest[4 + len + CHECK..];
+    Some(body)
+}
+
+fn decode_body(body: &[u8]) -> Option<Op> {
+    let (&kind, rest) = body.split_first()?;
+    let id = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    let payload = rest.get(8..)?;
+    match kind {
+        ADD => Some(Op::Add(id, payload.to_vec())),
+        DONE if payload.is_empty() => Some(Op::Done(id)),
+        _ => None,
+    }
+}
+
+/// Append one record (length, body, check) to `out`.
+fn encode_record(kind: u8, id: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let len = (1 + 8 + payload.len()) as u32;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(payload);
+    let check = blake3::hash(&out[start + 4..]);
+    out.extend_from_slice(&check.as_bytes()[..CHECK]);
+}
+
+/// The writer thread's state: the open file and where each live record is
+/// in it (for compaction).
+struct Writer {
+    path: PathBuf,
+    header: &'static [u8],
+    file: File,
+    /// Bytes known to be whole records.
+    len: u64,
+    live: HashMap<u64, (u64, u64)>,
+    live_bytes: u64,
+    /// The last write failed (logged once until one succeeds).
+    failing: bool,
+    live_count: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Write a fresh journal holding `records` (temp file, fsync, rename)
+    /// and open it for appending.
+    fn rewrite(
+        path: &Path,
+        header: &'static [u8],
+        records: &[(u64, Vec<u8>)],
+        live_count: Arc<AtomicU64>,
+    ) -> Result<Writer, JournalError> {
+        let mut buf = header.to_vec();
+        let mut live = HashMap::new();
+        let mut live_bytes = 0;
+        for (id, payload) in records {
+            let at = buf.len() as u64;
+            encode_record(ADD, *id, payload, &mut buf);
+            let n = buf.len() as u64 - at;
+            live.insert(*id, (at, n));
+            live_bytes += n;
+        }
+        write_atomic(path, &buf, SECRET_FILE_MODE).map_err(io(path))?;
+        live_count.store(live.len() as u64, Ordering::Relaxed);
+        let file = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(io(path))?;
+        Ok(Writer {
+            path: path.to_path_buf(),
+            header,
+            file,
+            len: buf.len() as u64,
+            live,
+            live_bytes,
+            failing: false,
+            live_count,
+        })
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Op>, _lock: File) {
+        let mut batch = Vec::new();
+        while let Ok(op) = rx.recv() {
+            batch.push(op);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.write_batch(&batch);
+            batch.clear();
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[Op]) {
+        let mut buf = Vec::new();
+        let mut placed = Vec::with_capacity(batch.len());
+        for op in batch {
+            let at = buf.len() as u64;
+            match op {
+                Op::Add(id, payload) => encode_record(ADD, *id, payload, &mut buf),
+                Op::Done(id) => encode_record(DONE, *id, &[], &mut buf),
+            }
+            placed.push((at, buf.len() as u64 - at));
+        }
+        let result = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = result {
+            // A partial record must not stay in front of later ones.
+            let _ = self.file.set_len(self.len);
+            if !std::mem::replace(&mut self.failing, true) {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "cannot write the journal ({e}); what it protects is kept in memory only until a write succeeds"
+                );
+            }
+            return;
+        }
+        if std::mem::replace(&mut self.failing, false) {
+            tracing::info!(path = %self.path.display(), "the journal is written again");
+        }
+        let base = self.len;
+        self.len += buf.len() as u64;
+        for (op, (at, n)) in batch.iter().zip(placed) {
+            let id = match op {
+                Op::Add(id, _) | Op::Done(id) => *id,
+            };
+            if let Some((_, old)) = self.live.remove(&id) {
+                self.live_bytes -= old;
+            }
+            if let Op::Add(..) = op {
+                self.live.insert(id, (base + at, n));
+                self.live_bytes += n;
+            }
+        }
+        self.live_count
+            .store(self.live.len() as u64, Ordering::Relaxed);
+        let floor = self.live_bytes + self.header.len() as u64;
+        if self.len >= COMPACT_AT && self.len >= 2 * floor {
+            if let Err(e) = self.compact() {
+                tracing::warn!(path = %self.path.display(), "cannot compact the journal: {e}");
+            }
+        }
+    }
+
+    /// Copy the live records into a new journal and replace the old one.
+    fn compact(&mut self) -> Result<(), JournalError> {
+        let mut order: Vec<(u64, u64, u64)> = self
+            .live
+            .iter()
+            .map(|(id, (at, n))| (*at, *n, *id))
+            .collect();
+        order.sort_unstable();
+        let mut buf = self.header.to_vec();
+        let mut live = HashMap::with_capacity(order.len());
+        for (at, n, id) in order {
+            let start = buf.len();
+            buf.resize(start + n as usize, 0);
+            self.file
+                .read_exact_at(&mut buf[start..], at)
+                .map_err(io(&self.path))?;
+            live.insert(id, (start as u64, n));
+        }
+        write_atomic(&self.path, &buf, SECRET_FILE_MODE).map_err(io(&self.path))?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .open(&self.path)
+            .map_err(io(&self.path))?;
+        self.len = buf.len() as u64;
+        self.live = live;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, RngCore, SeedableRng};
+
+    const H: &[u8] = b"test-journal v1\n";
+
+    fn rec(id: u64, n: usize) -> (u64, Vec<u8>) {
+        (id, (0..n).map(|i| (i as u64 ^ id) as u8).collect())
+    }
+
+    #[test]
+    fn what_is_not_done_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j");
+        let (mut j, got) = Journal::open(&path, H, Arc::default()).expect("open");
+        assert!(got.is_empty());
+        for id in 0..5 {
+            let (id, p) = rec(id, 100);
+            j.add(id, p);
+        }
+        j.done(1);
+        j.done(3);
+        j.done(77);
+        j.close();
+        let count = Arc::new(AtomicU64::new(0));
+        let (mut j, got) = Journal::open(&path, H, count.clone()).expect("reopen");
+        assert_eq!(got, vec![rec(0, 100), rec(2, 100), rec(4, 100)]);
+        assert_eq!(count.load(Ordering::Relaxed), 3);
+        j.done(0);
+        j.close();
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+        let (_j, got) = Journal::open(&path, H, Arc::default()).expect("reopen");
+        assert_eq!(got, vec![rec(2, 100), rec(4, 100)]);
+    }
+
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        j.add(1, vec![1]);
+        j.close();
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&path.join(JOURNAL)), 0o600);
+        assert_eq!(mode(&path.join(LOCK)), 0o600);
+    }
+
+    #[test]
+    fn a_torn_or_damaged_tail_keeps_what_came_before() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        let (a, b) = (rec(1, 300), rec(2, 300));
+        j.add(a.0, a.1.clone());
+        j.add(b.0, b.1.clone());
+        j.close();
+        let file = path.join(JOURNAL);
+        let whole = std::fs::read(&file).expect("read");
+        let first_end = {
+            let mut rest = &whole[H.len()..];
+            next_record(&mut rest).expect("first");
+            whole.len() - rest.len()
+        };
+        for cut in [first_end + 1, first_end + 7, whole.len() - 1] {
+            let (got, damaged) = replay(&file, H, &whole[..cut]);
+            assert_eq!(got, vec![a.clone()], "cut at {cut}");
+            assert!(damaged);
+        }
+        let mut flipped = whole.clone();
+        flipped[first_end + 20] ^= 1;
+        assert_eq!(replay(&file, H, &flipped).0, vec![a.clone()]);
+        // On open, the damaged file is moved aside and the rest kept.
+        std::fs::write(&file, &flipped).expect("write");
+        let (_j, got) = Journal::open(&path, H, Arc::default()).expect("open");
+        assert_eq!(got, vec![a]);
+        assert_eq!(std::fs::read(path.join(DAMAGED)).expect("aside"), flipped);
+    }
+
+    #[test]
+    fn another_header_is_not_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        j.add(1, vec![1, 2, 3]);
+        j.close();
+        let (_j, got) = Journal::open(&path, b"other v1\n", Arc::default()).expect("open");
+        assert!(got.is_empty());
+        assert!(path.join(DAMAGED).exists());
+    }
+
+    /// Valid journals damaged at random (bit flips, cuts, inserted bytes,
+    /// forged lengths): replay never panics and returns only records that
+    /// were really written, whole.
+    #[test]
+    fn damaged_journals_yield_only_real_records() {
+        let file = Path::new("journal");
+        let originals: Vec<(u64, Vec<u8>)> = (0..6).map(|i| rec(i, 50 + 40 * i as usize)).collect();
+        let mut whole = H.to_vec();
+        for (id, p) in &originals {
+            encode_record(ADD, *id, p, &mut whole);
+        }
+        encode_record(DONE, 2, &[], &mut whole);
+        let (clean, damaged) = replay(file, H, &whole);
+        assert!(!damaged);
+        assert_eq!(clean.len(), 5);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x0b0c);
+        for round in 0..3_000 {
+            let mut bytes = whole.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = rng.gen_range(0..bytes.len());
+                match rng.gen_range(0..4) {
+                    0 => bytes[at] ^= 1 << rng.gen_range(0..8),
+                    1 => bytes.truncate(at),
+                    2 => bytes.insert(at, rng.gen()),
+                    _ => {
+                        let forged: u32 = rng.gen();
+                        let end = (at + 4).min(bytes.len());
+                        let n = end - at;
+                        bytes[at..end].copy_from_slice(&forged.to_le_bytes()[..n]);
+                    }
+                }
+            }
+            for r in replay(file, H, &bytes).0 {
+                assert!(
+                    originals.contains(&r),
+                    "round {round}: invented record {}",
+                    r.0
+                );
+            }
+        }
+        // Pure garbage after a valid header.
+        for n in 0..500usize {
+            let mut bytes = H.to_vec();
+            let mut tail = vec![0u8; n % 64];
+            rng.fill_bytes(&mut tail);
+            bytes.extend_from_slice(&tail);
+            let _ = replay(file, H, &bytes);
+        }
+    }
+
+    #[test]
+    fn compaction_keeps_exactly_the_live_records() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        for id in 0..2_000u64 {
+            j.add(id, vec![id as u8; 5_000]);
+            if id % 100 != 7 {
+                j.done(id);
+            }
+        }
+        j.close();
+        let size = std::fs::metadata(path.join(JOURNAL)).expect("meta").len();
+        assert!(size < COMPACT_AT, "journal compacted: {size} bytes");
+        let (_j, got) = Journal::open(&path, H, Arc::default()).expect("reopen");
+        let ids: Vec<u64> = got.iter().map(|r| r.0).collect();
+        assert_eq!(
+            ids,
+            (0..2_000).filter(|id| id % 100 == 7).collect::<Vec<_>>()
+        );
+        assert!(got.iter().all(|(id, p)| *p == vec![*id as u8; 5_000]));
+    }
+
+    #[test]
+    fn a_second_writer_waits_for_the_first() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j");
+        let (mut first, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        first.add(9, vec![9]);
+        let p2 = path.clone();
+        let second =
+            std::thread::spawn(move || Journal::open(&p2, H, Arc::default()).map(|(_, r)| r));
+        std::thread::sleep(Duration::from_millis(100));
+        first.close();
+        let got = second.join().expect("join").expect("second open");
+        assert_eq!(got, vec![(9, vec![9])]);
+    }
+
+    #[test]
+    fn an_unwritable_folder_gives_a_disabled_journal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").expect("write");
+        // A folder below a file cannot be created, even by root.
+        let count = Arc::new(AtomicU64::new(0));
+        let (mut j, got) = Journal::open(&file.join("j"), H, count.clone()).expect("disabled");
+        assert!(!j.enabled());
+        assert!(got.is_empty());
+        j.add(1, vec![1]);
+        j.done(1);
+        j.close();
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+    }
+}
