@@ -65,6 +65,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     }
 }
 
+/// A record not marked done: its id and payload.
+pub type Record = (u64, Vec<u8>);
+
 enum Op {
     Add(u64, Vec<u8>),
     Done(u64),
@@ -98,7 +101,7 @@ impl Journal {
         dir: &Path,
         header: &'static [u8],
         live: Arc<AtomicU64>,
-    ) -> Result<(Journal, Vec<(u64, Vec<u8>)>), JournalError> {
+    ) -> Result<(Journal, Vec<Record>), JournalError> {
         match Self::open_writable(dir, header, live) {
             Ok(x) => Ok(x),
             Err(e @ JournalError::Locked(_)) => Err(e),
@@ -133,7 +136,7 @@ impl Journal {
         dir: &Path,
         header: &'static [u8],
         live: Arc<AtomicU64>,
-    ) -> Result<(Journal, Vec<(u64, Vec<u8>)>), JournalError> {
+    ) -> Result<(Journal, Vec<Record>), JournalError> {
         create_private_dir(dir).map_err(io(dir))?;
         let lock_path = dir.join(LOCK);
         let lock = OpenOptions::new()
@@ -216,7 +219,7 @@ impl Drop for Journal {
 
 /// Read the records of a journal; what follows a damaged record is ignored
 /// (logged). Also says whether there was damage.
-fn replay(path: &Path, header: &[u8], bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, bool) {
+fn replay(path: &Path, header: &[u8], bytes: &[u8]) -> (Vec<Record>, bool) {
     let Some(mut rest) = bytes.strip_prefix(header) else {
         if bytes.is_empty() {
             return (Vec::new(), false);
@@ -225,7 +228,7 @@ fn replay(path: &Path, header: &[u8], bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, boo
         return (Vec::new(), true);
     };
     let mut damaged = false;
-    let mut live: Vec<Option<(u64, Vec<u8>)>> = Vec::new();
+    let mut live: Vec<Option<Record>> = Vec::new();
     let mut index: HashMap<u64, usize> = HashMap::new();
     let mut records = 0usize;
     while !rest.is_empty() {
@@ -320,7 +323,7 @@ impl Writer {
     fn rewrite(
         path: &Path,
         header: &'static [u8],
-        records: &[(u64, Vec<u8>)],
+        records: &[Record],
         live_count: Arc<AtomicU64>,
     ) -> Result<Writer, JournalError> {
         let mut buf = header.to_vec();
