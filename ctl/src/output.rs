@@ -160,8 +160,8 @@ fn counters_lines(c: &TrafficCounters, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "acks           {}\nretransmitted  {}\nqueue          {}\noutbox         {} messages",
-        c.acks_received, c.retransmissions, c.queue_depth, c.outbox_messages
+        "acks           {}\nretransmitted  {}\nqueue          {}\noutbox         {} messages\ninbox          {} messages waiting for an app",
+        c.acks_received, c.retransmissions, c.queue_depth, c.outbox_messages, c.inbox_messages
     );
 }
 

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use nymd_fsutil::journal::{Journal, Record};
 use nymd_proto::appapi::{ApiError, AppFrame, ClientRequest, ResponseMode, ServerResponse};
 use nymd_proto::SenderTag;
 use tokio::net::{TcpListener, TcpStream};
@@ -73,7 +74,55 @@ struct HubState {
     apps: HashMap<u64, mpsc::Sender<Outbound>>,
     /// Who is connected and since when, for status and events.
     peers: HashMap<u64, (SocketAddr, std::time::Instant)>,
-    pending: VecDeque<Arc<Delivery>>,
+    /// Messages waiting for an app, with their inbox journal ids.
+    pending: VecDeque<(u64, Arc<Delivery>)>,
+    next_id: u64,
+    /// The inbox journal (see [`AppHub::attach_inbox`]).
+    inbox: Option<Journal>,
+}
+
+impl HubState {
+    /// A pending message left the hub (taken by an app, or dropped).
+    fn taken(&self, id: u64) {
+        if let Some(j) = &self.inbox {
+            j.done(id);
+        }
+    }
+}
+
+/// Header of an identity's inbox journal.
+pub const INBOX_HEADER: &[u8] = b"nymd-inbox v1\n";
+
+/// A delivery as an inbox record: `0 | data` or `1 | sender tag (16) | data`.
+fn encode_delivery(d: &Delivery) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + d.data.len());
+    match &d.sender_tag {
+        None => out.push(0),
+        Some(tag) => {
+            out.push(1);
+            out.extend_from_slice(&tag.0);
+        }
+    }
+    out.extend_from_slice(&d.data);
+    out
+}
+
+fn decode_delivery(bytes: &[u8]) -> Option<Delivery> {
+    let (&kind, rest) = bytes.split_first()?;
+    match kind {
+        0 => Some(Delivery {
+            data: rest.to_vec(),
+            sender_tag: None,
+        }),
+        1 => {
+            let tag: [u8; 16] = rest.get(..16)?.try_into().ok()?;
+            Some(Delivery {
+                data: rest.get(16..)?.to_vec(),
+                sender_tag: Some(SenderTag(tag)),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// An app connected or went away.
@@ -114,6 +163,7 @@ pub struct AppHub {
     pending_limit: usize,
     next_session: AtomicU64,
     dropped_pending: AtomicU64,
+    inbox_count: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for AppHub {
@@ -167,6 +217,7 @@ impl AppHub {
             pending_limit: pending_limit.max(1),
             next_session: AtomicU64::new(1),
             dropped_pending: AtomicU64::new(0),
+            inbox_count: Arc::default(),
         })
     }
 
@@ -178,6 +229,63 @@ impl AppHub {
     /// Messages waiting for an app.
     pub fn pending(&self) -> usize {
         self.state.lock().map(|s| s.pending.len()).unwrap_or(0)
+    }
+
+    /// Messages waiting for an app that are kept on disk.
+    pub fn inbox_messages(&self) -> u64 {
+        self.inbox_count.load(Ordering::Relaxed)
+    }
+
+    /// The counter [`AppHub::attach_inbox`]'s journal keeps current.
+    pub fn inbox_counter(&self) -> Arc<AtomicU64> {
+        self.inbox_count.clone()
+    }
+
+    /// Keep the messages that wait for an app in `journal`, and take back
+    /// the ones it held from before a restart (they go first, in order).
+    pub fn attach_inbox(&self, journal: Journal, restored: Vec<Record>) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let mut queue = VecDeque::with_capacity(restored.len() + st.pending.len());
+        for (id, payload) in restored {
+            st.next_id = st.next_id.max(id.saturating_add(1));
+            match decode_delivery(&payload) {
+                Some(d) => queue.push_back((id, Arc::new(d))),
+                None => {
+                    tracing::warn!(id, "skipping an unreadable inbox entry");
+                    journal.done(id);
+                }
+            }
+        }
+        if !queue.is_empty() {
+            tracing::info!(
+                messages = queue.len(),
+                "messages received before the restart wait for an app"
+            );
+        }
+        // Anything that arrived before the journal was attached is kept now.
+        let earlier: Vec<(u64, Arc<Delivery>)> = st.pending.drain(..).collect();
+        for (_, d) in earlier {
+            let id = st.next_id;
+            st.next_id += 1;
+            journal.add(id, encode_delivery(&d));
+            queue.push_back((id, d));
+        }
+        while queue.len() > self.pending_limit {
+            if let Some((id, _)) = queue.pop_front() {
+                journal.done(id);
+                self.dropped_pending.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        st.pending = queue;
+        st.inbox = Some(journal);
+    }
+
+    /// Write what the inbox journal has queued and stop its writer
+    /// (blocking; the runner calls it when the identity stops).
+    pub fn close_inbox(&self) -> Option<Journal> {
+        self.state.lock().ok().and_then(|mut st| st.inbox.take())
     }
 
     /// Messages discarded because the pending buffer was full.
@@ -195,14 +303,21 @@ impl AppHub {
         };
         if st.apps.is_empty() {
             if st.pending.len() >= self.pending_limit {
-                st.pending.pop_front();
+                if let Some((id, _)) = st.pending.pop_front() {
+                    st.taken(id);
+                }
                 self.dropped_pending.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     "no app connected and {} messages waiting: dropped the oldest",
                     self.pending_limit
                 );
             }
-            st.pending.push_back(d);
+            let id = st.next_id;
+            st.next_id += 1;
+            if let Some(j) = &st.inbox {
+                j.add(id, encode_delivery(&d));
+            }
+            st.pending.push_back((id, d));
             return;
         }
         st.apps.retain(
@@ -255,11 +370,13 @@ impl AppHub {
         let (tx, rx) = mpsc::channel(APP_QUEUE);
         // Flush what arrived while nobody was connected, in order. Messages
         // beyond the app queue stay pending for the next app.
-        while let Some(d) = st.pending.front() {
+        while let Some((id, d)) = st.pending.front() {
             if tx.try_send(Outbound::Delivery(d.clone())).is_err() {
                 break;
             }
+            let id = *id;
             st.pending.pop_front();
+            st.taken(id);
         }
         st.apps.insert(session, tx);
         st.peers.insert(session, (peer, std::time::Instant::now()));
@@ -442,5 +559,108 @@ fn to_message(frame: AppFrame) -> Message {
     match frame {
         AppFrame::Text(t) => Message::Text(t.into()),
         AppFrame::Binary(b) => Message::Binary(b.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(i: u8, tagged: bool) -> Delivery {
+        Delivery {
+            data: vec![i; usize::from(i) + 1],
+            sender_tag: tagged.then_some(SenderTag([i; 16])),
+        }
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9))
+    }
+
+    fn open(dir: &std::path::Path, hub: &AppHub) -> Vec<Record> {
+        let (j, restored) = Journal::open(dir, INBOX_HEADER, hub.inbox_counter()).expect("journal");
+        hub.attach_inbox(j, restored.clone());
+        restored
+    }
+
+    fn close(hub: &AppHub) {
+        if let Some(mut j) = hub.close_inbox() {
+            j.close();
+        }
+    }
+
+    #[test]
+    fn deliveries_round_trip() {
+        for d in [delivery(0, false), delivery(7, true), delivery(255, true)] {
+            assert_eq!(decode_delivery(&encode_delivery(&d)), Some(d));
+        }
+        assert_eq!(decode_delivery(&[]), None);
+        assert_eq!(decode_delivery(&[1, 2, 3]), None);
+        assert_eq!(decode_delivery(&[9, 2, 3]), None);
+    }
+
+    /// Messages that wait for an app outlive the hub (a restart); those an
+    /// app took, or that the limit dropped, do not come back.
+    #[test]
+    fn waiting_messages_survive_a_restart_and_leave_when_taken() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inbox = dir.path().join("inbox");
+        let hub = AppHub::new(3);
+        assert!(open(&inbox, &hub).is_empty());
+        for i in 0..4 {
+            hub.deliver(delivery(i, i % 2 == 1));
+        }
+        // The limit of 3 dropped the oldest.
+        assert_eq!(hub.pending(), 3);
+        close(&hub);
+        assert_eq!(hub.inbox_messages(), 3);
+
+        let hub = AppHub::new(3);
+        let restored = open(&inbox, &hub);
+        assert_eq!(restored.len(), 3);
+        assert_eq!(hub.pending(), 3);
+        let (_, mut rx) = hub.register_inner(true, peer()).expect("app");
+        let mut got = Vec::new();
+        while let Ok(Outbound::Delivery(d)) = rx.try_recv() {
+            got.push((*d).clone());
+        }
+        assert_eq!(
+            got,
+            vec![delivery(1, true), delivery(2, false), delivery(3, true)]
+        );
+        // Delivered while an app is connected: not journalled.
+        hub.deliver(delivery(9, false));
+        close(&hub);
+        assert_eq!(hub.inbox_messages(), 0);
+
+        let hub = AppHub::new(3);
+        assert!(open(&inbox, &hub).is_empty(), "nothing comes back twice");
+        close(&hub);
+    }
+
+    /// Messages that arrived before the journal was attached are kept too,
+    /// after the restored ones.
+    #[test]
+    fn earlier_messages_are_journalled_on_attach() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inbox = dir.path().join("inbox");
+        let hub = AppHub::new(10);
+        open(&inbox, &hub);
+        hub.deliver(delivery(1, false));
+        close(&hub);
+
+        let hub = AppHub::new(10);
+        hub.deliver(delivery(2, false));
+        open(&inbox, &hub);
+        close(&hub);
+
+        let hub = AppHub::new(10);
+        let restored = open(&inbox, &hub);
+        let data: Vec<Delivery> = restored
+            .iter()
+            .filter_map(|(_, p)| decode_delivery(p))
+            .collect();
+        assert_eq!(data, vec![delivery(1, false), delivery(2, false)]);
+        close(&hub);
     }
 }

@@ -171,9 +171,14 @@ impl DaemonBackend {
                     connection: session,
                 }],
             },
-            ManagerEvent::Traffic { id, stats, .. } => vec![Event::Traffic {
+            ManagerEvent::Traffic {
+                id, stats, inbox, ..
+            } => vec![Event::Traffic {
                 identity: id,
-                counters: counters_of(&stats),
+                counters: TrafficCounters {
+                    inbox_messages: inbox,
+                    ..counters_of(&stats)
+                },
             }],
         };
         for e in out {
@@ -266,6 +271,7 @@ fn counters_of(s: &ClientStats) -> TrafficCounters {
         retransmissions: s.retransmissions,
         queue_depth: s.queued_packets,
         outbox_messages: s.outbox_messages,
+        inbox_messages: 0,
     }
 }
 
@@ -289,7 +295,10 @@ fn info_of(i: &manager::IdentityInfo) -> IdentityInfo {
             })
             .collect(),
         uptime_secs: i.uptime.map(|d| d.as_secs()),
-        counters: i.stats.as_ref().map(counters_of).unwrap_or_default(),
+        counters: TrafficCounters {
+            inbox_messages: i.inbox_messages,
+            ..i.stats.as_ref().map(counters_of).unwrap_or_default()
+        },
     }
 }
 

@@ -64,6 +64,10 @@ first_port = 1977
 # (identities/<id>/outbox, mode 0600) and send them again after a restart or
 # a crash. false: they live in memory only and are lost when nymd stops.
 # persist_outbox = true
+# Keep messages received while no app is connected on disk
+# (identities/<id>/inbox, mode 0600) until an app takes them, across restarts
+# and crashes. false: they wait in memory only.
+# persist_inbox = true
 # Testing only: these remove the protection of cover traffic and delays.
 # disable_cover_traffic = false
 # disable_delays = false

@@ -34,6 +34,7 @@ use crate::store::{
     validate_id, IdentityConfig, IdentityKeys, IdentityState as PersistedState, IdentityStore,
     StoreError, StoredIdentity, StoredRegistration, TrafficConfig, WebsocketConfig,
 };
+use nymd_fsutil::journal::Journal;
 
 mod probe;
 mod reload;
@@ -117,6 +118,8 @@ pub enum ManagerEvent {
         stats: ClientStats,
         /// Apps connected.
         apps: usize,
+        /// Messages waiting for an app, kept on disk.
+        inbox: u64,
     },
 }
 
@@ -210,6 +213,8 @@ pub struct IdentityInfo {
     pub uptime: Option<Duration>,
     /// Latest counters.
     pub stats: Option<ClientStats>,
+    /// Messages waiting for an app, kept on disk.
+    pub inbox_messages: u64,
 }
 
 /// An identity folder that failed to load at startup.
@@ -728,15 +733,25 @@ impl Manager {
                     Some(p) = pings.recv() => { let _ = p.send(()); continue; }
                     _ = tick.tick() => {}
                 }
-                let rows: Vec<(String, ClientStats, usize)> = lock(&m.inner.slots)
+                let rows: Vec<(String, ClientStats, usize, u64)> = lock(&m.inner.slots)
                     .iter()
                     .filter_map(|(id, s)| {
-                        let apps = s.running.as_ref().map(|r| r.hub.connected_apps())?;
-                        Some((id.clone(), s.stats.clone()?, apps))
+                        let hub = &s.running.as_ref()?.hub;
+                        Some((
+                            id.clone(),
+                            s.stats.clone()?,
+                            hub.connected_apps(),
+                            hub.inbox_messages(),
+                        ))
                     })
                     .collect();
-                for (id, stats, apps) in rows {
-                    m.emit(ManagerEvent::Traffic { id, stats, apps });
+                for (id, stats, apps, inbox) in rows {
+                    m.emit(ManagerEvent::Traffic {
+                        id,
+                        stats,
+                        apps,
+                        inbox,
+                    });
                 }
             }
         });
@@ -760,6 +775,11 @@ fn info_of(id: &str, s: &Slot) -> IdentityInfo {
         apps: s.running.as_ref().map(|r| r.hub.apps()).unwrap_or_default(),
         uptime: s.started_at.map(|t| t.elapsed()),
         stats: s.stats.clone(),
+        inbox_messages: s
+            .running
+            .as_ref()
+            .map(|r| r.hub.inbox_messages())
+            .unwrap_or(0),
     }
 }
 
@@ -818,6 +838,9 @@ pub fn client_config(t: &TrafficConfig) -> ClientConfig {
 
 /// The folder, inside an identity's folder, of its persisted outbox.
 pub const OUTBOX_DIR: &str = "outbox";
+/// The folder, inside an identity's folder, of the messages that wait for
+/// an app.
+pub const INBOX_DIR: &str = "inbox";
 
 /// The actor of one running identity.
 struct Runner {
@@ -840,6 +863,46 @@ enum Outcome {
 
 impl Runner {
     async fn run(mut self) {
+        self.open_inbox().await;
+        self.run_loop().await;
+        // What waits for an app is on disk before the identity counts as
+        // stopped (a restart in this process reopens the same journal).
+        if let Some(mut j) = self.hub.close_inbox() {
+            let _ = tokio::task::spawn_blocking(move || j.close()).await;
+        }
+    }
+
+    /// Messages received while no app is connected are journalled in the
+    /// identity's `inbox/` (unless `persist_inbox = false`); those kept
+    /// from before a restart wait for the next app.
+    async fn open_inbox(&self) {
+        let persist = self
+            .manager
+            .inner
+            .store
+            .load(&self.id)
+            .map(|s| s.config.traffic.persist_inbox.unwrap_or(true))
+            .unwrap_or(true);
+        if !persist {
+            return;
+        }
+        let dir = self.manager.inner.store.dir(&self.id).join(INBOX_DIR);
+        let counter = self.hub.inbox_counter();
+        let opened = tokio::task::spawn_blocking(move || {
+            Journal::open(&dir, appserver::INBOX_HEADER, counter)
+        })
+        .await;
+        match opened {
+            Ok(Ok((journal, restored))) => self.hub.attach_inbox(journal, restored),
+            Ok(Err(e)) => tracing::warn!(
+                identity = %self.id,
+                "messages waiting for an app are kept in memory only: {e}"
+            ),
+            Err(e) => tracing::warn!(identity = %self.id, "inbox task failed: {e}"),
+        }
+    }
+
+    async fn run_loop(&mut self) {
         let mut backoff = FIRST_BACKOFF;
         let mut listener_task: Option<CancellationToken> = None;
         loop {

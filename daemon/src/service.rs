@@ -362,6 +362,7 @@ mod tests {
             apps: Vec::new(),
             uptime: None,
             stats: None,
+            inbox_messages: 0,
         }
     }
 

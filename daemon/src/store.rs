@@ -188,6 +188,10 @@ pub struct TrafficConfig {
     /// after a restart or crash (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persist_outbox: Option<bool>,
+    /// Keep messages received while no app is connected in `inbox/` until an
+    /// app takes them, across restarts and crashes (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persist_inbox: Option<bool>,
 }
 
 /// The identity's registration with its gateway (`gateway.toml` plus the

@@ -538,6 +538,10 @@ pub struct TrafficCounters {
     /// again if nymd restarts now). Absent from older daemons: 0.
     #[serde(default)]
     pub outbox_messages: u64,
+    /// Messages received while no app was connected, kept on disk until an
+    /// app takes them. Absent from older daemons: 0.
+    #[serde(default)]
+    pub inbox_messages: u64,
 }
 
 /// A gateway from the topology.

@@ -13,7 +13,7 @@ fn s() -> impl Strategy<Value = String> {
 }
 
 fn counters() -> impl Strategy<Value = TrafficCounters> {
-    prop::array::uniform12(any::<u64>()).prop_map(|a| TrafficCounters {
+    prop::array::uniform13(any::<u64>()).prop_map(|a| TrafficCounters {
         real_packets_sent: a[0],
         real_bytes_sent: a[1],
         real_packets_received: a[2],
@@ -26,6 +26,7 @@ fn counters() -> impl Strategy<Value = TrafficCounters> {
         retransmissions: a[9],
         queue_depth: a[10],
         outbox_messages: a[11],
+        inbox_messages: a[12],
     })
 }
 
@@ -672,4 +673,5 @@ fn traffic_counters_without_the_outbox_count_decode() {
     let new: TrafficCounters = decode_body(&body).expect("decodes");
     assert_eq!(new.queue_depth, 11);
     assert_eq!(new.outbox_messages, 0);
+    assert_eq!(new.inbox_messages, 0);
 }

@@ -29,6 +29,7 @@ fn counters() -> TrafficCounters {
         retransmissions: 2,
         queue_depth: 5,
         outbox_messages: 3,
+        inbox_messages: 2,
     }
 }
 

@@ -151,6 +151,7 @@ pub(crate) fn add_counters(t: &mut TrafficCounters, c: &TrafficCounters) {
     t.retransmissions += c.retransmissions;
     t.queue_depth += c.queue_depth;
     t.outbox_messages += c.outbox_messages;
+    t.inbox_messages += c.inbox_messages;
 }
 
 /// A ring buffer of the last [`HISTORY_LEN`] samples, oldest first.
