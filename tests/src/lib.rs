@@ -205,3 +205,47 @@ impl App {
         let _ = self.ws.close(None).await;
     }
 }
+
+/// Collect the messages `app` receives, counting repeats: until `expected`
+/// distinct ones came and then `quiet` passed without another (or [`WAIT`]
+/// passed).
+pub async fn collect_received(
+    app: &mut App,
+    expected: usize,
+    quiet: Duration,
+) -> std::collections::BTreeMap<Vec<u8>, u32> {
+    let mut seen = std::collections::BTreeMap::new();
+    let start = std::time::Instant::now();
+    loop {
+        let wait = if seen.len() >= expected {
+            quiet
+        } else {
+            WAIT.saturating_sub(start.elapsed())
+        };
+        match tokio::time::timeout(wait, app.next_response()).await {
+            Ok(ServerResponse::Received { message, .. }) => {
+                *seen.entry(message).or_insert(0u32) += 1
+            }
+            Ok(_) => {}
+            Err(_) => return seen,
+        }
+    }
+}
+
+/// Every message of `batch` was seen exactly once, and nothing else.
+pub fn assert_exactly_once(
+    seen: &std::collections::BTreeMap<Vec<u8>, u32>,
+    batch: &[Vec<u8>],
+    what: &str,
+) {
+    for m in batch {
+        assert_eq!(
+            seen.get(m).copied(),
+            Some(1),
+            "{what}: a {}-byte message arrived {:?} times",
+            m.len(),
+            seen.get(m)
+        );
+    }
+    assert_eq!(seen.len(), batch.len(), "{what}: unexpected messages");
+}

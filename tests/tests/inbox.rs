@@ -4,13 +4,14 @@
 //! second round, stopped with `nymctl daemon shutdown`), and after the
 //! restart the first app to connect gets every one of them, once.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use nymd_proto::appapi::{ClientRequest, ServerResponse};
+use nymd_proto::appapi::ClientRequest;
 use nymd_tests::procs::{nymctl, NymdHarness};
-use nymd_tests::{fast_localnet, free_port, App, TestDaemon, WAIT};
+use nymd_tests::{
+    assert_exactly_once, collect_received, fast_localnet, free_port, App, TestDaemon, WAIT,
+};
 
 async fn wait_inbox(h: &NymdHarness, id: &str, want: u64) {
     let start = Instant::now();
@@ -82,32 +83,8 @@ async fn messages_waiting_for_an_app_survive_sigkill_and_shutdown() {
 
         let mut app = App::connect(SocketAddr::from(([127, 0, 0, 1], port))).await;
         app.request_binary(&ClientRequest::SelfAddress).await;
-        let mut seen: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
-        let start = Instant::now();
-        loop {
-            let wait = if seen.len() >= batch.len() {
-                Duration::from_secs(1)
-            } else {
-                WAIT.saturating_sub(start.elapsed())
-            };
-            match tokio::time::timeout(wait, app.next_response()).await {
-                Ok(ServerResponse::Received { message, .. }) => {
-                    *seen.entry(message).or_default() += 1
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        for m in &batch {
-            assert_eq!(
-                seen.get(m).copied(),
-                Some(1),
-                "after {how}: a {}-byte message arrived {:?} times",
-                m.len(),
-                seen.get(m)
-            );
-        }
-        assert_eq!(seen.len(), batch.len(), "after {how}: unexpected messages");
+        let seen = collect_received(&mut app, batch.len(), Duration::from_secs(1)).await;
+        assert_exactly_once(&seen, &batch, &format!("after {how}"));
         // Taken by the app: the inbox is empty.
         wait_inbox(&h, "rx", 0).await;
         app.close().await;

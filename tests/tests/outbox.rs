@@ -6,7 +6,6 @@
 //! arrives exactly once. With `persist_outbox = false` they are gone after
 //! the restart, as documented.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use nymd_localnet::Localnet;
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::Recipient;
 use nymd_tests::procs::{nymctl, Daemon, NymdHarness};
-use nymd_tests::{free_port, App, TestDaemon, WAIT};
+use nymd_tests::{assert_exactly_once, collect_received, free_port, App, TestDaemon, WAIT};
 
 /// The daemon under test, with a few outbox helpers.
 struct Nymd(NymdHarness);
@@ -82,25 +81,6 @@ async fn send_all(port: u16, to: Recipient, msgs: &[Vec<u8>]) {
     app.close().await;
 }
 
-/// Collect what arrives for `quiet` after the last message (or until every
-/// expected one came and `quiet` passed).
-async fn collect(app: &mut App, expected: usize, quiet: Duration) -> BTreeMap<Vec<u8>, u32> {
-    let mut seen: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
-    let start = Instant::now();
-    loop {
-        let wait = if seen.len() >= expected {
-            quiet
-        } else {
-            WAIT.saturating_sub(start.elapsed())
-        };
-        match tokio::time::timeout(wait, app.next_response()).await {
-            Ok(ServerResponse::Received { message, .. }) => *seen.entry(message).or_default() += 1,
-            Ok(_) => {}
-            Err(_) => return seen,
-        }
-    }
-}
-
 async fn set_layer(net: &Localnet, running: bool) {
     for n in net.layer(1) {
         if running {
@@ -161,19 +141,8 @@ async fn unacknowledged_messages_survive_sigkill_and_shutdown() {
 
         set_layer(&net, true).await;
         d = nymd.start().await;
-        let seen = collect(&mut rx, batch.len(), Duration::from_secs(2)).await;
-        let summary: Vec<(usize, u32)> = seen.iter().map(|(m, n)| (m.len(), *n)).collect();
-        eprintln!("after {how}: {summary:?}");
-        for m in &batch {
-            assert_eq!(
-                seen.get(m).copied(),
-                Some(1),
-                "after {how}: a {}-byte message arrived {:?} times",
-                m.len(),
-                seen.get(m)
-            );
-        }
-        assert_eq!(seen.len(), batch.len(), "after {how}: unexpected messages");
+        let seen = collect_received(&mut rx, batch.len(), Duration::from_secs(2)).await;
+        assert_exactly_once(&seen, &batch, &format!("after {how}"));
         // Acknowledged: the outbox empties.
         nymd.wait_outbox("tx", 0).await;
     }
@@ -209,7 +178,7 @@ async fn unacknowledged_messages_survive_sigkill_and_shutdown() {
     assert!(!dir2.join("state/identities/tx/outbox").exists());
     set_layer(&net, true).await;
     let mut d2 = volatile.start().await;
-    let seen = collect(&mut rx, 0, Duration::from_secs(5)).await;
+    let seen = collect_received(&mut rx, 0, Duration::from_secs(5)).await;
     assert!(seen.is_empty(), "nothing comes back: {seen:?}");
 
     let _ = d2.child.kill();
