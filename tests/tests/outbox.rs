@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nymd_localnet::Localnet;
-use nymd_proto::appapi::{ClientRequest, ServerResponse};
+use nymd_proto::appapi::ClientRequest;
 use nymd_proto::Recipient;
 use nymd_tests::procs::{nymctl, Daemon, NymdHarness};
 use nymd_tests::{assert_exactly_once, collect_received, free_port, App, TestDaemon, WAIT};
