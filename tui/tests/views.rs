@@ -184,6 +184,7 @@ fn busy(tier: Tier) -> State {
             c.retransmissions += u64::from(t % 10 == 0);
             c.queue_depth = t % 4;
             c.outbox_messages = (t % 3) * k;
+            c.inbox_messages = t % 2;
         }
         for (id, c) in [("default", a), ("second", b)] {
             s.apply(Update::Event(Event::Traffic {

@@ -64,7 +64,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
             fmt::bytes(c.cover_bytes_received),
         )),
         Line::from(format!(
-            "acks {} (+{}/s)  retransmitted {} (+{}/s)  queue {}  outbox {}",
+            "acks {} (+{}/s)  retransmitted {} (+{}/s)  queue {}  outbox {}  inbox {}",
             fmt::count(c.acks_received),
             fmt::count(last.acks),
             fmt::count(c.retransmissions),
@@ -75,6 +75,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
                 last.queue_depth
             }),
             fmt::count(c.outbox_messages),
+            fmt::count(c.inbox_messages),
         )),
         Line::from(match state.ui.scope {
             Scope::Selected => "t: all identities  b: packets/bytes  ↑↓: identity".to_string(),
