@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_tests::procs::{nymctl, nymctl_json, Daemon};
-use nymd_tests::{free_port, App};
+use nymd_tests::App;
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -99,15 +99,7 @@ async fn init_on_a_full_or_read_only_state_dir_fails_clearly_and_running_identit
     };
 
     let net = nymd_tests::fast_localnet().await;
-    let cfg = dir.join("nymd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[identities]\nfirst_port = {}\n\n[identities.traffic]\ndisable_cover_traffic = true\ndisable_delays = true\n",
-            free_port()
-        ),
-    )
-    .expect("config");
+    let cfg = nymd_tests::procs::write_fast_config(dir, "");
     let socket = dir.join("nymd.sock");
     let log = dir.join("nymd.log");
     let api = net.api_url();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::keys::GatewaySharedKey;
 use nymd_tests::procs::{nymctl, nymctl_json, Daemon};
-use nymd_tests::{free_port, App};
+use nymd_tests::App;
 
 fn write_nym_client_folder(from: &Path, to: &Path) {
     let data = to.join("data");
@@ -86,15 +86,7 @@ mod toml_like {
 async fn import_keeps_the_whole_address() {
     let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
-    let cfg = tmp.path().join("nymd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[identities]\nfirst_port = {}\n\n[identities.traffic]\ndisable_cover_traffic = true\ndisable_delays = true\n",
-            free_port()
-        ),
-    )
-    .expect("config");
+    let cfg = nymd_tests::procs::write_fast_config(tmp.path(), "");
     let socket = tmp.path().join("nymd.sock");
     let state = tmp.path().join("state");
     let api = net.api_url();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_tests::procs::{bin, nymctl, nymctl_json, Daemon};
-use nymd_tests::{free_port, App};
+use nymd_tests::App;
 
 const READY: Duration = Duration::from_secs(60);
 /// App connections opened and closed: two events each.
@@ -32,15 +32,7 @@ async fn a_subscriber_that_stops_reading_does_not_block_nymd() {
     let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    let cfg = dir.join("nymd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[identities]\nfirst_port = {}\n\n[identities.traffic]\ndisable_cover_traffic = true\ndisable_delays = true\n",
-            free_port()
-        ),
-    )
-    .expect("config");
+    let cfg = nymd_tests::procs::write_fast_config(dir, "");
     let socket = dir.join("nymd.sock");
     let state = dir.join("state");
     let api = net.api_url();

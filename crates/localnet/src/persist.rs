@@ -83,6 +83,22 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     nymd_fsutil::write_atomic(path, bytes, FILE_MODE)
 }
 
+/// Refuse a state file of another format version.
+fn check_version(
+    path: &Path,
+    version: u32,
+    hint: impl Fn() -> String,
+) -> Result<(), LocalnetError> {
+    if version == FORMAT_VERSION {
+        return Ok(());
+    }
+    Err(unusable(
+        path,
+        format!("it has format version {version}, this build reads version {FORMAT_VERSION}"),
+        hint(),
+    ))
+}
+
 /// Read a file, `None` if it does not exist.
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, LocalnetError> {
     match fs::read(path) {
@@ -204,16 +220,7 @@ impl SavedNetwork {
         let hint = || network_hint(path);
         let file: NetworkFile = serde_json::from_slice(&bytes)
             .map_err(|e| unusable(path, format!("it is not a valid network file: {e}"), hint()))?;
-        if file.version != FORMAT_VERSION {
-            return Err(unusable(
-                path,
-                format!(
-                    "it has format version {}, this build reads version {FORMAT_VERSION}",
-                    file.version
-                ),
-                hint(),
-            ));
-        }
+        check_version(path, file.version, hint)?;
         let mut nodes = Vec::with_capacity(file.nodes.len());
         for (i, n) in file.nodes.into_iter().enumerate() {
             let node = decode_node(n, i).map_err(|reason| unusable(path, reason, hint()))?;
@@ -390,16 +397,7 @@ pub(crate) fn load_clients(
     let hint = || clients_hint(path);
     let file: ClientsFile = serde_json::from_slice(&bytes)
         .map_err(|e| unusable(path, format!("it is not a valid client file: {e}"), hint()))?;
-    if file.version != FORMAT_VERSION {
-        return Err(unusable(
-            path,
-            format!(
-                "it has format version {}, this build reads version {FORMAT_VERSION}",
-                file.version
-            ),
-            hint(),
-        ));
-    }
+    check_version(path, file.version, hint)?;
     let saved_identity = decode_bs58_32(&file.gateway_identity, "gateway_identity")
         .map_err(|r| unusable(path, r, hint()))?;
     if file.gateway_id != gateway_id || &saved_identity != identity {

@@ -1188,11 +1188,7 @@ impl Actor {
         if !internal {
             if let Some(o) = &self.outbox {
                 self.journalled.insert(message, fragments.len());
-                o.add(&OutboxEntry {
-                    message,
-                    recipient,
-                    fragments: fragments.clone(),
-                });
+                o.add(message, &recipient, &fragments);
             }
         }
         let recipient = Box::new(recipient);

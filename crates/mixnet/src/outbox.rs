@@ -69,10 +69,17 @@ impl Outbox {
         Ok((Outbox { journal }, entries))
     }
 
-    /// Record a queued message.
-    pub(crate) fn add(&self, entry: &OutboxEntry) {
+    /// Record a queued message (its fragments are encoded straight into
+    /// the record, not copied first).
+    pub(crate) fn add(
+        &self,
+        message: u64,
+        recipient: &Recipient,
+        fragments: &[(FragmentId, Vec<u8>)],
+    ) {
         if self.journal.enabled() {
-            self.journal.add(entry.message, encode_entry(entry));
+            self.journal
+                .add(message, encode_payload(recipient, fragments));
         }
     }
 
@@ -87,15 +94,15 @@ impl Outbox {
     }
 }
 
-fn encode_entry(e: &OutboxEntry) -> Vec<u8> {
-    let size: usize = e.fragments.iter().map(|(_, f)| 9 + f.len()).sum();
+fn encode_payload(recipient: &Recipient, fragments: &[(FragmentId, Vec<u8>)]) -> Vec<u8> {
+    let size: usize = fragments.iter().map(|(_, f)| 9 + f.len()).sum();
     let mut out = Vec::with_capacity(98 + size);
-    out.extend_from_slice(&e.recipient.to_bytes());
+    out.extend_from_slice(&recipient.to_bytes());
     // Messages have far fewer than 65,536 fragments (the set format caps
     // them well below).
-    let count = e.fragments.len().min(usize::from(u16::MAX));
+    let count = fragments.len().min(usize::from(u16::MAX));
     out.extend_from_slice(&(count as u16).to_le_bytes());
-    for (id, bytes) in e.fragments.iter().take(count) {
+    for (id, bytes) in fragments.iter().take(count) {
         out.extend_from_slice(&id.set_id.to_le_bytes());
         out.push(id.position);
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -165,6 +172,14 @@ mod tests {
         }
     }
 
+    fn encode_entry(e: &OutboxEntry) -> Vec<u8> {
+        encode_payload(&e.recipient, &e.fragments)
+    }
+
+    fn add(ob: &Outbox, e: &OutboxEntry) {
+        ob.add(e.message, &e.recipient, &e.fragments);
+    }
+
     #[test]
     fn entries_round_trip_and_garbage_is_refused() {
         for (m, n) in [(0, 1), (7, 3), (u64::MAX, 30)] {
@@ -191,7 +206,7 @@ mod tests {
         let (mut ob, restored) = Outbox::open(&path, Arc::default()).expect("open");
         assert!(restored.is_empty());
         for m in 0..5 {
-            ob.add(&entry(m, 3));
+            add(&ob, &entry(m, 3));
         }
         ob.done(1);
         ob.done(3);
@@ -214,7 +229,7 @@ mod tests {
         let (mut ob, restored) =
             Outbox::open(&file.join("outbox"), counter.clone()).expect("runs without it");
         assert!(restored.is_empty());
-        ob.add(&entry(1, 1));
+        add(&ob, &entry(1, 1));
         ob.close();
         assert_eq!(counter.load(Ordering::Relaxed), 0);
     }
