@@ -39,11 +39,37 @@ fn screen(state: &State, width: u16, height: u16) -> String {
     out
 }
 
+/// Every golden screen a test in this file checks. `golden` refuses a name
+/// that is not listed, and `no_stale_goldens` refuses a file in
+/// `tests/golden/` that is not, so a renamed or removed test cannot leave a
+/// golden behind that nothing compares.
+const GOLDENS: &[&str] = &[
+    "connecting_80x24",
+    "failed_identity_80x24",
+    "help_observe_80x24",
+    "not_running_80x24",
+    "observe_stop_refused_80x24",
+    "overview_120x32",
+    "overview_80x24",
+    "overview_second_bytes_80x24",
+    "reconnecting_80x24",
+    "topology_80x24",
+    "topology_scrolled_80x12",
+    "traffic_80x24",
+    "traffic_total_80x24",
+];
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
 #[track_caller]
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.txt"));
+    assert!(
+        GOLDENS.contains(&name),
+        "golden {name:?} is not listed in GOLDENS (tui/tests/views.rs)"
+    );
+    let path = golden_dir().join(format!("{name}.txt"));
     if std::env::var_os("NYMD_BLESS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().expect("golden dir")).expect("mkdir");
         std::fs::write(&path, actual).expect("write golden");
@@ -182,9 +208,13 @@ fn busy(tier: Tier) -> State {
             c.cover_bytes_received += cover * 2413;
             c.acks_received += real * k;
             c.retransmissions += u64::from(t % 10 == 0);
-            c.queue_depth = t % 4;
+            // Gauges: the last frame (t = 40) shows a different, non-zero
+            // value for each identity and each gauge (queue 3/6,
+            // outbox 1/2, inbox 5/10), so a golden catches a field that is
+            // dropped, swapped or drawn as a constant.
+            c.queue_depth = (3 + t % 4) * k;
             c.outbox_messages = (t % 3) * k;
-            c.inbox_messages = t % 2;
+            c.inbox_messages = (5 + t % 2) * k;
         }
         for (id, c) in [("default", a), ("second", b)] {
             s.apply(Update::Event(Event::Traffic {
@@ -339,5 +369,28 @@ fn any_size_draws() {
                 let _ = screen(&s, w, h);
             }
         }
+    }
+}
+
+#[test]
+fn no_stale_goldens() {
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir(golden_dir()).expect("golden dir") {
+        let name = entry.expect("entry").file_name();
+        let name = name.to_string_lossy();
+        match name.strip_suffix(".txt") {
+            Some(stem) if GOLDENS.contains(&stem) => {}
+            _ => stale.push(name.into_owned()),
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "files in tui/tests/golden/ that no test compares (delete them or add the test): {stale:?}"
+    );
+    for name in GOLDENS {
+        assert!(
+            golden_dir().join(format!("{name}.txt")).is_file(),
+            "golden {name}.txt is listed but missing: bless it with NYMD_BLESS=1"
+        );
     }
 }
