@@ -76,8 +76,15 @@ if kill -0 "$pid" 2>/dev/null; then
     echo "nymd did not stop on SIGTERM within 30 s" >&2
     exit 1
 fi
-wait "$pid" || true
+# strace exits with the traced program's status: nymd must exit 0 on SIGTERM.
+status=0
+wait "$pid" || status=$?
 pid=
+if [ "$status" -ne 0 ]; then
+    echo "nymd exited with status $status under strace (expected 0 after SIGTERM):" >&2
+    cat "$dir/nymd.log" >&2
+    exit 1
+fi
 if ! grep -q 'reloaded:' "$dir/nymd.log"; then
     echo "nymd did not reload on SIGHUP:" >&2
     cat "$dir/nymd.log" >&2

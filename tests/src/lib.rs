@@ -4,6 +4,7 @@
 //! an app-side websocket client speaking nym-client's API, a daemon built
 //! from the real library on a temporary state dir, and the localnet.
 
+pub mod precondition;
 pub mod procs;
 
 use std::net::SocketAddr;

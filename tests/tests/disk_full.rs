@@ -19,14 +19,6 @@ use nymd_tests::App;
 
 const READY: Duration = Duration::from_secs(60);
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// Unmounts on drop.
 struct Mount(PathBuf);
 
@@ -85,12 +77,12 @@ async fn init_on_a_full_or_read_only_state_dir_fails_clearly_and_running_identit
     let state = dir.join("state");
     std::fs::create_dir(&state).expect("state");
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let root = is_root();
+    let root = nymd_tests::precondition::is_root();
     let mount = if root {
         match mount_tiny_tmpfs(&state) {
             Some(m) => Some(m),
             None => {
-                eprintln!("skipped: running as root but cannot mount a tmpfs");
+                nymd_tests::precondition::missing("running as root but cannot mount a tmpfs");
                 return;
             }
         }

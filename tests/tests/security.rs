@@ -333,15 +333,15 @@ async fn nymd_refuses_a_state_dir_others_can_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_uid_cannot_use_the_control_socket() {
-    if !nix_is_root() {
-        eprintln!("skipped: needs root to run nymctl as another uid");
+    if !nymd_tests::precondition::is_root() {
+        nymd_tests::precondition::missing("needs root to run nymctl as another uid");
         return;
     }
     let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"]
         .into_iter()
         .find(|p| Path::new(p).exists())
     else {
-        eprintln!("skipped: setpriv not found");
+        nymd_tests::precondition::missing("setpriv not found (util-linux)");
         return;
     };
     // A folder everyone may traverse, so that only the socket's own mode
@@ -360,7 +360,8 @@ async fn a_second_uid_cannot_use_the_control_socket() {
         std::fs::Permissions::from_mode(0o755),
     )
     .ok();
-    let nymctl_bin = bin("nymctl");
+    // A copy uid 65534 can reach, wherever the build tree lives.
+    let (_bin_dir, nymctl_bin) = nymd_tests::precondition::copy_for_other_users(&bin("nymctl"));
     let as_nobody = |args: &[&str]| {
         std::process::Command::new(setpriv)
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -381,12 +382,12 @@ async fn a_second_uid_cannot_use_the_control_socket() {
         .output()
         .expect("run setpriv");
     if !version.status.success() {
-        eprintln!(
-            "skipped: uid 65534 cannot run {}: {}",
+        terminate(d).await;
+        nymd_tests::precondition::missing(&format!(
+            "uid 65534 cannot run {}: {}",
             nymctl_bin.display(),
             String::from_utf8_lossy(&version.stderr)
-        );
-        terminate(d).await;
+        ));
         return;
     }
     for args in [&["list"][..], &["daemon", "shutdown"][..]] {
@@ -398,12 +399,4 @@ async fn a_second_uid_cannot_use_the_control_socket() {
     // The daemon is unaffected.
     assert!(nymctl(&s.socket, &["list"]).status.success());
     terminate(d).await;
-}
-
-fn nix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }

@@ -69,6 +69,13 @@ pub struct Args {
     /// messages, 1 s crypto measurements.
     #[arg(long)]
     pub quick: bool,
+    /// A smoke run for CI (well under a minute): every scenario at the
+    /// smallest size that still exercises it (2 identities, 2 s windows),
+    /// then a check that each produced numbers and that the idle schedule
+    /// ratio is sane; exits non-zero otherwise. Its figures are not
+    /// measurements: the goals are judged on full runs only.
+    #[arg(long, conflicts_with = "quick")]
+    pub smoke: bool,
     /// Identity counts of the idle scenario against the full mixnet (the
     /// main idle rows use gateways that drop packets; see docs); 0: none.
     #[arg(long, default_value = "1,10", value_delimiter = ',')]
@@ -114,6 +121,19 @@ impl Args {
     }
 
     fn apply_quick(&mut self) {
+        if self.smoke {
+            self.idle_counts = vec![2];
+            self.idle_full_counts = vec![2];
+            self.idle_stock_counts = Vec::new();
+            self.window = 2.0;
+            self.warmup = 1.0;
+            self.crypto_secs = 0.2;
+            self.latency_messages = 10;
+            self.throughput_window = 2;
+            self.fanout_identities = 2;
+            self.fanout_connections = 10;
+            return;
+        }
         if !self.quick {
             return;
         }
@@ -157,5 +177,21 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("nymd-bench finished in {:.0?}", started.elapsed());
     rt.shutdown_timeout(Duration::from_secs(2));
+    if args.smoke {
+        let wanted: Vec<&str> = report::SCENARIOS
+            .iter()
+            .copied()
+            .filter(|s| args.wants(s))
+            .collect();
+        let failures = report::smoke_failures(&doc, &wanted);
+        if !failures.is_empty() {
+            anyhow::bail!(
+                "smoke run: {} check(s) failed:\n  {}",
+                failures.len(),
+                failures.join("\n  ")
+            );
+        }
+        eprintln!("smoke run: every scenario produced sane numbers");
+    }
     Ok(())
 }

@@ -166,7 +166,12 @@ pub fn table(doc: &Value) -> String {
         );
     }
 
-    let goals = goals(doc);
+    // A smoke run's sizes are too small to judge any goal.
+    let goals = if doc.get("smoke") == Some(&Value::Bool(true)) {
+        Vec::new()
+    } else {
+        goals(doc)
+    };
     if !goals.is_empty() {
         let _ = writeln!(out, "\ngoals (issue 8)");
         for (name, met, detail) in goals {
@@ -258,4 +263,99 @@ pub fn goals(doc: &Value) -> Vec<(String, bool, String)> {
         ));
     }
     g
+}
+
+/// The scenarios, in the order `run_all` runs them.
+pub const SCENARIOS: [&str; 5] = ["crypto", "idle", "throughput", "latency", "fanout"];
+
+/// What a smoke run must show: every scenario in `wanted` produced its
+/// section, each figure is a finite number where one is expected (positive
+/// where a zero means nothing was measured), and the idle rows kept a sane
+/// fraction of the configured Poisson rate. Empty when all hold. The bounds
+/// are loose on purpose: a smoke run on a loaded CI machine is not a
+/// measurement, it proves that each scenario still runs end to end.
+pub fn smoke_failures(doc: &Value, wanted: &[&str]) -> Vec<String> {
+    let mut bad = Vec::new();
+    let positive = |bad: &mut Vec<String>, v: &Value, what: &str, key: &str| match v
+        .get(key)
+        .and_then(Value::as_f64)
+    {
+        Some(x) if x.is_finite() && x > 0.0 => {}
+        other => bad.push(format!(
+            "{what}.{key}: expected a positive number, got {other:?}"
+        )),
+    };
+    for &scenario in wanted {
+        let Some(section) = doc.get(scenario).filter(|v| !v.is_null()) else {
+            bad.push(format!("{scenario}: no results"));
+            continue;
+        };
+        match scenario {
+            "crypto" => {
+                for op in ["cover_packet", "data_packet", "sphinx_4hop_regular"] {
+                    for d in ["fast", "stock"] {
+                        let what = format!("crypto.{op}.{d}");
+                        match section.get(op).and_then(|o| o.get(d)) {
+                            Some(v) => positive(&mut bad, v, &what, "cpu_us"),
+                            None => bad.push(format!("{what}: missing")),
+                        }
+                    }
+                }
+                for op in ["receive_decrypt", "mix_hop"] {
+                    match section.get(op) {
+                        Some(v) => positive(&mut bad, v, &format!("crypto.{op}"), "cpu_us"),
+                        None => bad.push(format!("crypto.{op}: missing")),
+                    }
+                }
+            }
+            "idle" => {
+                let rows = section.as_array().map(Vec::as_slice).unwrap_or(&[]);
+                if rows.is_empty() {
+                    bad.push("idle: no rows".into());
+                }
+                for r in rows {
+                    let what = format!("idle[{} {}]", s(r, "mixnet"), r["identities"]);
+                    for key in ["nymd_cores", "achieved_pkts_per_s", "pss_mb"] {
+                        positive(&mut bad, r, &what, key);
+                    }
+                    let ratio = f(r, "achieved_ratio");
+                    if !(0.5..=1.5).contains(&ratio) {
+                        bad.push(format!(
+                            "{what}: achieved {ratio:.3} of the configured Poisson rate (sane: 0.5-1.5)"
+                        ));
+                    }
+                }
+            }
+            "throughput" => {
+                for key in ["packets_per_s", "goodput_mb_per_s", "sender_nymd_cores"] {
+                    positive(&mut bad, section, "throughput", key);
+                }
+            }
+            "latency" => {
+                let rows = section.as_array().map(Vec::as_slice).unwrap_or(&[]);
+                if rows.len() != 2 {
+                    bad.push(format!("latency: {} variants, expected 2", rows.len()));
+                }
+                for r in rows {
+                    let what = format!("latency[{}]", s(r, "variant"));
+                    positive(&mut bad, r, &what, "p50_ms");
+                    let lost = r.get("lost").and_then(Value::as_u64).unwrap_or(u64::MAX);
+                    let sent = r.get("messages").and_then(Value::as_u64).unwrap_or(0);
+                    if lost >= sent {
+                        bad.push(format!("{what}: {lost} of {sent} messages lost"));
+                    }
+                }
+            }
+            "fanout" => {
+                let want = section.get("connections").and_then(Value::as_u64);
+                let seen = section.get("connections_seen").and_then(Value::as_u64);
+                if want.is_none() || want != seen {
+                    bad.push(format!("fanout: {seen:?} of {want:?} app connections seen"));
+                }
+                positive(&mut bad, section, "fanout", "nymd_cores_with");
+            }
+            other => bad.push(format!("{other}: unknown scenario")),
+        }
+    }
+    bad
 }

@@ -42,6 +42,7 @@ pub async fn run_all(args: &Args) -> anyhow::Result<Value> {
         "machine": machine(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "derivation": args.derivation,
+        "smoke": args.smoke,
         "window_s": args.window,
         "warmup_s": args.warmup,
         "localnet": {"mixnodes_per_layer": args.mixnodes_per_layer, "gateways": 2,
