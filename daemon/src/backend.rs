@@ -364,6 +364,7 @@ impl ControlBackend for DaemonBackend {
                 no_start: req.no_start,
                 keys: None,
                 registration: None,
+                owner_uid: None,
             })
             .await
             .map_err(err_of)?;

@@ -13,11 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nymd_mixnet::{
-    ClientConfig, ClientEvent, ClientHandle, ClientKeys, ClientStats, GatewayConfig,
-    GatewayRegistration, GatewaySelection, GatewayState, Lane, OutgoingMessage, Shared,
-    TopologyHandle,
+    ClientConfig, ClientKeys, ClientStats, GatewayConfig, GatewayRegistration, GatewaySelection,
+    Shared,
 };
-use nymd_proto::appapi::{ApiError, ClientRequest, ServerResponse};
+use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::keys::VerifyingKey;
 use nymd_proto::Recipient;
 use tokio::net::TcpListener;
@@ -25,19 +24,19 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::appserver::{
-    self, AppChange, AppCommand, AppHub, AppServerConfig, ConnectedApp, Delivery,
-};
+use crate::appserver::{self, AppChange, AppCommand, AppHub, ConnectedApp};
 use crate::config::IdentitiesSection;
 use crate::health::{self, Ping};
 use crate::store::{
     validate_id, IdentityConfig, IdentityKeys, IdentityState as PersistedState, IdentityStore,
     StoreError, StoredIdentity, StoredRegistration, TrafficConfig, WebsocketConfig,
 };
-use nymd_fsutil::journal::Journal;
 
 mod probe;
 mod reload;
+mod runner;
+
+use runner::{Runner, RunnerContext};
 
 pub use reload::ReloadReport;
 
@@ -186,6 +185,10 @@ pub struct InitRequest {
     pub keys: Option<IdentityKeys>,
     /// Use this gateway registration instead of registering (import).
     pub registration: Option<StoredRegistration>,
+    /// The uid that asked (from the control socket's peer credentials): the
+    /// one user, besides root and nymd's own uid, allowed on the new
+    /// identity's port. `None`: only root and nymd's own uid.
+    pub owner_uid: Option<u32>,
 }
 
 /// A row of `list` / `status`.
@@ -253,7 +256,7 @@ struct Inner {
     shared: Shared,
     /// `[identities]` of the config file; replaced on reload.
     defaults: Mutex<IdentitiesSection>,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
     broken: Mutex<Vec<BrokenIdentity>>,
     events: broadcast::Sender<ManagerEvent>,
     cancel: CancellationToken,
@@ -299,7 +302,7 @@ impl Manager {
                 store,
                 shared,
                 defaults: Mutex::new(defaults),
-                slots: Mutex::new(HashMap::new()),
+                slots: Arc::default(),
                 broken: Mutex::new(Vec::new()),
                 events,
                 cancel,
@@ -458,11 +461,9 @@ impl Manager {
             config: IdentityConfig {
                 id: req.id.clone(),
                 enabled: !req.no_start,
-                websocket: WebsocketConfig {
-                    host,
-                    port,
-                    allow_multiple_apps: true,
-                },
+                // Access: see `WebsocketConfig::new`; the owner is the uid
+                // that asked for the identity (set by the control server).
+                websocket: WebsocketConfig::new(host, port, req.owner_uid),
                 traffic: defaults.traffic.clone(),
             },
             keys,
@@ -552,7 +553,16 @@ impl Manager {
             });
         }
         let runner = Runner {
-            manager: self.clone(),
+            ctx: RunnerContext {
+                store: self.inner.store.clone(),
+                shared: self.inner.shared.clone(),
+                tracker: self.inner.tracker.clone(),
+                status: StatusHandle {
+                    id: id.to_string(),
+                    slots: self.inner.slots.clone(),
+                    events: self.inner.events.clone(),
+                },
+            },
             id: id.to_string(),
             stop: stop.clone(),
             commands: rx,
@@ -696,29 +706,7 @@ impl Manager {
     }
 
     fn set_state(&self, id: &str, state: RunState) {
-        let changed = {
-            let mut slots = lock(&self.inner.slots);
-            match slots.get_mut(id) {
-                Some(s) if s.state != state => {
-                    s.state = state.clone();
-                    if state == RunState::Running && s.started_at.is_none() {
-                        s.started_at = Some(Instant::now());
-                    }
-                    if matches!(state, RunState::Stopped | RunState::Failed { .. }) {
-                        s.started_at = None;
-                        s.stats = None;
-                    }
-                    true
-                }
-                _ => false,
-            }
-        };
-        if changed {
-            self.emit(ManagerEvent::State {
-                id: id.to_string(),
-                state,
-            });
-        }
+        set_state(&self.inner.slots, &self.inner.events, id, state);
     }
 
     fn spawn_stats_ticker(&self, mut pings: mpsc::Receiver<Ping>) {
@@ -755,6 +743,69 @@ impl Manager {
                 }
             }
         });
+    }
+}
+
+/// Set an identity's state in `slots` and tell subscribers if it changed.
+fn set_state(
+    slots: &Mutex<HashMap<String, Slot>>,
+    events: &broadcast::Sender<ManagerEvent>,
+    id: &str,
+    state: RunState,
+) {
+    let changed = {
+        let mut slots = lock(slots);
+        match slots.get_mut(id) {
+            Some(s) if s.state != state => {
+                s.state = state.clone();
+                if state == RunState::Running && s.started_at.is_none() {
+                    s.started_at = Some(Instant::now());
+                }
+                if matches!(state, RunState::Stopped | RunState::Failed { .. }) {
+                    s.started_at = None;
+                    s.stats = None;
+                }
+                true
+            }
+            _ => false,
+        }
+    };
+    if changed {
+        let _ = events.send(ManagerEvent::State {
+            id: id.to_string(),
+            state,
+        });
+    }
+}
+
+/// What a runner may touch of the manager's status table: its own
+/// identity's row (state, counters, gateway listener).
+#[derive(Clone)]
+pub(crate) struct StatusHandle {
+    id: String,
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
+    events: broadcast::Sender<ManagerEvent>,
+}
+
+impl StatusHandle {
+    fn set_state(&self, state: RunState) {
+        set_state(&self.slots, &self.events, &self.id, state);
+    }
+
+    fn set_stats(&self, stats: ClientStats) {
+        if let Some(s) = lock(&self.slots).get_mut(&self.id) {
+            s.stats = Some(stats);
+        }
+    }
+
+    /// The gateway's listener moved: show the new one, and remember the
+    /// registration as loaded (not an edit: a reload must not restart the
+    /// identity for it).
+    fn set_registration(&self, reg: &StoredRegistration) {
+        if let Some(slot) = lock(&self.slots).get_mut(&self.id) {
+            slot.gateway_listener = reg.listener.clone();
+            slot.registration = reg.clone();
+        }
     }
 }
 
@@ -841,387 +892,3 @@ pub const OUTBOX_DIR: &str = "outbox";
 /// The folder, inside an identity's folder, of the messages that wait for
 /// an app.
 pub const INBOX_DIR: &str = "inbox";
-
-/// The actor of one running identity.
-struct Runner {
-    manager: Manager,
-    id: String,
-    stop: CancellationToken,
-    commands: mpsc::Receiver<AppCommand>,
-    /// Answered from every wait of the loop (see [`crate::health`]).
-    pings: mpsc::Receiver<Ping>,
-    /// Given to the app server so app sessions and the control plane share
-    /// one queue.
-    commands_tx: mpsc::Sender<AppCommand>,
-    hub: Arc<AppHub>,
-}
-
-enum Outcome {
-    Stopped,
-    Failed(String),
-}
-
-impl Runner {
-    async fn run(mut self) {
-        self.open_inbox().await;
-        self.run_loop().await;
-        // What waits for an app is on disk before the identity counts as
-        // stopped (a restart in this process reopens the same journal).
-        if let Some(mut j) = self.hub.close_inbox() {
-            let _ = tokio::task::spawn_blocking(move || j.close()).await;
-        }
-    }
-
-    /// Messages received while no app is connected are journalled in the
-    /// identity's `inbox/` (unless `persist_inbox = false`); those kept
-    /// from before a restart wait for the next app.
-    async fn open_inbox(&self) {
-        let persist = self
-            .manager
-            .inner
-            .store
-            .load(&self.id)
-            .map(|s| s.config.traffic.persist_inbox.unwrap_or(true))
-            .unwrap_or(true);
-        if !persist {
-            return;
-        }
-        let dir = self.manager.inner.store.dir(&self.id).join(INBOX_DIR);
-        let counter = self.hub.inbox_counter();
-        let opened = tokio::task::spawn_blocking(move || {
-            Journal::open(&dir, appserver::INBOX_HEADER, counter)
-        })
-        .await;
-        match opened {
-            Ok(Ok((journal, restored))) => self.hub.attach_inbox(journal, restored),
-            Ok(Err(e)) => tracing::warn!(
-                identity = %self.id,
-                "messages waiting for an app are kept in memory only: {e}"
-            ),
-            Err(e) => tracing::warn!(identity = %self.id, "inbox task failed: {e}"),
-        }
-    }
-
-    async fn run_loop(&mut self) {
-        let mut backoff = FIRST_BACKOFF;
-        let mut listener_task: Option<CancellationToken> = None;
-        loop {
-            let outcome = self.run_once(&mut listener_task).await;
-            match outcome {
-                Outcome::Stopped => break,
-                Outcome::Failed(reason) => {
-                    tracing::warn!(identity = %self.id, "identity failed, retrying in {backoff:?}: {reason}");
-                    self.manager
-                        .set_state(&self.id, RunState::Failed { reason });
-                    let wait = tokio::time::sleep(backoff);
-                    tokio::pin!(wait);
-                    // Keep answering apps while we wait.
-                    loop {
-                        tokio::select! {
-                            _ = self.stop.cancelled() => {
-                                if let Some(t) = listener_task.take() { t.cancel(); }
-                                return;
-                            }
-                            _ = &mut wait => break,
-                            Some(p) = self.pings.recv() => { let _ = p.send(()); }
-                            Some(cmd) = self.commands.recv() => {
-                                let _ = cmd.respond.send(Some(ServerResponse::Error(ApiError::other(
-                                    "the identity is not connected to the mixnet right now; retrying",
-                                ))));
-                            }
-                        }
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-        if let Some(t) = listener_task.take() {
-            t.cancel();
-        }
-    }
-
-    async fn run_once(&mut self, listener_task: &mut Option<CancellationToken>) -> Outcome {
-        let stored = match self.manager.inner.store.load(&self.id) {
-            Ok(s) => s,
-            Err(e) => return Outcome::Failed(e.to_string()),
-        };
-        // Bind the app port first: a port conflict is reported early and
-        // connected apps survive client restarts.
-        if listener_task.is_none() {
-            let addr = SocketAddr::new(stored.config.websocket.host, stored.config.websocket.port);
-            let listener = match TcpListener::bind(addr).await {
-                Ok(l) => l,
-                Err(e) => return Outcome::Failed(format!("cannot listen on {addr}: {e}")),
-            };
-            let token = self.stop.child_token();
-            self.manager.inner.tracker.spawn(appserver::serve(
-                listener,
-                AppServerConfig {
-                    allow_multiple_apps: stored.config.websocket.allow_multiple_apps,
-                },
-                self.hub.clone(),
-                self.commands_tx.clone(),
-                token.clone(),
-                self.manager.inner.tracker.clone(),
-            ));
-            *listener_task = Some(token);
-            tracing::info!(identity = %self.id, %addr, "websocket listening");
-        }
-        self.manager.set_state(&self.id, RunState::Starting);
-        let mut config = client_config(&stored.config.traffic);
-        // Messages received before: their retransmissions are not delivered
-        // again.
-        config.completed_sets = self.manager.inner.store.load_received_sets(&self.id);
-        // Messages not acknowledged when the last run ended are sent again.
-        if stored.config.traffic.persist_outbox.unwrap_or(true) {
-            config.outbox = Some(self.manager.inner.store.dir(&self.id).join(OUTBOX_DIR));
-        }
-        // The topology handle is held until the client has its own, so the
-        // topology is fetched once.
-        // The topology may take long to fetch (nym-api unreachable): keep
-        // answering pings meanwhile, from a receiver moved out of `self`.
-        let mut pings = std::mem::replace(&mut self.pings, health::channel().1);
-        let followed = health::answering(&mut pings, async {
-            tokio::select! {
-                _ = self.stop.cancelled() => None,
-                r = self.follow_gateway_listener(stored.registration) => Some(r),
-            }
-        })
-        .await;
-        self.pings = pings;
-        let Some((registration, _topology)) = followed else {
-            return Outcome::Stopped;
-        };
-        let reg = GatewayRegistration {
-            gateway_id: registration.gateway_id,
-            listener: registration.listener,
-            fallback_listener: registration.fallback_listener,
-            shared_key: registration.shared_key,
-            last_auth_timestamp: stored.state.last_auth_timestamp,
-        };
-        let start = nymd_mixnet::start(
-            &self.manager.inner.shared,
-            to_client_keys(&stored.keys),
-            reg,
-            config,
-            self.stop.child_token(),
-        );
-        let stop = self.stop.clone();
-        let start = health::answering(&mut self.pings, async {
-            tokio::select! {
-                _ = stop.cancelled() => None,
-                h = start => Some(h),
-            }
-        });
-        let handle = match start.await {
-            None => return Outcome::Stopped,
-            Some(h) => match h {
-                Ok(h) => h,
-                Err(e) => return Outcome::Failed(format!("cannot start the mixnet client: {e}")),
-            },
-        };
-        self.manager.set_state(&self.id, RunState::Running);
-        let outcome = self.serve(&handle, stored.state.last_auth_timestamp).await;
-        self.persist_auth(&handle, stored.state.last_auth_timestamp);
-        self.persist_received(&handle, &mut 0);
-        health::answering(&mut self.pings, handle.shutdown()).await;
-        outcome
-    }
-
-    /// If the registered gateway is in the current topology with another
-    /// primary listener than stored (it moved, or a local mixnet came back
-    /// on new ports), use and save the topology's listeners (the status
-    /// shows the new one).
-    async fn follow_gateway_listener(
-        &self,
-        mut reg: StoredRegistration,
-    ) -> (StoredRegistration, Option<TopologyHandle>) {
-        let Ok(handle) = self.manager.inner.shared.topology(None).await else {
-            return (reg, None);
-        };
-        let Some(listeners) = handle.current().and_then(|t| {
-            t.gateway_by_identity(&reg.gateway_id)
-                .and_then(|g| g.ws_listeners(false))
-        }) else {
-            return (reg, Some(handle));
-        };
-        if listeners.primary == reg.listener {
-            return (reg, Some(handle));
-        }
-        tracing::info!(identity = %self.id, old = %reg.listener, new = %listeners.primary, "the gateway's listener changed; using the topology's");
-        reg.listener = listeners.primary;
-        reg.fallback_listener = listeners.fallback;
-        if let Err(e) = self.manager.inner.store.save_registration(&self.id, &reg) {
-            tracing::warn!(identity = %self.id, "cannot save the gateway's new listener: {e}");
-        }
-        if let Some(slot) = lock(&self.manager.inner.slots).get_mut(&self.id) {
-            slot.gateway_listener = reg.listener.clone();
-            // Not an edit: a reload must not restart the identity for it.
-            slot.registration = reg.clone();
-        }
-        (reg, Some(handle))
-    }
-
-    fn persist_auth(&self, handle: &ClientHandle, persisted: u64) -> u64 {
-        let last = handle.last_auth_timestamp();
-        if last > persisted {
-            let state = PersistedState {
-                last_auth_timestamp: last,
-            };
-            if let Err(e) = self.manager.inner.store.save_state(&self.id, &state) {
-                tracing::warn!(identity = %self.id, "cannot save state: {e}");
-                return persisted;
-            }
-            return last;
-        }
-        persisted
-    }
-
-    /// Save the set ids of received messages if more arrived since the
-    /// `saved` count of completions.
-    fn persist_received(&self, handle: &ClientHandle, saved: &mut u64) {
-        let now = handle.completions();
-        if now == *saved {
-            return;
-        }
-        match self
-            .manager
-            .inner
-            .store
-            .save_received_sets(&self.id, &handle.completed_sets())
-        {
-            Ok(()) => *saved = now,
-            Err(e) => tracing::warn!(identity = %self.id, "cannot save state: {e}"),
-        }
-    }
-
-    async fn serve(&mut self, handle: &ClientHandle, mut persisted: u64) -> Outcome {
-        let mut events = handle.subscribe();
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut saved_received = 0u64;
-        let mut ticks = 0u32;
-        loop {
-            tokio::select! {
-                _ = self.stop.cancelled() => return Outcome::Stopped,
-                ev = events.recv() => match ev {
-                    Some(ev) => self.on_client_event(ev),
-                    None => return Outcome::Failed("the mixnet client stopped".into()),
-                },
-                Some(p) = self.pings.recv() => { let _ = p.send(()); }
-                Some(cmd) = self.commands.recv() => Self::on_command(handle, &mut self.pings, cmd).await,
-                _ = tick.tick() => {
-                    if handle.is_finished() {
-                        return Outcome::Failed("the mixnet client stopped".into());
-                    }
-                    persisted = self.persist_auth(handle, persisted);
-                    ticks = ticks.wrapping_add(1);
-                    if ticks.is_multiple_of(RECEIVED_SAVE_TICKS) {
-                        self.persist_received(handle, &mut saved_received);
-                    }
-                    let stats = handle.stats();
-                    if let Some(s) = lock(&self.manager.inner.slots).get_mut(&self.id) {
-                        s.stats = Some(stats);
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_client_event(&self, ev: ClientEvent) {
-        match ev {
-            ClientEvent::Received(m) => self.hub.deliver(Delivery {
-                data: m.data,
-                sender_tag: m.sender_tag,
-            }),
-            ClientEvent::Error { kind, message, .. } => {
-                // The message may name a recipient: addresses only at debug.
-                tracing::warn!(identity = %self.id, ?kind, "a message could not be sent; its apps were told why");
-                tracing::debug!(identity = %self.id, ?kind, "{message}");
-                self.hub.broadcast_error(ApiError::other(message));
-            }
-            ClientEvent::GatewayStatus(state) => {
-                let s = match state {
-                    GatewayState::Connected => RunState::Running,
-                    GatewayState::Reconnecting => RunState::Reconnecting,
-                    GatewayState::Closed => RunState::Reconnecting,
-                };
-                self.manager.set_state(&self.id, s);
-            }
-        }
-    }
-
-    /// One app or control-plane request to a connected identity. A send may
-    /// wait for room in the client's queue; pings are answered meanwhile.
-    async fn on_command(handle: &ClientHandle, pings: &mut mpsc::Receiver<Ping>, cmd: AppCommand) {
-        let lane_of = |c: Option<u64>| c.map(Lane::Connection).unwrap_or(Lane::General);
-        let queue_reply = |c: Option<u64>| {
-            c.map(|lane| ServerResponse::LaneQueueLength {
-                lane,
-                queue_length: handle.lane_queue_length(lane) as u64,
-            })
-        };
-        let (msg, conn) = match cmd.request {
-            ClientRequest::SelfAddress => {
-                let _ = cmd
-                    .respond
-                    .send(Some(ServerResponse::SelfAddress(handle.address())));
-                return;
-            }
-            ClientRequest::ClosedConnection(lane) => {
-                handle.close_lane(lane);
-                let _ = cmd.respond.send(None);
-                return;
-            }
-            ClientRequest::GetLaneQueueLength(lane) => {
-                let _ = cmd.respond.send(queue_reply(Some(lane)));
-                return;
-            }
-            ClientRequest::Send {
-                recipient,
-                message,
-                connection_id,
-            } => (
-                OutgoingMessage::Plain {
-                    recipient,
-                    data: message,
-                    lane: lane_of(connection_id),
-                },
-                connection_id,
-            ),
-            ClientRequest::SendAnonymous {
-                recipient,
-                message,
-                reply_surbs,
-                connection_id,
-            } => (
-                OutgoingMessage::Anonymous {
-                    recipient,
-                    data: message,
-                    reply_surbs,
-                    lane: lane_of(connection_id),
-                },
-                connection_id,
-            ),
-            ClientRequest::Reply {
-                sender_tag,
-                message,
-                connection_id,
-            } => (
-                OutgoingMessage::Reply {
-                    sender_tag,
-                    data: message,
-                    lane: lane_of(connection_id),
-                },
-                connection_id,
-            ),
-        };
-        let resp = match health::answering(pings, handle.send(msg)).await {
-            Ok(()) => queue_reply(conn),
-            Err(e) => Some(ServerResponse::Error(ApiError::other(format!(
-                "could not queue the message: {e}"
-            )))),
-        };
-        let _ = cmd.respond.send(resp);
-    }
-}

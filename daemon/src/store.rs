@@ -159,6 +159,68 @@ pub struct WebsocketConfig {
     /// message). `false` restores nym-client's one-app-at-a-time behaviour.
     #[serde(default = "default_true")]
     pub allow_multiple_apps: bool,
+    /// At most this many apps connected at once (default
+    /// [`DEFAULT_MAX_APPS`]; 1 when `allow_multiple_apps = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_apps: Option<usize>,
+    /// Web origins (exact, e.g. `"http://localhost:8080"`) whose pages may
+    /// open the port. A handshake that carries any other `Origin` header (a
+    /// browser) is refused; apps that send none are not affected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Local users (uids) that may connect, besides root and nymd's own uid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_uids: Vec<u32>,
+    /// Local groups (names) whose members may connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_groups: Vec<String>,
+    /// Any local user may connect (no uid check). Absent in identities
+    /// created before access control existed, which keep that behaviour;
+    /// `nymctl init` writes `false` with the creating user in
+    /// `allowed_uids`.
+    #[serde(default = "default_true")]
+    pub any_local_user: bool,
+    /// Allow `host` to be an address other than loopback (the uid check
+    /// cannot apply to remote peers).
+    #[serde(default)]
+    pub allow_remote_apps: bool,
+    /// Tell the app that sent a message when it fails later (recipient
+    /// gateway gone, retransmissions exhausted), as an `error` response.
+    /// `false` keeps nym-client's silence.
+    #[serde(default = "default_true")]
+    pub report_send_failures: bool,
+}
+
+/// Default of [`WebsocketConfig::max_apps`] in multi-app mode.
+pub const DEFAULT_MAX_APPS: usize = 64;
+
+impl WebsocketConfig {
+    /// Settings of a new identity on `host:port`: several apps, only
+    /// `owner` (plus root and nymd's own uid) may connect, no browser
+    /// origins.
+    pub fn new(host: IpAddr, port: u16, owner: Option<u32>) -> Self {
+        Self {
+            host,
+            port,
+            allow_multiple_apps: true,
+            max_apps: None,
+            allowed_origins: Vec::new(),
+            allowed_uids: owner.into_iter().collect(),
+            allowed_groups: Vec::new(),
+            any_local_user: false,
+            allow_remote_apps: false,
+            report_send_failures: true,
+        }
+    }
+
+    /// The connection limit in effect.
+    pub fn max_apps(&self) -> usize {
+        if !self.allow_multiple_apps {
+            1
+        } else {
+            self.max_apps.unwrap_or(DEFAULT_MAX_APPS).max(1)
+        }
+    }
 }
 
 fn default_host() -> IpAddr {
@@ -606,11 +668,7 @@ mod tests {
             config: IdentityConfig {
                 id: id.to_string(),
                 enabled: true,
-                websocket: WebsocketConfig {
-                    host: default_host(),
-                    port,
-                    allow_multiple_apps: true,
-                },
+                websocket: WebsocketConfig::new(default_host(), port, None),
                 traffic: TrafficConfig::default(),
             },
             keys: IdentityKeys::generate(&mut rng),

@@ -1,70 +1,20 @@
-//! The per-identity app server: nym-client's websocket API on the identity's
-//! port.
-//!
-//! It owns only connections and framing. Each parsed request becomes an
-//! [`AppCommand`] for the identity actor, which answers through a oneshot;
-//! messages from the mixnet reach apps through the identity's [`AppHub`].
-//!
-//! Differences from stock nym-client, on purpose:
-//! - several apps may be connected at once and each receives every message
-//!   (`allow_multiple_apps = false` restores one app at a time: a second
-//!   connection is closed before the websocket handshake, as nym-client does);
-//! - a TCP client that never completes the websocket handshake, or sends
-//!   garbage, is dropped after a deadline and never disturbs the identity;
-//! - an app that stops reading is disconnected instead of stalling the
-//!   identity or growing memory.
+//! Fans received messages out to the connected apps of one identity.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use nymd_fsutil::journal::{Journal, Record};
-use nymd_proto::appapi::{ApiError, AppFrame, ClientRequest, ResponseMode, ServerResponse};
-use nymd_proto::SenderTag;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use nymd_proto::appapi::ApiError;
+use tokio::sync::mpsc;
 
-/// Time a client has to complete the websocket handshake.
-pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-/// Messages queued per connected app before it is considered stuck.
-pub const APP_QUEUE: usize = 1024;
-/// Messages kept while no app is connected.
-pub const DEFAULT_PENDING_LIMIT: usize = 10_000;
-/// Time a stuck app gets before it is disconnected.
-const STUCK_APP_GRACE: Duration = Duration::from_secs(5);
-
-/// A message that arrived from the mixnet for the apps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// Payload.
-    pub data: Vec<u8>,
-    /// Sender tag of an anonymous (repliable) message.
-    pub sender_tag: Option<SenderTag>,
-}
-
-/// What the app server asks of the identity actor.
-#[derive(Debug)]
-pub struct AppCommand {
-    /// The app session that asked.
-    pub session: u64,
-    /// The parsed request.
-    pub request: ClientRequest,
-    /// Where the direct response goes (`None` = no response, as for a plain
-    /// `send` without a connection id).
-    pub respond: oneshot::Sender<Option<ServerResponse>>,
-}
+use super::inbox::{decode_delivery, encode_delivery};
+use super::{AppChange, ConnectedApp, Delivery, APP_QUEUE};
 
 /// Something to write to one app.
 #[derive(Debug, Clone)]
-enum Outbound {
+pub(crate) enum Outbound {
     Delivery(Arc<Delivery>),
     Error(ApiError),
 }
@@ -88,69 +38,6 @@ impl HubState {
             j.done(id);
         }
     }
-}
-
-/// Header of an identity's inbox journal.
-pub const INBOX_HEADER: &[u8] = b"nymd-inbox v1\n";
-
-/// A delivery as an inbox record: `0 | data` or `1 | sender tag (16) | data`.
-fn encode_delivery(d: &Delivery) -> Vec<u8> {
-    let mut out = Vec::with_capacity(17 + d.data.len());
-    match &d.sender_tag {
-        None => out.push(0),
-        Some(tag) => {
-            out.push(1);
-            out.extend_from_slice(&tag.0);
-        }
-    }
-    out.extend_from_slice(&d.data);
-    out
-}
-
-fn decode_delivery(bytes: &[u8]) -> Option<Delivery> {
-    let (&kind, rest) = bytes.split_first()?;
-    match kind {
-        0 => Some(Delivery {
-            data: rest.to_vec(),
-            sender_tag: None,
-        }),
-        1 => {
-            let tag: [u8; 16] = rest.get(..16)?.try_into().ok()?;
-            Some(Delivery {
-                data: rest.get(16..)?.to_vec(),
-                sender_tag: Some(SenderTag(tag)),
-            })
-        }
-        _ => None,
-    }
-}
-
-/// An app connected or went away.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppChange {
-    /// A websocket session started.
-    Connected {
-        /// Session number.
-        session: u64,
-        /// The app's address.
-        peer: SocketAddr,
-    },
-    /// It ended.
-    Disconnected {
-        /// Session number.
-        session: u64,
-    },
-}
-
-/// A connected app, for status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectedApp {
-    /// Session number.
-    pub session: u64,
-    /// The app's address.
-    pub peer: SocketAddr,
-    /// Time since it connected.
-    pub connected_for: Duration,
 }
 
 type Observer = Box<dyn Fn(AppChange) + Send + Sync>;
@@ -342,7 +229,7 @@ impl AppHub {
         }
     }
 
-    fn register(
+    pub(crate) fn register(
         &self,
         allow_multiple: bool,
         peer: SocketAddr,
@@ -383,7 +270,7 @@ impl AppHub {
         Some((session, rx))
     }
 
-    fn unregister(&self, session: u64) {
+    pub(crate) fn unregister(&self, session: u64) {
         if let Ok(mut st) = self.state.lock() {
             st.apps.remove(&session);
             st.peers.remove(&session);
@@ -393,178 +280,17 @@ impl AppHub {
 
     /// Reserve a slot for a TCP connection before its handshake (one-app
     /// mode): `false` if an app is already connected.
-    fn slot_free(&self, allow_multiple: bool) -> bool {
+    pub(crate) fn slot_free(&self, allow_multiple: bool) -> bool {
         allow_multiple || self.connected_apps() == 0
-    }
-}
-
-/// Settings of one identity's app server.
-#[derive(Debug, Clone)]
-pub struct AppServerConfig {
-    /// Several apps at once (default) or nym-client's one at a time.
-    pub allow_multiple_apps: bool,
-}
-
-/// Accept app connections on `listener` until `cancel` fires.
-pub async fn serve(
-    listener: TcpListener,
-    config: AppServerConfig,
-    hub: Arc<AppHub>,
-    commands: mpsc::Sender<AppCommand>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!("app listener accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if !hub.slot_free(config.allow_multiple_apps) {
-            tracing::warn!(%peer, "an app is already connected and this identity allows one at a time: closing the new connection");
-            drop(stream);
-            continue;
-        }
-        let hub = hub.clone();
-        let commands = commands.clone();
-        let cancel = cancel.child_token();
-        let allow = config.allow_multiple_apps;
-        tracker.spawn(async move {
-            if let Err(e) = session(stream, peer, allow, hub, commands, cancel).await {
-                tracing::debug!(%peer, "app session ended: {e}");
-            }
-        });
-    }
-}
-
-/// Read buffer of an app websocket (see `session`).
-const APP_READ_BUFFER: usize = 16 * 1024;
-
-async fn session(
-    stream: TcpStream,
-    peer: SocketAddr,
-    allow_multiple: bool,
-    hub: Arc<AppHub>,
-    commands: mpsc::Sender<AppCommand>,
-    cancel: CancellationToken,
-) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    // tungstenite preallocates a 128 KiB read buffer per connection by
-    // default: 125 MiB for 1,000 idle apps. 16 KiB reads cost nothing
-    // measurable for app traffic and keep an idle app at a few KiB.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(APP_READ_BUFFER);
-    let handshake = tokio::time::timeout(
-        HANDSHAKE_DEADLINE,
-        tokio_tungstenite::accept_async_with_config(stream, Some(config)),
-    );
-    let handshake = tokio::select! {
-        _ = cancel.cancelled() => return Ok(()),
-        h = handshake => h,
-    };
-    let ws = match handshake {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => return Err(format!("websocket handshake failed: {e}")),
-        Err(_) => return Err("websocket handshake not completed in time".into()),
-    };
-    let Some((id, mut outbound)) = hub.register(allow_multiple, peer) else {
-        return Err("another app connected first".into());
-    };
-    tracing::info!(%peer, session = id, "app connected");
-    let (mut sink, mut source) = ws.split();
-    let mut mode = ResponseMode::default();
-    let result = loop {
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                let _ = sink.send(Message::Close(Some(CloseFrame {
-                    code: CloseCode::Away,
-                    reason: "nymd is shutting down".into(),
-                }))).await;
-                break Ok(());
-            }
-            out = outbound.recv() => {
-                let frame = match out {
-                    Some(Outbound::Delivery(d)) => mode.encode(&ServerResponse::Received {
-                        message: d.data.clone(),
-                        sender_tag: d.sender_tag,
-                    }),
-                    Some(Outbound::Error(e)) => mode.encode(&ServerResponse::Error(e)),
-                    None => {
-                        // The hub dropped us: we were too slow.
-                        let _ = sink.send(Message::Close(Some(CloseFrame {
-                            code: CloseCode::Again,
-                            reason: "app did not read its messages".into(),
-                        }))).await;
-                        break Err("disconnected as too slow".into());
-                    }
-                };
-                match tokio::time::timeout(STUCK_APP_GRACE, sink.send(to_message(frame))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break Err(format!("write failed: {e}")),
-                    Err(_) => break Err("app stopped reading".into()),
-                }
-            }
-            incoming = source.next() => {
-                let frame = match incoming {
-                    None => break Ok(()),
-                    Some(Err(e)) => break Err(format!("read failed: {e}")),
-                    Some(Ok(Message::Text(t))) => AppFrame::Text(t.as_str().to_owned()),
-                    Some(Ok(Message::Binary(b))) => AppFrame::Binary(b.to_vec()),
-                    Some(Ok(Message::Close(_))) => break Ok(()),
-                    // Ping/pong are answered by tungstenite; raw frames ignored.
-                    Some(Ok(_)) => continue,
-                };
-                mode.observe(&frame);
-                let response = match frame.parse_request() {
-                    Err(e) => Some(ServerResponse::Error(e)),
-                    Ok(request) => {
-                        let (tx, rx) = oneshot::channel();
-                        let cmd = AppCommand { session: id, request, respond: tx };
-                        // Backpressure: while the identity's queue is full we
-                        // stop reading this app's socket.
-                        if commands.send(cmd).await.is_err() {
-                            break Err("identity stopped".into());
-                        }
-                        match rx.await {
-                            Ok(r) => r,
-                            Err(_) => Some(ServerResponse::Error(ApiError::other(
-                                "the identity stopped before answering",
-                            ))),
-                        }
-                    }
-                };
-                if let Some(resp) = response {
-                    let frame = mode.encode(&resp);
-                    if let Err(e) = sink.send(to_message(frame)).await {
-                        break Err(format!("write failed: {e}"));
-                    }
-                }
-            }
-        }
-    };
-    hub.unregister(id);
-    tracing::info!(%peer, session = id, "app disconnected");
-    result
-}
-
-fn to_message(frame: AppFrame) -> Message {
-    match frame {
-        AppFrame::Text(t) => Message::Text(t.into()),
-        AppFrame::Binary(b) => Message::Binary(b.into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::appserver::inbox::{decode_delivery, encode_delivery, INBOX_HEADER};
+    use nymd_proto::SenderTag;
+    use std::net::SocketAddr;
 
     fn delivery(i: u8, tagged: bool) -> Delivery {
         Delivery {
