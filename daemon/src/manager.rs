@@ -834,14 +834,23 @@ fn info_of(id: &str, s: &Slot) -> IdentityInfo {
     }
 }
 
-fn slot_for(s: &StoredIdentity) -> Result<Slot, ManagerError> {
+/// An identity's Nym address, from its keys and its gateway.
+fn address_of(s: &StoredIdentity) -> Result<Recipient, ManagerError> {
     let gw = VerifyingKey::from_bytes(&s.registration.gateway_id).map_err(|_| {
         ManagerError::InvalidArgument(format!(
             "identity '{}' names a gateway identity that is not a valid key",
             s.config.id
         ))
     })?;
-    let address = Recipient::new(s.keys.identity.public(), s.keys.encryption.public(), gw);
+    Ok(Recipient::new(
+        s.keys.identity.public(),
+        s.keys.encryption.public(),
+        gw,
+    ))
+}
+
+fn slot_for(s: &StoredIdentity) -> Result<Slot, ManagerError> {
+    let address = address_of(s)?;
     Ok(Slot {
         config: s.config.clone(),
         address,

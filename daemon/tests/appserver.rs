@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nymd::appserver::{serve, AppCommand, AppHub, AppServerConfig, Delivery};
+use nymd::store::WebsocketConfig;
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::{Recipient, SenderTag};
 use tokio::io::AsyncWriteExt;
@@ -38,7 +39,11 @@ async fn start(allow_multiple_apps: bool) -> Server {
     tracker.spawn(serve(
         listener,
         AppServerConfig {
-            allow_multiple_apps,
+            websocket: WebsocketConfig {
+                allow_multiple_apps,
+                ..WebsocketConfig::new([127, 0, 0, 1].into(), 0, None)
+            },
+            address: ADDR.parse().expect("addr"),
         },
         hub.clone(),
         tx,

@@ -10,14 +10,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use nymd_proto::Recipient;
+
 use super::session;
 use super::{AppCommand, AppHub};
+use crate::store::WebsocketConfig;
 
 /// Settings of one identity's app server.
 #[derive(Debug, Clone)]
 pub struct AppServerConfig {
-    /// Several apps at once (default) or nym-client's one at a time.
-    pub allow_multiple_apps: bool,
+    /// The identity's `[websocket]` section: access, limits, one-app mode.
+    pub websocket: WebsocketConfig,
+    /// The identity's Nym address, answered to `selfAddress` in every state.
+    pub address: Recipient,
 }
 
 /// Accept app connections on `listener` until `cancel` fires.
@@ -43,7 +48,7 @@ pub async fn serve(
                 continue;
             }
         };
-        if !hub.slot_free(config.allow_multiple_apps) {
+        if !hub.slot_free(config.websocket.allow_multiple_apps) {
             tracing::warn!(%peer, "an app is already connected and this identity allows one at a time: closing the new connection");
             drop(stream);
             continue;
@@ -51,7 +56,7 @@ pub async fn serve(
         let hub = hub.clone();
         let commands = commands.clone();
         let cancel = cancel.child_token();
-        let allow = config.allow_multiple_apps;
+        let allow = config.websocket.allow_multiple_apps;
         tracker.spawn(async move {
             if let Err(e) = session::run(stream, peer, allow, hub, commands, cancel).await {
                 tracing::debug!(%peer, "app session ended: {e}");

@@ -139,6 +139,10 @@ impl Runner {
             Ok(s) => s,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
+        let address = match super::address_of(&stored) {
+            Ok(a) => a,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
         // Bind the app port first: a port conflict is reported early and
         // connected apps survive client restarts.
         if listener_task.is_none() {
@@ -151,7 +155,8 @@ impl Runner {
             self.ctx.tracker.spawn(appserver::serve(
                 listener,
                 AppServerConfig {
-                    allow_multiple_apps: stored.config.websocket.allow_multiple_apps,
+                    websocket: stored.config.websocket.clone(),
+                    address,
                 },
                 self.hub.clone(),
                 self.commands_tx.clone(),
