@@ -565,10 +565,11 @@ impl Manager {
             },
             id: id.to_string(),
             stop: stop.clone(),
-            commands: rx,
-            pings,
+            inbound: runner::Inbound::new(rx, pings),
             commands_tx: tx.clone(),
             hub: hub.clone(),
+            lanes: runner::AppLanes::default(),
+            report_send_failures: slot.config.websocket.report_send_failures,
         };
         let done = self.inner.tracker.spawn(runner.run());
         slot.running = Some(Running {
@@ -673,6 +674,14 @@ impl Manager {
                 .map(|r| r.commands.clone())
                 .ok_or_else(|| ManagerError::NotRunning(id.to_string()))?
         };
+        // A recipient whose gateway is unknown or a mixnode is refused now,
+        // not retransmitted into the void.
+        if let Ok(Ok(t)) =
+            tokio::time::timeout(Duration::from_secs(10), self.inner.shared.topology(None)).await
+        {
+            runner::check_recipient(Some(&t), &recipient)
+                .map_err(|e| ManagerError::InvalidArgument(e.message))?;
+        }
         let (respond, rx) = oneshot::channel();
         tx.send(AppCommand {
             session: 0,

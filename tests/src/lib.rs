@@ -148,6 +148,61 @@ impl App {
         }
     }
 
+    /// Connect with a tiny kernel receive buffer (`bytes`), so that an app
+    /// that stops reading pushes back on nymd at once instead of after
+    /// megabytes of socket buffers.
+    pub async fn connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> Self {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(format!("ws://{addr}"), MaybeTlsStream::Plain(stream)),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+        Self { ws }
+    }
+
+    /// Send a websocket ping and wait up to `within` for its pong (data
+    /// frames that arrive meanwhile are returned too).
+    pub async fn ping(&mut self, within: Duration) -> (bool, Vec<AppFrame>) {
+        let mut frames = Vec::new();
+        self.ws
+            .send(Message::Ping(b"nymd-test"[..].into()))
+            .await
+            .expect("send ping");
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return (false, frames),
+                Ok(None) | Ok(Some(Err(_))) => return (false, frames),
+                Ok(Some(Ok(Message::Pong(_)))) => return (true, frames),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    frames.push(AppFrame::Text(t.as_str().to_owned()))
+                }
+                Ok(Some(Ok(Message::Binary(b)))) => frames.push(AppFrame::Binary(b.to_vec())),
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// The next response within `within`, or `None`.
+    pub async fn try_next_response(&mut self, within: Duration) -> Option<ServerResponse> {
+        tokio::time::timeout(within, self.next_response())
+            .await
+            .ok()
+    }
+
     /// Send a raw text frame.
     pub async fn send_text(&mut self, text: &str) {
         self.ws

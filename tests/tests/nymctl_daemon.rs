@@ -102,6 +102,20 @@ async fn nymctl_drives_a_real_daemon() {
     }
     app.close().await;
 
+    // send to an address whose "gateway" is a mixnode: refused at once with
+    // a clear message (it would never be acknowledged), nothing queued.
+    let mixnode = net.layer(2)[0].identity_bs58();
+    let (client, _gateway) = bob_addr.split_once('@').expect("address has a gateway");
+    let to_mixnode = format!("{client}@{mixnode}");
+    let out = nymctl(&sock, &["send", "alice", "--to", &to_mixnode, "lost?"]);
+    assert_ne!(
+        code(&out),
+        0,
+        "nymctl send to a mixnode-as-gateway must fail"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mixnode"), "the error says why: {err}");
+
     // stop / start.
     assert!(nymctl(&sock, &["stop", "bob"]).status.success());
     let st = nymctl_json(&sock, &["status", "bob"]);

@@ -937,11 +937,8 @@ impl Actor {
         let Some(topology) = self.topology.current() else {
             return;
         };
-        if topology
-            .gateway_by_identity(recipient.gateway().as_bytes())
-            .is_none()
-        {
-            tracing::warn!("cannot answer a SURB request: the requester's gateway is unknown");
+        if let Err(e) = topology.egress_by_identity(recipient.gateway().as_bytes(), false) {
+            tracing::debug!("cannot answer a SURB request: the requester's gateway: {e}");
             return;
         }
         let surbs = match self.build_reply_surbs(&topology, amount) {
@@ -1022,14 +1019,11 @@ impl Actor {
                 "no usable network topology; the message was not sent".into(),
             ));
         };
-        if topology
-            .gateway_by_identity(recipient.gateway().as_bytes())
-            .is_none()
-        {
+        if let Err(e) = topology.egress_by_identity(recipient.gateway().as_bytes(), false) {
             return Err((
                 ErrorKind::RecipientGatewayUnknown,
                 format!(
-                    "the gateway {} of recipient {recipient} is not in the network topology; the message was not sent",
+                    "the gateway {} of recipient {recipient} cannot be used ({e}); the message was not sent",
                     bs58_str(recipient.gateway().as_bytes())
                 ),
             ));

@@ -1,93 +1,150 @@
-//! One connected app: its requests go to the identity actor, its responses
-//! and received messages come back.
+//! One connected app: its requests go to the identity actor, its responses,
+//! received messages and its own send failures come back.
+//!
+//! The session never waits for the identity inline: requests in flight are
+//! kept in order ([`MAX_IN_FLIGHT`] at most, then the socket is not read
+//! until one is answered, which is the app's backpressure), so while the
+//! identity is connecting the session keeps reading, answering pings and
+//! `selfAddress` (known from the keys, answered at once in every state).
+//! Received messages are written in arrival order; the hub forgets one only
+//! after the write completed. Every write has a deadline.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
-use nymd_proto::appapi::{ApiError, AppFrame, ResponseMode, ServerResponse};
+use nymd_proto::appapi::{ApiError, AppFrame, ClientRequest, ResponseMode, ServerResponse};
+use nymd_proto::Recipient;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::Outbound;
-use super::{AppCommand, AppHub, HANDSHAKE_DEADLINE};
+use super::{AppCommand, AppHub};
 
-/// Time a stuck app gets before it is disconnected.
-const STUCK_APP_GRACE: Duration = Duration::from_secs(5);
+/// Requests of one app waiting for the identity's answer before the
+/// session stops reading the app's socket.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// A write to the app (a response or a received message) that takes longer
+/// than this ends the session: the app stopped reading. What it was being
+/// given stays in the hub for the next app.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Read buffer of an app websocket (see `session`).
-const APP_READ_BUFFER: usize = 16 * 1024;
+/// What a session needs from its identity.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionContext {
+    pub(crate) hub: Arc<AppHub>,
+    pub(crate) commands: mpsc::Sender<AppCommand>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) address: Recipient,
+}
 
+type Answer = Pin<Box<dyn Future<Output = Option<ServerResponse>> + Send>>;
+
+/// A request for the identity actor, answered when it answers.
+fn ask(session: u64, request: ClientRequest, commands: mpsc::Sender<AppCommand>) -> Answer {
+    Box::pin(async move {
+        let (tx, rx) = oneshot::channel();
+        let cmd = AppCommand {
+            session,
+            request,
+            respond: tx,
+        };
+        if commands.send(cmd).await.is_err() {
+            return Some(ServerResponse::Error(ApiError::other(
+                "the identity stopped before answering",
+            )));
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Some(ServerResponse::Error(ApiError::other(
+                "the identity stopped before answering",
+            ))),
+        }
+    })
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocketStream<TcpStream>, Message>;
+
+/// Write one frame within [`WRITE_DEADLINE`].
+async fn write(sink: &mut Sink, frame: AppFrame) -> Result<(), String> {
+    match tokio::time::timeout(WRITE_DEADLINE, sink.send(to_message(frame))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!(
+            "the app did not read for {} s: closing its session",
+            WRITE_DEADLINE.as_secs()
+        )),
+    }
+}
+
+async fn close(sink: &mut Sink, code: CloseCode, reason: &'static str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
+}
+
+/// Serve one app until it leaves, nymd stops or the hub drops it.
 pub(crate) async fn run(
-    stream: TcpStream,
+    ws: WebSocketStream<TcpStream>,
     peer: SocketAddr,
-    allow_multiple: bool,
-    hub: Arc<AppHub>,
-    commands: mpsc::Sender<AppCommand>,
-    cancel: CancellationToken,
+    ctx: SessionContext,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
-    // tungstenite preallocates a 128 KiB read buffer per connection by
-    // default: 125 MiB for 1,000 idle apps. 16 KiB reads cost nothing
-    // measurable for app traffic and keep an idle app at a few KiB.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(APP_READ_BUFFER);
-    let handshake = tokio::time::timeout(
-        HANDSHAKE_DEADLINE,
-        tokio_tungstenite::accept_async_with_config(stream, Some(config)),
-    );
-    let handshake = tokio::select! {
-        _ = cancel.cancelled() => return Ok(()),
-        h = handshake => h,
-    };
-    let ws = match handshake {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => return Err(format!("websocket handshake failed: {e}")),
-        Err(_) => return Err("websocket handshake not completed in time".into()),
-    };
-    let Some((id, mut outbound)) = hub.register(allow_multiple, peer) else {
-        return Err("another app connected first".into());
-    };
+    let mut reg = ctx.hub.register(peer);
+    let id = reg.session;
     tracing::info!(%peer, session = id, "app connected");
     let (mut sink, mut source) = ws.split();
     let mut mode = ResponseMode::default();
+    let mut answers: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let hub = ctx.hub.clone();
     let result = loop {
         tokio::select! {
-            _ = cancel.cancelled() => {
-                let _ = sink.send(Message::Close(Some(CloseFrame {
-                    code: CloseCode::Away,
-                    reason: "nymd is shutting down".into(),
-                }))).await;
+            _ = ctx.cancel.cancelled() => {
+                close(&mut sink, CloseCode::Away, "nymd is shutting down").await;
                 break Ok(());
             }
-            out = outbound.recv() => {
-                let frame = match out {
-                    Some(Outbound::Delivery(d)) => mode.encode(&ServerResponse::Received {
-                        message: d.data.clone(),
-                        sender_tag: d.sender_tag,
-                    }),
-                    Some(Outbound::Error(e)) => mode.encode(&ServerResponse::Error(e)),
-                    None => {
-                        // The hub dropped us: we were too slow.
-                        let _ = sink.send(Message::Close(Some(CloseFrame {
-                            code: CloseCode::Again,
-                            reason: "app did not read its messages".into(),
-                        }))).await;
-                        break Err("disconnected as too slow".into());
+            _ = reg.kick.cancelled() => {
+                close(&mut sink, CloseCode::Again, "the app fell too far behind the other apps").await;
+                break Err("disconnected as too slow".into());
+            }
+            Some(answer) = answers.next(), if !answers.is_empty() => {
+                if let Some(resp) = answer {
+                    if let Err(e) = write(&mut sink, mode.encode(&resp)).await {
+                        break Err(e);
                     }
-                };
-                match tokio::time::timeout(STUCK_APP_GRACE, sink.send(to_message(frame))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break Err(format!("write failed: {e}")),
-                    Err(_) => break Err("app stopped reading".into()),
                 }
             }
-            incoming = source.next() => {
+            Some(err) = reg.errors.recv() => {
+                if let Err(e) = write(&mut sink, mode.encode(&ServerResponse::Error(err))).await {
+                    break Err(e);
+                }
+            }
+            next = hub.next_for(id) => {
+                let Some((seq, d)) = next else {
+                    // Unregistered by the hub (too slow): the kick branch
+                    // says so on the next turn.
+                    continue;
+                };
+                let frame = mode.encode(&ServerResponse::Received {
+                    message: d.data.clone(),
+                    sender_tag: d.sender_tag,
+                });
+                drop(d);
+                if let Err(e) = write(&mut sink, frame).await {
+                    break Err(e);
+                }
+                hub.written(id, seq);
+            }
+            incoming = source.next(), if answers.len() < MAX_IN_FLIGHT => {
                 let frame = match incoming {
                     None => break Ok(()),
                     Some(Err(e)) => break Err(format!("read failed: {e}")),
@@ -98,30 +155,14 @@ pub(crate) async fn run(
                     Some(Ok(_)) => continue,
                 };
                 mode.observe(&frame);
-                let response = match frame.parse_request() {
-                    Err(e) => Some(ServerResponse::Error(e)),
-                    Ok(request) => {
-                        let (tx, rx) = oneshot::channel();
-                        let cmd = AppCommand { session: id, request, respond: tx };
-                        // Backpressure: while the identity's queue is full we
-                        // stop reading this app's socket.
-                        if commands.send(cmd).await.is_err() {
-                            break Err("identity stopped".into());
-                        }
-                        match rx.await {
-                            Ok(r) => r,
-                            Err(_) => Some(ServerResponse::Error(ApiError::other(
-                                "the identity stopped before answering",
-                            ))),
-                        }
-                    }
+                let answer: Answer = match frame.parse_request() {
+                    Err(e) => Box::pin(std::future::ready(Some(ServerResponse::Error(e)))),
+                    Ok(ClientRequest::SelfAddress) => Box::pin(std::future::ready(Some(
+                        ServerResponse::SelfAddress(ctx.address),
+                    ))),
+                    Ok(request) => ask(id, request, ctx.commands.clone()),
                 };
-                if let Some(resp) = response {
-                    let frame = mode.encode(&resp);
-                    if let Err(e) = sink.send(to_message(frame)).await {
-                        break Err(format!("write failed: {e}"));
-                    }
-                }
+                answers.push_back(answer);
             }
         }
     };

@@ -2,9 +2,11 @@
 //! restarts with backoff) its mixnet client, and serves its apps' requests.
 //! It sees the manager only through a [`RunnerContext`].
 
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nymd_fsutil::journal::Journal;
 use nymd_mixnet::{
@@ -12,6 +14,7 @@ use nymd_mixnet::{
     TopologyHandle,
 };
 use nymd_proto::appapi::{ApiError, ClientRequest, ServerResponse};
+use nymd_proto::Recipient;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,13 +46,150 @@ pub(super) struct Runner {
     pub(super) ctx: RunnerContext,
     pub(super) id: String,
     pub(super) stop: CancellationToken,
-    pub(super) commands: mpsc::Receiver<AppCommand>,
-    /// Answered from every wait of the loop (see [`crate::health`]).
-    pub(super) pings: mpsc::Receiver<Ping>,
+    /// App and control-plane requests, and watchdog pings.
+    pub(super) inbound: Inbound,
     /// Given to the app server so app sessions and the control plane share
     /// one queue.
     pub(super) commands_tx: mpsc::Sender<AppCommand>,
     pub(super) hub: Arc<AppHub>,
+    /// Lanes of the apps' sends (see [`AppLanes`]).
+    pub(super) lanes: AppLanes,
+    /// Send failures go to the app that sent (`report_send_failures`).
+    pub(super) report_send_failures: bool,
+}
+
+/// A request that waits while the identity is not connected is answered
+/// with an error after this long.
+pub(super) const NOT_READY_WAIT: Duration = Duration::from_secs(30);
+/// Requests kept while the identity is not connected; more are answered
+/// with an error at once.
+const NOT_READY_QUEUE: usize = 256;
+/// How often lanes of apps that left are forgotten.
+const LANE_PRUNE_TICKS: u32 = 20;
+
+/// What reaches a runner from outside: requests and watchdog pings, plus
+/// the requests that wait for the identity to connect.
+pub(super) struct Inbound {
+    commands: mpsc::Receiver<AppCommand>,
+    /// Answered from every wait of the loop (see [`crate::health`]).
+    pings: mpsc::Receiver<Ping>,
+    waiting: VecDeque<(Instant, AppCommand)>,
+}
+
+impl Inbound {
+    /// A placeholder while the real one is borrowed elsewhere.
+    fn detached() -> Self {
+        Self::new(mpsc::channel(1).1, health::channel().1)
+    }
+
+    pub(super) fn new(commands: mpsc::Receiver<AppCommand>, pings: mpsc::Receiver<Ping>) -> Self {
+        Self {
+            commands,
+            pings,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// Await `fut` while the identity is not connected: pings are answered,
+    /// requests are kept (bounded, in order) for when it is, and those that
+    /// waited [`NOT_READY_WAIT`] are answered with an error.
+    async fn while_not_ready<F: Future>(&mut self, why: &str, fut: F) -> F::Output {
+        tokio::pin!(fut);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                out = &mut fut => return out,
+                Some(p) = self.pings.recv() => { let _ = p.send(()); }
+                Some(cmd) = self.commands.recv() => {
+                    if self.waiting.len() >= NOT_READY_QUEUE {
+                        let _ = cmd.respond.send(Some(ServerResponse::Error(ApiError::other(format!(
+                            "the identity is {why} and {NOT_READY_QUEUE} requests already wait for it; try again later"
+                        )))));
+                    } else {
+                        self.waiting.push_back((Instant::now(), cmd));
+                    }
+                }
+                _ = tick.tick() => self.expire(why),
+            }
+        }
+    }
+
+    /// Answer the requests that waited too long with an error.
+    fn expire(&mut self, why: &str) {
+        while let Some((since, _)) = self.waiting.front() {
+            if since.elapsed() < NOT_READY_WAIT {
+                break;
+            }
+            if let Some((_, cmd)) = self.waiting.pop_front() {
+                let _ = cmd
+                    .respond
+                    .send(Some(ServerResponse::Error(ApiError::other(format!(
+                        "the identity is {why}: the request waited {} s and was not carried out",
+                        NOT_READY_WAIT.as_secs()
+                    )))));
+            }
+        }
+    }
+}
+
+/// The lanes (connection ids) of the apps' sends. nym-client's lanes are
+/// per app connection; here several apps share an identity, so each app
+/// session's lanes, and its requests without a connection id, get lanes of
+/// their own in the mixnet client: one app's `closedConnection` or queue
+/// length never touches another's, and a send failure (reported on its
+/// lane) goes back to the app that sent.
+#[derive(Debug, Default)]
+pub(super) struct AppLanes {
+    next: u64,
+    by_app: HashMap<(u64, Option<u64>), u64>,
+    by_lane: HashMap<u64, (u64, Option<u64>)>,
+}
+
+impl AppLanes {
+    /// The client lane of `session`'s connection id (`None`: its requests
+    /// without one), made on first use.
+    fn lane(&mut self, session: u64, conn: Option<u64>) -> u64 {
+        if let Some(l) = self.by_app.get(&(session, conn)) {
+            return *l;
+        }
+        self.next += 1;
+        let l = self.next;
+        self.by_app.insert((session, conn), l);
+        self.by_lane.insert(l, (session, conn));
+        l
+    }
+
+    fn existing(&self, session: u64, conn: u64) -> Option<u64> {
+        self.by_app.get(&(session, Some(conn))).copied()
+    }
+
+    fn owner(&self, lane: u64) -> Option<(u64, Option<u64>)> {
+        self.by_lane.get(&lane).copied()
+    }
+
+    fn forget(&mut self, lane: u64) {
+        if let Some(k) = self.by_lane.remove(&lane) {
+            self.by_app.remove(&k);
+        }
+    }
+
+    /// Forget the lanes `drop` says are done with.
+    fn prune(&mut self, mut drop: impl FnMut(u64, u64) -> bool) {
+        let gone: Vec<u64> = self
+            .by_lane
+            .iter()
+            .filter(|(lane, (session, _))| drop(*session, **lane))
+            .map(|(lane, _)| *lane)
+            .collect();
+        for l in gone {
+            self.forget(l);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_lane.len()
+    }
 }
 
 enum Outcome {
@@ -107,23 +247,19 @@ impl Runner {
                 Outcome::Failed(reason) => {
                     tracing::warn!(identity = %self.id, "identity failed, retrying in {backoff:?}: {reason}");
                     self.ctx.status.set_state(RunState::Failed { reason });
-                    let wait = tokio::time::sleep(backoff);
-                    tokio::pin!(wait);
-                    // Keep answering apps while we wait.
-                    loop {
-                        tokio::select! {
-                            _ = self.stop.cancelled() => {
-                                if let Some(t) = listener_task.take() { t.cancel(); }
-                                return;
+                    // Requests wait (bounded) for the next attempt.
+                    let stop = self.stop.clone();
+                    let stopped = self
+                        .inbound
+                        .while_not_ready("not connected to the mixnet (retrying)", async {
+                            tokio::select! {
+                                _ = stop.cancelled() => true,
+                                _ = tokio::time::sleep(backoff) => false,
                             }
-                            _ = &mut wait => break,
-                            Some(p) = self.pings.recv() => { let _ = p.send(()); }
-                            Some(cmd) = self.commands.recv() => {
-                                let _ = cmd.respond.send(Some(ServerResponse::Error(ApiError::other(
-                                    "the identity is not connected to the mixnet right now; retrying",
-                                ))));
-                            }
-                        }
+                        })
+                        .await;
+                    if stopped {
+                        break;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -139,6 +275,7 @@ impl Runner {
             Ok(s) => s,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
+        self.report_send_failures = stored.config.websocket.report_send_failures;
         let address = match super::address_of(&stored) {
             Ok(a) => a,
             Err(e) => return Outcome::Failed(e.to_string()),
@@ -176,19 +313,19 @@ impl Runner {
             config.outbox = Some(self.ctx.store.dir(&self.id).join(OUTBOX_DIR));
         }
         // The topology handle is held until the client has its own, so the
-        // topology is fetched once.
-        // The topology may take long to fetch (nym-api unreachable): keep
-        // answering pings meanwhile, from a receiver moved out of `self`.
-        let mut pings = std::mem::replace(&mut self.pings, health::channel().1);
-        let followed = health::answering(&mut pings, async {
-            tokio::select! {
-                _ = self.stop.cancelled() => None,
-                r = self.follow_gateway_listener(stored.registration) => Some(r),
-            }
-        })
-        .await;
-        self.pings = pings;
-        let Some((registration, _topology)) = followed else {
+        // topology is fetched once. The fetch may take long (nym-api
+        // unreachable): pings are answered and requests kept meanwhile.
+        let mut inbound = std::mem::replace(&mut self.inbound, Inbound::detached());
+        let followed = inbound
+            .while_not_ready("connecting to the mixnet", async {
+                tokio::select! {
+                    _ = self.stop.cancelled() => None,
+                    r = self.follow_gateway_listener(stored.registration) => Some(r),
+                }
+            })
+            .await;
+        self.inbound = inbound;
+        let Some((registration, topology)) = followed else {
             return Outcome::Stopped;
         };
         let reg = GatewayRegistration {
@@ -206,12 +343,14 @@ impl Runner {
             self.stop.child_token(),
         );
         let stop = self.stop.clone();
-        let start = health::answering(&mut self.pings, async {
-            tokio::select! {
-                _ = stop.cancelled() => None,
-                h = start => Some(h),
-            }
-        });
+        let start = self
+            .inbound
+            .while_not_ready("connecting to the mixnet", async {
+                tokio::select! {
+                    _ = stop.cancelled() => None,
+                    h = start => Some(h),
+                }
+            });
         let handle = match start.await {
             None => return Outcome::Stopped,
             Some(h) => match h {
@@ -220,10 +359,12 @@ impl Runner {
             },
         };
         self.ctx.status.set_state(RunState::Running);
-        let outcome = self.serve(&handle, stored.state.last_auth_timestamp).await;
+        let outcome = self
+            .serve(&handle, topology, stored.state.last_auth_timestamp)
+            .await;
         self.persist_auth(&handle, stored.state.last_auth_timestamp);
         self.persist_received(&handle, &mut 0);
-        health::answering(&mut self.pings, handle.shutdown()).await;
+        health::answering(&mut self.inbound.pings, handle.shutdown()).await;
         outcome
     }
 
@@ -289,21 +430,40 @@ impl Runner {
         }
     }
 
-    async fn serve(&mut self, handle: &ClientHandle, mut persisted: u64) -> Outcome {
+    async fn serve(
+        &mut self,
+        handle: &ClientHandle,
+        topology: Option<TopologyHandle>,
+        mut persisted: u64,
+    ) -> Outcome {
         let mut events = handle.subscribe();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut saved_received = 0u64;
         let mut ticks = 0u32;
+        // What waited while the identity connected, in order (unless its
+        // app gave up on it).
+        while let Some((_, cmd)) = self.inbound.waiting.pop_front() {
+            if !cmd.respond.is_closed() {
+                self.on_command(handle, topology.as_ref(), cmd).await;
+            }
+        }
         loop {
+            // Messages are taken from the client only while the hub has
+            // room: otherwise they stay with the client, which stops
+            // reading its gateway (the gateway keeps them).
+            let room = self.hub.has_room();
             tokio::select! {
                 _ = self.stop.cancelled() => return Outcome::Stopped,
-                ev = events.recv() => match ev {
+                ev = events.recv(), if room => match ev {
                     Some(ev) => self.on_client_event(ev),
                     None => return Outcome::Failed("the mixnet client stopped".into()),
                 },
-                Some(p) = self.pings.recv() => { let _ = p.send(()); }
-                Some(cmd) = self.commands.recv() => Self::on_command(handle, &mut self.pings, cmd).await,
+                _ = self.hub.room(), if !room => {}
+                Some(p) = self.inbound.pings.recv() => { let _ = p.send(()); }
+                Some(cmd) = self.inbound.commands.recv() => {
+                    self.on_command(handle, topology.as_ref(), cmd).await;
+                }
                 _ = tick.tick() => {
                     if handle.is_finished() {
                         return Outcome::Failed("the mixnet client stopped".into());
@@ -313,24 +473,48 @@ impl Runner {
                     if ticks.is_multiple_of(RECEIVED_SAVE_TICKS) {
                         self.persist_received(handle, &mut saved_received);
                     }
-                    let stats = handle.stats();
-                    self.ctx.status.set_stats(stats);
+                    if ticks.is_multiple_of(LANE_PRUNE_TICKS) {
+                        // Lanes of apps that left, once their queue is empty.
+                        let hub = &self.hub;
+                        self.lanes.prune(|session, lane| {
+                            !hub.is_connected(session) && handle.lane_queue_length(lane) == 0
+                        });
+                    }
+                    self.ctx.status.set_stats(handle.stats());
                 }
             }
         }
     }
 
-    fn on_client_event(&self, ev: ClientEvent) {
+    fn on_client_event(&mut self, ev: ClientEvent) {
         match ev {
             ClientEvent::Received(m) => self.hub.deliver(Delivery {
                 data: m.data,
                 sender_tag: m.sender_tag,
             }),
-            ClientEvent::Error { kind, message, .. } => {
+            ClientEvent::Error {
+                kind,
+                message,
+                lane,
+            } => {
+                let owner = match lane {
+                    Some(Lane::Connection(l)) => self.lanes.owner(l),
+                    _ => None,
+                };
                 // The message may name a recipient: addresses only at debug.
-                tracing::warn!(identity = %self.id, ?kind, "a message could not be sent; its apps were told why");
                 tracing::debug!(identity = %self.id, ?kind, "{message}");
-                self.hub.broadcast_error(ApiError::other(message));
+                match owner {
+                    Some((session, _)) if self.report_send_failures && session != 0 => {
+                        if self.hub.error_to(session, ApiError::other(message)) {
+                            tracing::info!(identity = %self.id, ?kind, session, "a message could not be sent; the app that sent it was told why");
+                        } else {
+                            tracing::info!(identity = %self.id, ?kind, session, "a message could not be sent; the app that sent it is gone");
+                        }
+                    }
+                    _ => {
+                        tracing::warn!(identity = %self.id, ?kind, "a message could not be sent");
+                    }
+                }
             }
             ClientEvent::GatewayStatus(state) => {
                 let s = match state {
@@ -345,12 +529,20 @@ impl Runner {
 
     /// One app or control-plane request to a connected identity. A send may
     /// wait for room in the client's queue; pings are answered meanwhile.
-    async fn on_command(handle: &ClientHandle, pings: &mut mpsc::Receiver<Ping>, cmd: AppCommand) {
-        let lane_of = |c: Option<u64>| c.map(Lane::Connection).unwrap_or(Lane::General);
-        let queue_reply = |c: Option<u64>| {
-            c.map(|lane| ServerResponse::LaneQueueLength {
-                lane,
-                queue_length: handle.lane_queue_length(lane) as u64,
+    async fn on_command(
+        &mut self,
+        handle: &ClientHandle,
+        topology: Option<&TopologyHandle>,
+        cmd: AppCommand,
+    ) {
+        let session = cmd.session;
+        let queue_reply = |lanes: &AppLanes, c: Option<u64>| {
+            c.map(|conn| ServerResponse::LaneQueueLength {
+                lane: conn,
+                queue_length: lanes
+                    .existing(session, conn)
+                    .map(|l| handle.lane_queue_length(l) as u64)
+                    .unwrap_or(0),
             })
         };
         let (msg, conn) = match cmd.request {
@@ -360,60 +552,108 @@ impl Runner {
                     .send(Some(ServerResponse::SelfAddress(handle.address())));
                 return;
             }
-            ClientRequest::ClosedConnection(lane) => {
-                handle.close_lane(lane);
+            ClientRequest::ClosedConnection(conn) => {
+                if let Some(l) = self.lanes.existing(session, conn) {
+                    handle.close_lane(l);
+                    self.lanes.forget(l);
+                }
                 let _ = cmd.respond.send(None);
                 return;
             }
-            ClientRequest::GetLaneQueueLength(lane) => {
-                let _ = cmd.respond.send(queue_reply(Some(lane)));
+            ClientRequest::GetLaneQueueLength(conn) => {
+                let _ = cmd.respond.send(queue_reply(&self.lanes, Some(conn)));
                 return;
             }
             ClientRequest::Send {
                 recipient,
                 message,
                 connection_id,
-            } => (
-                OutgoingMessage::Plain {
-                    recipient,
-                    data: message,
-                    lane: lane_of(connection_id),
-                },
-                connection_id,
-            ),
+            } => {
+                if let Err(e) = check_recipient(topology, &recipient) {
+                    let _ = cmd.respond.send(Some(ServerResponse::Error(e)));
+                    return;
+                }
+                let lane = Lane::Connection(self.lanes.lane(session, connection_id));
+                (
+                    OutgoingMessage::Plain {
+                        recipient,
+                        data: message,
+                        lane,
+                    },
+                    connection_id,
+                )
+            }
             ClientRequest::SendAnonymous {
                 recipient,
                 message,
                 reply_surbs,
                 connection_id,
-            } => (
-                OutgoingMessage::Anonymous {
-                    recipient,
-                    data: message,
-                    reply_surbs,
-                    lane: lane_of(connection_id),
-                },
-                connection_id,
-            ),
+            } => {
+                if let Err(e) = check_recipient(topology, &recipient) {
+                    let _ = cmd.respond.send(Some(ServerResponse::Error(e)));
+                    return;
+                }
+                let lane = Lane::Connection(self.lanes.lane(session, connection_id));
+                (
+                    OutgoingMessage::Anonymous {
+                        recipient,
+                        data: message,
+                        reply_surbs,
+                        lane,
+                    },
+                    connection_id,
+                )
+            }
             ClientRequest::Reply {
                 sender_tag,
                 message,
                 connection_id,
-            } => (
-                OutgoingMessage::Reply {
-                    sender_tag,
-                    data: message,
-                    lane: lane_of(connection_id),
-                },
-                connection_id,
-            ),
+            } => {
+                let lane = Lane::Connection(self.lanes.lane(session, connection_id));
+                (
+                    OutgoingMessage::Reply {
+                        sender_tag,
+                        data: message,
+                        lane,
+                    },
+                    connection_id,
+                )
+            }
         };
-        let resp = match health::answering(pings, handle.send(msg)).await {
-            Ok(()) => queue_reply(conn),
+        let resp = match health::answering(&mut self.inbound.pings, handle.send(msg)).await {
+            Ok(()) => queue_reply(&self.lanes, conn),
             Err(e) => Some(ServerResponse::Error(ApiError::other(format!(
                 "could not queue the message: {e}"
             )))),
         };
         let _ = cmd.respond.send(resp);
+        if self.lanes.len() > MAX_LANES {
+            // Many connection ids in use: forget the empty ones of apps that
+            // left (a later error on them is only logged).
+            let hub = &self.hub;
+            self.lanes
+                .prune(|s, lane| !hub.is_connected(s) && handle.lane_queue_length(lane) == 0);
+        }
+    }
+}
+
+/// Lanes remembered before the ones of apps that left are pruned early.
+const MAX_LANES: usize = 4096;
+
+/// Whether `recipient`'s gateway can receive: present in the topology and a
+/// gateway, not a mixnode. Without a topology the client decides later.
+pub(crate) fn check_recipient(
+    topology: Option<&TopologyHandle>,
+    recipient: &Recipient,
+) -> Result<(), ApiError> {
+    let Some(t) = topology.and_then(TopologyHandle::current) else {
+        return Ok(());
+    };
+    match t.egress_by_identity(recipient.gateway().as_bytes(), false) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ApiError::other(format!(
+            "the recipient's gateway {} cannot receive messages: {e}; the message was not sent",
+            bs58::encode(recipient.gateway().as_bytes()).into_string()
+        ))),
     }
 }
