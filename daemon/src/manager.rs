@@ -527,16 +527,31 @@ impl Manager {
         if self.inner.cancel.is_cancelled() {
             return Err(ManagerError::ShuttingDown);
         }
+        // Enabled on disk first, outside the status table's lock (a slow
+        // disk must not stall `list`, `status` or the stats ticker).
+        let enable = {
+            let slots = lock(&self.inner.slots);
+            let slot = slots
+                .get(id)
+                .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
+            (!slot.config.enabled).then(|| {
+                let mut c = slot.config.clone();
+                c.enabled = true;
+                c
+            })
+        };
+        if let Some(c) = &enable {
+            self.inner.store.save_config(c)?;
+        }
         let mut slots = lock(&self.inner.slots);
         let slot = slots
             .get_mut(id)
             .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
+        if enable.is_some() {
+            slot.config.enabled = true;
+        }
         if slot.running.as_ref().is_some_and(|r| !r.done.is_finished()) {
             return Ok(());
-        }
-        if !slot.config.enabled {
-            slot.config.enabled = true;
-            self.inner.store.save_config(&slot.config)?;
         }
         let stop = self.inner.cancel.child_token();
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
@@ -595,17 +610,30 @@ impl Manager {
     }
 
     async fn stop_inner(&self, id: &str, keep_enabled: bool) -> Result<(), ManagerError> {
-        let running = {
+        let (running, disable) = {
             let mut slots = lock(&self.inner.slots);
             let slot = slots
                 .get_mut(id)
                 .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
-            if !keep_enabled && slot.config.enabled {
+            let disable = (!keep_enabled && slot.config.enabled).then(|| {
                 slot.config.enabled = false;
-                self.inner.store.save_config(&slot.config)?;
-            }
-            slot.running.take()
+                slot.config.clone()
+            });
+            (slot.running.take(), disable)
         };
+        // Written outside the status table's lock.
+        if let Some(c) = disable {
+            if let Err(e) = self.inner.store.save_config(&c) {
+                // Stop anyway; the next start or stop writes it again.
+                tracing::warn!(identity = %id, "cannot save that the identity is disabled: {e}");
+                if let Some(r) = running {
+                    r.stop.cancel();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), r.done).await;
+                }
+                self.set_state(id, RunState::Stopped);
+                return Err(e.into());
+            }
+        }
         if let Some(r) = running {
             r.stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), r.done).await;
