@@ -152,17 +152,27 @@ impl App {
     /// that stops reading pushes back on nymd at once instead of after
     /// megabytes of socket buffers.
     pub async fn connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> Self {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .expect("socket");
-        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
-        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
+        // Retried while the identity's listener comes up.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let stream = loop {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .expect("socket");
+            socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+            match socket.connect(addr).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "cannot connect to {addr}: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
         let (ws, _) = tokio::time::timeout(
             WAIT,
             tokio_tungstenite::client_async(format!("ws://{addr}"), MaybeTlsStream::Plain(stream)),

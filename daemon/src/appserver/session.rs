@@ -4,8 +4,9 @@
 //! The session never waits for the identity inline: requests in flight are
 //! kept in order ([`MAX_IN_FLIGHT`] at most, then the socket is not read
 //! until one is answered, which is the app's backpressure), so while the
-//! identity is connecting the session keeps reading, answering pings and
-//! `selfAddress` (known from the keys, answered at once in every state).
+//! identity is connecting the session keeps reading and answering pings;
+//! `selfAddress` (known from the keys) and malformed requests are answered
+//! at once in every state, ahead of answers the identity still owes.
 //! Received messages are written in arrival order; the hub forgets one only
 //! after the write completed. Every write has a deadline.
 
@@ -155,14 +156,20 @@ pub(crate) async fn run(
                     Some(Ok(_)) => continue,
                 };
                 mode.observe(&frame);
-                let answer: Answer = match frame.parse_request() {
-                    Err(e) => Box::pin(std::future::ready(Some(ServerResponse::Error(e)))),
-                    Ok(ClientRequest::SelfAddress) => Box::pin(std::future::ready(Some(
-                        ServerResponse::SelfAddress(ctx.address),
-                    ))),
-                    Ok(request) => ask(id, request, ctx.commands.clone()),
+                // What the session answers itself goes out at once, ahead
+                // of answers the identity still owes (nym-client answers
+                // `selfAddress` in every state too).
+                let now = match frame.parse_request() {
+                    Err(e) => ServerResponse::Error(e),
+                    Ok(ClientRequest::SelfAddress) => ServerResponse::SelfAddress(ctx.address),
+                    Ok(request) => {
+                        answers.push_back(ask(id, request, ctx.commands.clone()));
+                        continue;
+                    }
                 };
-                answers.push_back(answer);
+                if let Err(e) = write(&mut sink, mode.encode(&now)).await {
+                    break Err(e);
+                }
             }
         }
     };
