@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nymd_ipc::{
-    DaemonInfo, ErrorCode, Event, GatewayConnection, GatewayInfo, GatewayStatus, IdentityInfo,
-    IdentityState, ImportRequest, InitRequest, InitStage, IpcError, NodeInfo, SendRequest,
-    Snapshot, TopologyBrief, TopologyLayer, TopologySummary, TrafficCounters,
+    AccessInfo, AccessRequest, DaemonInfo, ErrorCode, Event, GatewayConnection, GatewayInfo,
+    GatewayStatus, IdentityInfo, IdentityState, ImportRequest, InitRequest, InitStage, IpcError,
+    NodeInfo, SendRequest, Snapshot, TopologyBrief, TopologyLayer, TopologySummary,
+    TrafficCounters,
 };
 use nymd_mixnet::ClientStats;
 use nymd_proto::keys::{AckKey, EncryptionKeyPair, GatewaySharedKey, IdentityKeyPair};
@@ -19,7 +20,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::appserver::AppChange;
-use crate::control::{BackendResult, ControlBackend};
+use crate::control::{BackendResult, ControlBackend, PeerCredentials};
 use crate::manager::{self, InitStep, Manager, ManagerError, ManagerEvent, RunState};
 use crate::store::{IdentityKeys, StoredRegistration};
 
@@ -299,6 +300,19 @@ fn info_of(i: &manager::IdentityInfo) -> IdentityInfo {
             inbox_messages: i.inbox_messages,
             ..i.stats.as_ref().map(counters_of).unwrap_or_default()
         },
+        access: Some(access_of(&i.websocket_config)),
+    }
+}
+
+fn access_of(ws: &crate::store::WebsocketConfig) -> AccessInfo {
+    AccessInfo {
+        any_local_user: ws.any_local_user(),
+        predates_access_control: ws.predates_access_control(),
+        allowed_uids: ws.allowed_uids.clone(),
+        allowed_groups: ws.allowed_groups.clone(),
+        allowed_origins: ws.allowed_origins.clone(),
+        allow_remote_apps: ws.allow_remote_apps,
+        max_apps: u32::try_from(ws.max_apps()).unwrap_or(u32::MAX),
     }
 }
 
@@ -351,7 +365,11 @@ fn fixed<const N: usize>(what: &str, v: &[u8]) -> BackendResult<[u8; N]> {
 }
 
 impl ControlBackend for DaemonBackend {
-    async fn init(&self, req: InitRequest) -> BackendResult<IdentityInfo> {
+    async fn init(
+        &self,
+        req: InitRequest,
+        caller: Option<PeerCredentials>,
+    ) -> BackendResult<IdentityInfo> {
         let info = self
             .inner
             .manager
@@ -364,7 +382,7 @@ impl ControlBackend for DaemonBackend {
                 no_start: req.no_start,
                 keys: None,
                 registration: None,
-                owner_uid: None,
+                owner_uid: caller.map(|c| c.uid),
             })
             .await
             .map_err(err_of)?;
@@ -465,7 +483,11 @@ impl ControlBackend for DaemonBackend {
             .map_err(err_of)
     }
 
-    async fn import(&self, req: ImportRequest) -> BackendResult<IdentityInfo> {
+    async fn import(
+        &self,
+        req: ImportRequest,
+        caller: Option<PeerCredentials>,
+    ) -> BackendResult<IdentityInfo> {
         let identity = IdentityKeyPair::from_secret_bytes(&fixed::<32>(
             "private_identity.pem",
             &req.private_identity,
@@ -527,8 +549,28 @@ impl ControlBackend for DaemonBackend {
                     ack,
                 }),
                 registration,
+                owner_uid: caller.map(|c| c.uid),
                 ..manager::InitRequest::default()
             })
+            .await
+            .map_err(err_of)?;
+        Ok(info_of(&info))
+    }
+
+    async fn access(&self, req: AccessRequest) -> BackendResult<IdentityInfo> {
+        let change = manager::AccessChange {
+            allow_origins: req.allow_origins,
+            remove_origins: req.remove_origins,
+            allow_users: req.allow_users,
+            remove_users: req.remove_users,
+            allow_groups: req.allow_groups,
+            remove_groups: req.remove_groups,
+            any_local_user: req.any_local_user,
+        };
+        let info = self
+            .inner
+            .manager
+            .update_access(&req.id, change)
             .await
             .map_err(err_of)?;
         Ok(info_of(&info))

@@ -40,6 +40,11 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# nymd configuration.
 # Log level: error, warn, info, debug or trace.
 log_level = "info"
 
+# Apps connected to the websocket ports of all identities together, at most
+# (each identity also has its own limit, max_apps in its config.toml). A
+# connection beyond it is closed before the websocket handshake.
+# max_app_connections = 4096
+
 [network]
 # nym-api endpoints the topology is fetched from (Nym mainnet by default).
 nym_api = ["https://validator.nymtech.net/api/"]
@@ -126,6 +131,9 @@ pub struct DaemonSection {
     /// Log level.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Connections to the app ports of all identities together, at most.
+    #[serde(default = "default_max_app_connections")]
+    pub max_app_connections: usize,
 }
 
 impl Default for DaemonSection {
@@ -134,8 +142,16 @@ impl Default for DaemonSection {
             state_dir: None,
             socket: None,
             log_level: default_log_level(),
+            max_app_connections: default_max_app_connections(),
         }
     }
+}
+
+/// Default of `[daemon] max_app_connections`.
+pub const DEFAULT_MAX_APP_CONNECTIONS: usize = 4096;
+
+fn default_max_app_connections() -> usize {
+    DEFAULT_MAX_APP_CONNECTIONS
 }
 
 fn default_log_level() -> String {
@@ -360,6 +376,7 @@ mod tests {
                 state_dir: Some("/file".into()),
                 socket: None,
                 log_level: "info".into(),
+                max_app_connections: DEFAULT_MAX_APP_CONNECTIONS,
             },
             ..ConfigFile::default()
         };

@@ -32,12 +32,14 @@ use crate::store::{
     StoreError, StoredIdentity, StoredRegistration, TrafficConfig, WebsocketConfig,
 };
 
+mod access;
 mod probe;
 mod reload;
 mod runner;
 
 use runner::{Runner, RunnerContext};
 
+pub use access::AccessChange;
 pub use reload::ReloadReport;
 
 /// Longest wait between restarts of a failing identity.
@@ -218,6 +220,8 @@ pub struct IdentityInfo {
     pub stats: Option<ClientStats>,
     /// Messages waiting for an app, kept on disk.
     pub inbox_messages: u64,
+    /// The identity's `[websocket]` section: who may connect, limits.
+    pub websocket_config: WebsocketConfig,
 }
 
 /// An identity folder that failed to load at startup.
@@ -399,6 +403,11 @@ impl Manager {
         }
         let defaults = lock(&self.inner.defaults).clone();
         let host = req.host.unwrap_or(defaults.host);
+        if !crate::appserver::access::is_loopback(host) {
+            return Err(ManagerError::InvalidArgument(format!(
+                "websocket host {host} is not a loopback address: apps on other machines could connect, and nymd cannot check which user they run as; create the identity on 127.0.0.1 (--host, or [identities] host in nymd.toml), then set host and allow_remote_apps = true in the [websocket] section of its config.toml and reload nymd"
+            )));
+        }
         let port = self.choose_port(host, req.port).await?;
         let selection = match (&req.gateway, req.latency_based_selection) {
             (Some(g), _) => {
@@ -552,6 +561,17 @@ impl Manager {
         }
         if slot.running.as_ref().is_some_and(|r| !r.done.is_finished()) {
             return Ok(());
+        }
+        if let Some(reason) = remote_apps_refusal(&slot.config, &self.inner.store) {
+            drop(slots);
+            tracing::error!(identity = %id, "not started: {reason}");
+            self.set_state(
+                id,
+                RunState::Failed {
+                    reason: reason.clone(),
+                },
+            );
+            return Err(ManagerError::InvalidArgument(reason));
         }
         let stop = self.inner.cancel.child_token();
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
@@ -868,7 +888,22 @@ fn info_of(id: &str, s: &Slot) -> IdentityInfo {
             .as_ref()
             .map(|r| r.hub.inbox_messages())
             .unwrap_or(0),
+        websocket_config: s.config.websocket.clone(),
     }
+}
+
+/// Why an identity may not start with its websocket settings: a host other
+/// than loopback needs `allow_remote_apps = true`.
+fn remote_apps_refusal(config: &IdentityConfig, store: &IdentityStore) -> Option<String> {
+    let ws = &config.websocket;
+    if crate::appserver::access::is_loopback(ws.host) || ws.allow_remote_apps {
+        return None;
+    }
+    Some(format!(
+        "websocket host {} is not a loopback address, so apps on other machines could connect and nymd could not check which user they run as; to allow that, set allow_remote_apps = true in the [websocket] section of {} and reload nymd (or set host = \"127.0.0.1\")",
+        ws.host,
+        store.dir(&config.id).join("config.toml").display()
+    ))
 }
 
 /// An identity's Nym address, from its keys and its gateway.

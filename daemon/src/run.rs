@@ -115,6 +115,17 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         .take_listener()
         .context("cannot listen on the control socket")?;
 
+    // Shared by every identity's app port, before any identity starts.
+    let max_apps = settings.file.daemon.max_app_connections;
+    if max_apps == 0 {
+        anyhow::bail!(
+            "[daemon] max_app_connections = 0 in {} would refuse every app; set it to 1 or more (default {})",
+            settings.config_path.display(),
+            crate::config::DEFAULT_MAX_APP_CONNECTIONS
+        );
+    }
+    crate::appserver::access::set_daemon_wide_limit(max_apps);
+
     crate::fsutil::create_private_dir(&settings.state_dir)
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
     let store = IdentityStore::open(&settings.state_dir)?;

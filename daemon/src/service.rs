@@ -338,6 +338,9 @@ fn restart_only_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<&'static str>
     if old.daemon.log_level != new.daemon.log_level {
         v.push("[daemon] log_level");
     }
+    if old.daemon.max_app_connections != new.daemon.max_app_connections {
+        v.push("[daemon] max_app_connections");
+    }
     if old.network != new.network {
         v.push("[network]");
     }
@@ -363,6 +366,7 @@ mod tests {
             uptime: None,
             stats: None,
             inbox_messages: 0,
+            websocket_config: crate::store::WebsocketConfig::new([127, 0, 0, 1].into(), 1977, None),
         }
     }
 

@@ -174,12 +174,14 @@ pub struct WebsocketConfig {
     /// Local groups (names) whose members may connect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_groups: Vec<String>,
-    /// Any local user may connect (no uid check). Absent in identities
-    /// created before access control existed, which keep that behaviour;
-    /// `nymctl init` writes `false` with the creating user in
-    /// `allowed_uids`.
-    #[serde(default = "default_true")]
-    pub any_local_user: bool,
+    /// Any local user may connect (no uid check). Absent (`None`) in
+    /// identities created before access control existed, which keep that
+    /// behaviour ([`WebsocketConfig::any_local_user`]); `nymctl init` writes
+    /// `false` with the creating user in `allowed_uids`. Kept absent when
+    /// the file is rewritten, so `nymctl status` can say why any user may
+    /// connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any_local_user: Option<bool>,
     /// Allow `host` to be an address other than loopback (the uid check
     /// cannot apply to remote peers).
     #[serde(default)]
@@ -207,10 +209,22 @@ impl WebsocketConfig {
             allowed_origins: Vec::new(),
             allowed_uids: owner.into_iter().collect(),
             allowed_groups: Vec::new(),
-            any_local_user: false,
+            any_local_user: Some(false),
             allow_remote_apps: false,
             report_send_failures: true,
         }
+    }
+
+    /// Whether any local user may connect (the uid check is off): as set,
+    /// or `true` for an identity created before access control.
+    pub fn any_local_user(&self) -> bool {
+        self.any_local_user.unwrap_or(true)
+    }
+
+    /// Whether the identity predates access control: its config says
+    /// nothing about who may connect, so any local user may.
+    pub fn predates_access_control(&self) -> bool {
+        self.any_local_user.is_none()
     }
 
     /// The connection limit in effect.
@@ -715,6 +729,40 @@ mod tests {
             assert_eq!(mode(&f.path()), 0o600, "{:?}", f.file_name());
         }
         assert_eq!(store.ids().expect("ids"), vec!["alice".to_string()]);
+    }
+
+    #[test]
+    fn an_identity_from_before_access_control_keeps_any_user_across_saves() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = IdentityStore::open(tmp.path()).expect("open");
+        store.create(&sample("old", 1977)).expect("create");
+        let path = store.dir("old").join(CONFIG);
+        // The [websocket] section as nymd wrote it before access control.
+        fs::write(
+            &path,
+            "id = \"old\"\nenabled = true\n\n[websocket]\nhost = \"127.0.0.1\"\nport = 1977\n",
+        )
+        .expect("old config");
+        let mut config = store.load("old").expect("load").config;
+        assert!(config.websocket.any_local_user());
+        assert!(config.websocket.predates_access_control());
+        assert!(config.websocket.allowed_uids.is_empty());
+        // Rewriting the file (e.g. `nymctl stop` clears `enabled`) does not
+        // turn the default into a setting.
+        config.enabled = false;
+        store.save_config(&config).expect("save");
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(!text.contains("any_local_user"), "{text}");
+        assert!(store
+            .load("old")
+            .expect("load")
+            .config
+            .websocket
+            .predates_access_control());
+        // A new identity says so explicitly.
+        let new = WebsocketConfig::new(default_host(), 1978, Some(1000));
+        assert!(!new.any_local_user() && !new.predates_access_control());
+        assert_eq!(new.allowed_uids, vec![1000]);
     }
 
     #[test]

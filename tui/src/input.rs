@@ -132,6 +132,7 @@ mod tests {
             connected_apps: vec![],
             uptime_secs: None,
             counters: TrafficCounters::default(),
+            access: None,
         }]));
         s
     }

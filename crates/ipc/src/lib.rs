@@ -26,6 +26,10 @@ pub use messages::*;
 /// that older peers can ignore do not bump it (see [`messages`]).
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Feature string in [`Welcome::features`]: the daemon understands
+/// [`RequestBody::Access`].
+pub const FEATURE_ACCESS: &str = "access";
+
 /// Default control socket of a daemon running as root.
 pub const SYSTEM_SOCKET: &str = "/run/nymd/nymd.sock";
 

@@ -181,6 +181,9 @@ pub enum RequestBody {
     DaemonInfo,
     /// Stop every identity and exit.
     Shutdown,
+    /// Show or change who may connect to an identity's websocket port
+    /// (announced by [`crate::FEATURE_ACCESS`]).
+    Access(AccessRequest),
 }
 
 impl RequestBody {
@@ -194,7 +197,8 @@ impl RequestBody {
             | Self::Remove { .. }
             | Self::Send(_)
             | Self::Import(_)
-            | Self::Shutdown => true,
+            | Self::Shutdown
+            | Self::Access(_) => true,
             Self::List
             | Self::Status { .. }
             | Self::Address { .. }
@@ -223,6 +227,7 @@ impl RequestBody {
             Self::Import(_) => "import",
             Self::DaemonInfo => "daemon_info",
             Self::Shutdown => "shutdown",
+            Self::Access(_) => "access",
         }
     }
 }
@@ -242,6 +247,52 @@ pub struct InitRequest {
     pub host: Option<String>,
     /// Create but do not start.
     pub no_start: bool,
+}
+
+/// `nymctl access`: changes to who may connect to an identity's websocket
+/// port. Empty lists and `None` leave a setting as it is; a request without
+/// any change only reads the settings. The daemon resolves user and group
+/// names with its own user database and answers with the identity
+/// ([`IdentityInfo::access`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    /// Identity name.
+    pub id: String,
+    /// Web origins (`scheme://host[:port]`) whose pages may connect.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    /// Origins to take off the list.
+    #[serde(default)]
+    pub remove_origins: Vec<String>,
+    /// Local users (names, or numeric uids) who may connect.
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+    /// Users to take off the list.
+    #[serde(default)]
+    pub remove_users: Vec<String>,
+    /// Local groups (names) whose members may connect.
+    #[serde(default)]
+    pub allow_groups: Vec<String>,
+    /// Groups to take off the list.
+    #[serde(default)]
+    pub remove_groups: Vec<String>,
+    /// `Some(true)`: any local user may connect; `Some(false)`: only root,
+    /// nymd's own user and the listed users and groups; `None`: unchanged.
+    #[serde(default)]
+    pub any_local_user: Option<bool>,
+}
+
+impl AccessRequest {
+    /// Whether the request changes nothing (it only reads the settings).
+    pub fn is_read_only(&self) -> bool {
+        self.allow_origins.is_empty()
+            && self.remove_origins.is_empty()
+            && self.allow_users.is_empty()
+            && self.remove_users.is_empty()
+            && self.allow_groups.is_empty()
+            && self.remove_groups.is_empty()
+            && self.any_local_user.is_none()
+    }
 }
 
 /// `nymctl send`.
@@ -467,6 +518,33 @@ pub struct IdentityInfo {
     pub uptime_secs: Option<u64>,
     /// Traffic since the identity last started.
     pub counters: TrafficCounters,
+    /// Who may connect to the websocket port. `None` from daemons that
+    /// predate access control.
+    #[serde(default)]
+    pub access: Option<AccessInfo>,
+}
+
+/// Who may connect to an identity's websocket port, and how many at once.
+/// Root and nymd's own user may always connect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessInfo {
+    /// Any local user may connect (no user check).
+    pub any_local_user: bool,
+    /// `any_local_user` holds because the identity was created before access
+    /// control existed (its `config.toml` does not say).
+    pub predates_access_control: bool,
+    /// Local users (uids) who may connect.
+    pub allowed_uids: Vec<u32>,
+    /// Local groups whose members may connect.
+    pub allowed_groups: Vec<String>,
+    /// Web origins whose pages may connect; any other browser page is
+    /// refused.
+    pub allowed_origins: Vec<String>,
+    /// The port may listen on an address other than loopback (the user
+    /// check does not apply to apps on other machines).
+    pub allow_remote_apps: bool,
+    /// Apps connected at once, at most.
+    pub max_apps: u32,
 }
 
 /// One app connected to an identity's websocket.

@@ -71,9 +71,38 @@ fn app() -> impl Strategy<Value = AppInfo> {
     })
 }
 
+fn access() -> impl Strategy<Value = AccessInfo> {
+    (
+        any::<(bool, bool, bool, u32)>(),
+        prop::collection::vec(any::<u32>(), 0..3),
+        prop::collection::vec(s(), 0..3),
+        prop::collection::vec(s(), 0..3),
+    )
+        .prop_map(
+            |((any_local_user, predates, allow_remote_apps, max_apps), uids, groups, origins)| {
+                AccessInfo {
+                    any_local_user,
+                    predates_access_control: predates,
+                    allowed_uids: uids,
+                    allowed_groups: groups,
+                    allowed_origins: origins,
+                    allow_remote_apps,
+                    max_apps,
+                }
+            },
+        )
+}
+
 fn identity() -> impl Strategy<Value = IdentityInfo> {
     (
-        (s(), state(), prop::option::of(s()), s(), any::<u16>()),
+        (
+            s(),
+            state(),
+            prop::option::of(s()),
+            s(),
+            any::<u16>(),
+            prop::option::of(access()),
+        ),
         (
             prop::option::of(s()),
             prop::option::of(s()),
@@ -85,7 +114,7 @@ fn identity() -> impl Strategy<Value = IdentityInfo> {
     )
         .prop_map(
             |(
-                (id, state, address, websocket_host, websocket_port),
+                (id, state, address, websocket_host, websocket_port, access),
                 (gateway_id, gateway_url, gateway_status, connected_apps, uptime_secs, counters),
             )| IdentityInfo {
                 id,
@@ -99,6 +128,7 @@ fn identity() -> impl Strategy<Value = IdentityInfo> {
                 connected_apps,
                 uptime_secs,
                 counters,
+                access,
             },
         )
 }
@@ -170,6 +200,25 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
             }),
         Just(RequestBody::DaemonInfo),
         Just(RequestBody::Shutdown),
+        (
+            s(),
+            prop::collection::vec(s(), 0..2),
+            prop::collection::vec(s(), 0..2),
+            prop::collection::vec(s(), 0..2),
+            any::<Option<bool>>()
+        )
+            .prop_map(|(id, origins, users, groups, any_local_user)| {
+                RequestBody::Access(AccessRequest {
+                    id,
+                    allow_origins: origins.clone(),
+                    remove_origins: origins,
+                    allow_users: users.clone(),
+                    remove_users: users,
+                    allow_groups: groups.clone(),
+                    remove_groups: groups,
+                    any_local_user,
+                })
+            }),
     ]
 }
 

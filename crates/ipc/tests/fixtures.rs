@@ -58,6 +58,15 @@ fn identity() -> IdentityInfo {
         }],
         uptime_secs: Some(3600),
         counters: counters(),
+        access: Some(AccessInfo {
+            any_local_user: false,
+            predates_access_control: false,
+            allowed_uids: vec![1000],
+            allowed_groups: vec!["nymapps".into()],
+            allowed_origins: vec!["http://localhost:8080".into()],
+            allow_remote_apps: false,
+            max_apps: 64,
+        }),
     }
 }
 
@@ -142,6 +151,16 @@ fn request_samples() -> Vec<RequestBody> {
         }),
         RequestBody::DaemonInfo,
         RequestBody::Shutdown,
+        RequestBody::Access(AccessRequest {
+            id: id(),
+            allow_origins: vec!["http://localhost:8080".into()],
+            remove_origins: vec!["https://old.example".into()],
+            allow_users: vec!["bob".into(), "1001".into()],
+            remove_users: vec!["carol".into()],
+            allow_groups: vec!["nymapps".into()],
+            remove_groups: vec!["staff".into()],
+            any_local_user: Some(false),
+        }),
     ]
 }
 
@@ -171,6 +190,14 @@ fn response_samples() -> Vec<ResponseBody> {
     stopped.connected_apps = vec![];
     stopped.uptime_secs = None;
     stopped.counters = TrafficCounters::default();
+    // An identity created before access control, as an older daemon (no
+    // access field) or this one reports it.
+    stopped.access = Some(AccessInfo {
+        any_local_user: true,
+        predates_access_control: true,
+        max_apps: 64,
+        ..AccessInfo::default()
+    });
     vec![
         ResponseBody::Done,
         ResponseBody::Identity(identity()),
@@ -425,7 +452,7 @@ fn every_request_and_event_variant_is_sampled() {
     // `name()` is an exhaustive match, so a new variant needs a name; this
     // check makes it need a sample too.
     let requests: BTreeSet<_> = request_samples().iter().map(|r| r.name()).collect();
-    assert_eq!(requests.len(), 15, "a request variant has no sample");
+    assert_eq!(requests.len(), 16, "a request variant has no sample");
     let responses: BTreeSet<_> = response_samples().iter().map(response_name).collect();
     assert_eq!(responses.len(), 8, "a response variant has no sample");
     let events: BTreeSet<_> = event_samples().iter().map(|e| e.name()).collect();
@@ -476,4 +503,16 @@ fn fields_added_later_are_ignored_by_older_readers() {
             client_name: "future".into()
         })
     );
+}
+
+#[test]
+fn an_identity_from_a_daemon_without_access_control_still_decodes() {
+    // Encoded before `IdentityInfo::access` existed.
+    let path = fixtures_dir().join("compat/response_ok_identity_before_access.hex");
+    let text = std::fs::read_to_string(&path).expect("compat fixture");
+    let frame = parse_hex(&text);
+    let decoded: ServerMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
+    let mut want = identity();
+    want.access = None;
+    assert_eq!(decoded, response(ResponseBody::Identity(want)));
 }

@@ -1,7 +1,9 @@
 //! The per-identity app server: nym-client's websocket API on the identity's
 //! port.
 //!
-//! - [`server`]: the listener, access checks and the websocket handshake;
+//! - [`server`]: the listener and the websocket handshake;
+//! - [`access`]: who may connect (local users, browser origins) and how
+//!   many at once;
 //! - [`session`]: one connected app (requests in, responses and messages out);
 //! - [`hub`]: fans received messages out to the connected apps;
 //! - [`inbox`]: the record format of the messages that wait for an app.
@@ -26,6 +28,7 @@ use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::SenderTag;
 use tokio::sync::oneshot;
 
+pub mod access;
 pub mod hub;
 pub mod inbox;
 pub mod server;

@@ -1,5 +1,6 @@
 //! The listener of one identity's app port: accepts connections, checks
-//! them and completes the websocket handshake, then hands each app to a
+//! them ([`super::access`]: limits, the peer's user, the browser origin)
+//! and completes the websocket handshake, then hands each app to a
 //! [`super::session`].
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use nymd_proto::Recipient;
 
+use super::access::{self, ConnectionLimit, Gate};
 use super::session;
 use super::{AppCommand, AppHub, HANDSHAKE_DEADLINE};
 use crate::store::WebsocketConfig;
@@ -26,7 +28,8 @@ pub struct AppServerConfig {
     pub address: Recipient,
 }
 
-/// Accept app connections on `listener` until `cancel` fires.
+/// Accept app connections on `listener` until `cancel` fires. Connections
+/// count against the daemon-wide limit ([`access::daemon_wide`]).
 pub async fn serve(
     listener: TcpListener,
     config: AppServerConfig,
@@ -35,6 +38,38 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    serve_with_limit(
+        listener,
+        config,
+        access::daemon_wide(),
+        hub,
+        commands,
+        cancel,
+        tracker,
+    )
+    .await;
+}
+
+/// [`serve`], counting connections against `daemon_limit`, which every
+/// identity's server of the daemon shares.
+pub async fn serve_with_limit(
+    listener: TcpListener,
+    config: AppServerConfig,
+    daemon_limit: Arc<ConnectionLimit>,
+    hub: Arc<AppHub>,
+    commands: mpsc::Sender<AppCommand>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let gate = Arc::new(Gate::new(&config.websocket, daemon_limit));
+    let ws = &config.websocket;
+    if !access::is_loopback(ws.host) && ws.allow_remote_apps {
+        tracing::warn!(
+            port = ws.port,
+            host = %ws.host,
+            "apps on other machines may connect to this port (allow_remote_apps): the user check applies only to apps on this machine"
+        );
+    }
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -49,19 +84,26 @@ pub async fn serve(
                 continue;
             }
         };
-        if hub.connected_apps() >= config.websocket.max_apps() {
-            tracing::warn!(%peer, limit = config.websocket.max_apps(), "this identity has as many apps connected as it allows: closing the new connection");
+        // Counted from here until the session ends, so connections still
+        // in the handshake count too; over the limit: closed at once.
+        let Some(admission) = gate.admit(peer) else {
             drop(stream);
             continue;
-        }
+        };
         let app = session::SessionContext {
             hub: hub.clone(),
             commands: commands.clone(),
             cancel: cancel.child_token(),
             address: config.address,
         };
+        let gate = gate.clone();
         tracker.spawn(async move {
-            let ws = match handshake(stream, &app.cancel).await {
+            let _admission = admission;
+            // Closed before the handshake if its user may not connect.
+            if !gate.check_peer(&stream, peer).await {
+                return;
+            }
+            let ws = match handshake(stream, peer, &gate, &app.cancel).await {
                 Ok(Some(ws)) => ws,
                 Ok(None) => return,
                 Err(e) => {
@@ -81,18 +123,37 @@ pub async fn serve(
 /// nothing measurable for app traffic and keep an idle app at a few KiB.
 const APP_READ_BUFFER: usize = 16 * 1024;
 
-/// Complete the websocket handshake within [`HANDSHAKE_DEADLINE`]. `None`
+/// Largest message an app may send: nym-client's (tungstenite's default),
+/// so every app written for nym-client works. Memory per connection is
+/// bounded by it; a text frame's JSON nesting is bounded separately by
+/// serde_json's recursion limit (128), so a deeply nested message costs no
+/// more than a flat one of the same size.
+const MAX_MESSAGE_SIZE: usize = 64 << 20;
+/// Largest single frame (tungstenite's default, as nym-client): a message
+/// may come in several.
+const MAX_FRAME_SIZE: usize = 16 << 20;
+
+/// Complete the websocket handshake within [`HANDSHAKE_DEADLINE`]; a
+/// browser page of an origin `gate` does not allow gets HTTP 403. `None`
 /// when nymd is stopping.
 async fn handshake(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
+    gate: &Gate,
     cancel: &CancellationToken,
 ) -> Result<Option<WebSocketStream<TcpStream>>, String> {
     let _ = stream.set_nodelay(true);
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(APP_READ_BUFFER);
+        .read_buffer_size(APP_READ_BUFFER)
+        .max_message_size(Some(MAX_MESSAGE_SIZE))
+        .max_frame_size(Some(MAX_FRAME_SIZE));
     let handshake = tokio::time::timeout(
         HANDSHAKE_DEADLINE,
-        tokio_tungstenite::accept_async_with_config(stream, Some(config)),
+        tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            gate.origin_check(peer),
+            Some(config),
+        ),
     );
     let handshake = tokio::select! {
         _ = cancel.cancelled() => return Ok(None),

@@ -94,8 +94,9 @@ impl AccessRules {
     }
 }
 
-/// Whether `uid`'s user is in group `gid` per the group database.
-fn user_in_group(uid: u32, gid: u32) -> bool {
+/// Whether `uid`'s user is in group `gid` per the group database (primary
+/// or supplementary). Blocking (NSS).
+pub(crate) fn user_in_group(uid: u32, gid: u32) -> bool {
     let user = match User::from_uid(Uid::from_raw(uid)) {
         Ok(Some(u)) => u,
         Ok(None) => return false,

@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nymd_ipc::{
-    DaemonInfo, ErrorCode, Event, GatewayInfo, IdentityInfo, IdentityState, ImportRequest,
-    InitRequest, InitStage, IpcError, NodeInfo, SendRequest, Snapshot, TopologyBrief,
-    TopologyLayer, TopologySummary, TrafficCounters, PROTOCOL_VERSION,
+    AccessInfo, AccessRequest, DaemonInfo, ErrorCode, Event, GatewayInfo, IdentityInfo,
+    IdentityState, ImportRequest, InitRequest, InitStage, IpcError, NodeInfo, SendRequest,
+    Snapshot, TopologyBrief, TopologyLayer, TopologySummary, TrafficCounters, PROTOCOL_VERSION,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::{BackendResult, ControlBackend};
+use super::{BackendResult, ControlBackend, PeerCredentials};
 
 /// Broadcast capacity of the fake's event channel.
 pub const EVENT_CAPACITY: usize = 1024;
@@ -106,6 +106,7 @@ impl FakeBackend {
             connected_apps: Vec::new(),
             uptime_secs: running.then_some(0),
             counters: TrafficCounters::default(),
+            access: None,
         }
     }
 
@@ -187,6 +188,63 @@ impl FakeBackend {
     }
 }
 
+/// The access settings of a new identity made by `caller`.
+fn owner_only(caller: Option<PeerCredentials>) -> AccessInfo {
+    AccessInfo {
+        allowed_uids: caller.map(|c| c.uid).into_iter().collect(),
+        max_apps: 64,
+        ..AccessInfo::default()
+    }
+}
+
+/// `access` on a fake record: numeric uids only (no user database), any
+/// group name, origins checked as the daemon checks them.
+fn apply_access(info: &mut IdentityInfo, req: &AccessRequest) -> BackendResult<()> {
+    let bad = |m: String| IpcError::new(ErrorCode::InvalidArgument, m);
+    let a = info.access.get_or_insert_with(|| AccessInfo {
+        any_local_user: true,
+        predates_access_control: true,
+        max_apps: 64,
+        ..AccessInfo::default()
+    });
+    let uid = |u: &String| {
+        u.parse::<u32>()
+            .map_err(|_| bad(format!("the fake backend knows uids only, not {u:?}")))
+    };
+    for o in &req.remove_origins {
+        a.allowed_origins.retain(|x| x != o);
+    }
+    for u in &req.remove_users {
+        let u = uid(u)?;
+        a.allowed_uids.retain(|x| *x != u);
+    }
+    for g in &req.remove_groups {
+        a.allowed_groups.retain(|x| x != g);
+    }
+    for o in &req.allow_origins {
+        let o = crate::appserver::access::normalize_origin(o).map_err(|e| bad(e.to_string()))?;
+        if !a.allowed_origins.contains(&o) {
+            a.allowed_origins.push(o);
+        }
+    }
+    for u in &req.allow_users {
+        let u = uid(u)?;
+        if !a.allowed_uids.contains(&u) {
+            a.allowed_uids.push(u);
+        }
+    }
+    for g in &req.allow_groups {
+        if !a.allowed_groups.contains(g) {
+            a.allowed_groups.push(g.clone());
+        }
+    }
+    if let Some(any) = req.any_local_user {
+        a.any_local_user = any;
+        a.predates_access_control = false;
+    }
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -205,7 +263,11 @@ fn node(i: u8) -> NodeInfo {
 }
 
 impl ControlBackend for FakeBackend {
-    async fn init(&self, req: InitRequest) -> BackendResult<IdentityInfo> {
+    async fn init(
+        &self,
+        req: InitRequest,
+        caller: Option<PeerCredentials>,
+    ) -> BackendResult<IdentityInfo> {
         let host = req.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
         let port = self.check_new(&req.id, req.port)?;
         let id = req.id.as_str();
@@ -233,6 +295,7 @@ impl ControlBackend for FakeBackend {
         self.check_new(id, Some(port))?;
         let mut info = Self::identity(id, port, &host, false);
         info.gateway_id = Some(gateway);
+        info.access = Some(owner_only(caller));
         let info = self.add(info, !req.no_start);
         self.progress(id, InitStage::Done, info.address.as_deref().unwrap_or(""))
             .await;
@@ -333,7 +396,11 @@ impl ControlBackend for FakeBackend {
         Ok(())
     }
 
-    async fn import(&self, req: ImportRequest) -> BackendResult<IdentityInfo> {
+    async fn import(
+        &self,
+        req: ImportRequest,
+        caller: Option<PeerCredentials>,
+    ) -> BackendResult<IdentityInfo> {
         let port = self.check_new(&req.id, req.port)?;
         let sizes = [
             ("private_identity", req.private_identity.len(), 32),
@@ -352,11 +419,24 @@ impl ControlBackend for FakeBackend {
         }
         let host = req.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
         let mut info = Self::identity(&req.id, port, &host, false);
+        info.access = Some(owner_only(caller));
         if let Some(gw) = &req.gateway {
             info.gateway_id = Some(gw.gateway_id.clone());
             info.gateway_url = Some(gw.listener.clone());
         }
         Ok(self.add(info, false))
+    }
+
+    async fn access(&self, req: AccessRequest) -> BackendResult<IdentityInfo> {
+        let mut ids = lock(&self.inner.identities);
+        let info = ids
+            .get_mut(&req.id)
+            .ok_or_else(|| IpcError::unknown_identity(&req.id))?;
+        // Validate on a copy: a bad value changes nothing.
+        let mut updated = info.clone();
+        apply_access(&mut updated, &req)?;
+        *info = updated.clone();
+        Ok(updated)
     }
 
     async fn daemon_info(&self) -> BackendResult<DaemonInfo> {

@@ -39,8 +39,8 @@ use std::time::Duration;
 pub use auth::{AccessRules, PeerCredentials, TierPolicy};
 pub use nymd_ipc::Tier;
 use nymd_ipc::{
-    DaemonInfo, Event, GatewayInfo, IdentityInfo, ImportRequest, InitRequest, IpcError,
-    SendRequest, Snapshot, TopologySummary,
+    AccessRequest, DaemonInfo, Event, GatewayInfo, IdentityInfo, ImportRequest, InitRequest,
+    IpcError, SendRequest, Snapshot, TopologySummary,
 };
 pub use socket::{BoundSocket, SocketError, SocketOptions};
 use tokio::sync::broadcast;
@@ -57,7 +57,14 @@ pub type BackendResult<T> = Result<T, IpcError>;
 /// The server checks the tier before calling a method that changes state.
 pub trait ControlBackend: Send + Sync + 'static {
     /// Create an identity. Emit [`Event::InitProgress`] for it while it runs.
-    fn init(&self, req: InitRequest) -> impl Future<Output = BackendResult<IdentityInfo>> + Send;
+    /// `caller` is the peer of the control connection (from the kernel,
+    /// never from the request): its user becomes the one, besides root and
+    /// nymd's own user, allowed on the new identity's port.
+    fn init(
+        &self,
+        req: InitRequest,
+        caller: Option<PeerCredentials>,
+    ) -> impl Future<Output = BackendResult<IdentityInfo>> + Send;
     /// Start a stopped identity.
     fn start(&self, id: String) -> impl Future<Output = BackendResult<()>> + Send;
     /// Stop a running identity.
@@ -84,10 +91,18 @@ pub trait ControlBackend: Send + Sync + 'static {
     fn topology(&self) -> impl Future<Output = BackendResult<TopologySummary>> + Send;
     /// Send a message through an identity.
     fn send(&self, req: SendRequest) -> impl Future<Output = BackendResult<()>> + Send;
-    /// Create an identity from nym-client key material.
+    /// Create an identity from nym-client key material; `caller` as for
+    /// [`Self::init`].
     fn import(
         &self,
         req: ImportRequest,
+        caller: Option<PeerCredentials>,
+    ) -> impl Future<Output = BackendResult<IdentityInfo>> + Send;
+    /// Show (no change in `req`) or change who may connect to an
+    /// identity's websocket port; answers with the identity afterwards.
+    fn access(
+        &self,
+        req: AccessRequest,
     ) -> impl Future<Output = BackendResult<IdentityInfo>> + Send;
     /// Facts about the daemon.
     fn daemon_info(&self) -> impl Future<Output = BackendResult<DaemonInfo>> + Send;
@@ -140,7 +155,9 @@ impl ControlServerConfig {
         Self {
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
             instance_id: format!("{:016x}", rand::random::<u64>()),
-            features: Vec::new(),
+            // Every request the server hands to a backend beyond the base
+            // protocol.
+            features: vec![nymd_ipc::FEATURE_ACCESS.to_owned()],
             tier_policy,
             max_frame_len: nymd_ipc::codec::DEFAULT_MAX_FRAME_LEN,
             max_connections: 256,

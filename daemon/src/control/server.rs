@@ -294,7 +294,7 @@ async fn read_loop<B: ControlBackend>(rd: &mut OwnedReadHalf, conn: &Arc<Conn<B>
         }
         let conn = conn.clone();
         tokio::spawn(async move {
-            let result = handle(&*conn.backend, req.body).await;
+            let result = handle(&*conn.backend, req.body, conn.peer).await;
             let _ = conn
                 .out
                 .send(ServerMessage::Response(Response { id: req.id, result }))
@@ -316,13 +316,15 @@ fn permission_denied<B>(conn: &Conn<B>) -> IpcError {
     IpcError::new(ErrorCode::PermissionDenied, message).with_hint(hint)
 }
 
-/// Run one request on the backend.
+/// Run one request on the backend; `peer` is the connection's peer, as the
+/// kernel reported it.
 async fn handle<B: ControlBackend>(
     backend: &B,
     body: RequestBody,
+    peer: Option<PeerCredentials>,
 ) -> Result<ResponseBody, IpcError> {
     Ok(match body {
-        RequestBody::Init(req) => ResponseBody::Identity(backend.init(req).await?),
+        RequestBody::Init(req) => ResponseBody::Identity(backend.init(req, peer).await?),
         RequestBody::Start { id } => {
             backend.start(id).await?;
             ResponseBody::Done
@@ -353,7 +355,8 @@ async fn handle<B: ControlBackend>(
             backend.send(req).await?;
             ResponseBody::Done
         }
-        RequestBody::Import(req) => ResponseBody::Identity(backend.import(req).await?),
+        RequestBody::Import(req) => ResponseBody::Identity(backend.import(req, peer).await?),
+        RequestBody::Access(req) => ResponseBody::Identity(backend.access(req).await?),
         RequestBody::DaemonInfo => ResponseBody::DaemonInfo(backend.daemon_info().await?),
         RequestBody::Shutdown => {
             backend.shutdown().await?;

@@ -483,6 +483,7 @@ impl State {
                             connected_apps: Vec::new(),
                             uptime_secs: None,
                             counters: TrafficCounters::default(),
+                            access: None,
                         }),
                     );
                 }
@@ -602,6 +603,7 @@ mod tests {
             connected_apps: vec![],
             uptime_secs: Some(5),
             counters: TrafficCounters::default(),
+            access: None,
         }
     }
 
