@@ -120,10 +120,12 @@ async fn a_send_failure_reaches_only_the_app_that_sent() {
     net.shutdown().await;
 }
 
-/// Messages alice sends to bob: an index, then filler.
+/// Messages alice sends to bob: an index, then filler. 3,000 of them are
+/// 9 MB, more than the socket buffers between nymd and the app can hold
+/// (at most 4 MiB for nymd's send buffer with Linux's default tcp_wmem).
 fn numbered(i: u32) -> Vec<u8> {
     let mut m = i.to_be_bytes().to_vec();
-    m.extend(std::iter::repeat_n(b'x', 96));
+    m.extend(std::iter::repeat_n(b'x', 2996));
     m
 }
 
@@ -171,8 +173,9 @@ async fn an_app_that_stops_reading_gets_every_message_once_and_in_order() {
     }
     let bob_info = d.manager.info("bob").expect("bob");
     held_most = held_most.max(bob_info.inbox_messages);
+    // At most ~1,400 of the 3 KB messages fit in the socket buffers.
     assert!(
-        held_most >= u64::from(N) / 2,
+        held_most >= 1000,
         "the backlog waited in nymd's inbox (at most {held_most} held): the test must exercise backpressure"
     );
     // Now read: every message once, in order.
