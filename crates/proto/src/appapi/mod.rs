@@ -25,6 +25,14 @@ mod text;
 #[cfg(test)]
 mod tests;
 
+/// Most reply SURBs one `sendAnonymous` may ask for. Each SURB is a
+/// precomputed Sphinx header built (and sent) by the sender, so an app
+/// asking for `u32::MAX` would make the identity build and send billions.
+/// 500 is also the most a Nym client hands out when another client asks it
+/// for more reply SURBs (client-core's default
+/// `maximum_allowed_reply_surb_request_size`).
+pub const MAX_REPLY_SURBS: u32 = 500;
+
 /// A request from an app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientRequest {
@@ -67,6 +75,24 @@ pub enum ClientRequest {
     ClosedConnection(u64),
     /// Ask how many packets are queued on this lane. Binary only.
     GetLaneQueueLength(u64),
+}
+
+impl ClientRequest {
+    /// Whether a server can serve the request: a `sendAnonymous` asks for at
+    /// most [`MAX_REPLY_SURBS`] reply SURBs. The codecs accept any value
+    /// (they are nym-client's encodings); a server refuses more with a
+    /// `MalformedRequest` error, the kind nym-client gives a request it
+    /// cannot use.
+    pub fn check_limits(&self) -> Result<(), ApiError> {
+        match self {
+            ClientRequest::SendAnonymous { reply_surbs, .. } if *reply_surbs > MAX_REPLY_SURBS => {
+                Err(ApiError::malformed_request(format!(
+                    "replySurbs is {reply_surbs}, but one message may carry at most {MAX_REPLY_SURBS} reply SURBs"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A response (or an unsolicited received message) to an app.
@@ -284,12 +310,15 @@ impl AppFrame {
         }
     }
 
-    /// Parse as a request, in the frame's own encoding.
+    /// Parse as a request, in the frame's own encoding, and check it
+    /// against the limits a server applies ([`ClientRequest::check_limits`]).
     pub fn parse_request(&self) -> Result<ClientRequest, ApiError> {
-        match self {
+        let req = match self {
             AppFrame::Text(s) => ClientRequest::parse_text(s),
             AppFrame::Binary(b) => ClientRequest::parse_binary(b),
-        }
+        }?;
+        req.check_limits()?;
+        Ok(req)
     }
 
     /// Parse as a response, in the frame's own encoding.

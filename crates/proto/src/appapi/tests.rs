@@ -1091,3 +1091,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn more_reply_surbs_than_a_server_builds_are_refused() {
+    let req = |n: u32| ClientRequest::SendAnonymous {
+        recipient: addr(),
+        message: b"x".to_vec(),
+        reply_surbs: n,
+        connection_id: None,
+    };
+    for (n, ok) in [
+        (0, true),
+        (MAX_REPLY_SURBS, true),
+        (MAX_REPLY_SURBS + 1, false),
+        (u32::MAX, false),
+    ] {
+        let text = AppFrame::Text(req(n).to_text().expect("text"));
+        let binary = AppFrame::Binary(req(n).to_binary());
+        for frame in [text, binary] {
+            match frame.parse_request() {
+                Ok(r) => assert!(ok, "{n} accepted: {r:?}"),
+                Err(e) => {
+                    assert!(!ok, "{n} refused: {e}");
+                    assert_eq!(e.kind, ErrorKind::MalformedRequest);
+                    assert!(e.message.contains("at most 500"), "{e}");
+                }
+            }
+        }
+        // The codec itself still reads nym-client's encoding.
+        assert_eq!(ClientRequest::parse_binary(&req(n).to_binary()), Ok(req(n)));
+    }
+}
