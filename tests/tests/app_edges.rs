@@ -140,7 +140,13 @@ async fn an_app_that_stops_reading_gets_every_message_once_and_the_backlog_first
     // acknowledged by bob's gateway; its 4 KiB receive buffer makes nymd
     // hold the backlog instead of the kernel.
     let mut reader = App::connect_with_receive_buffer(bob_ws, 4096).await;
-    reader.self_address().await;
+    // Binary mode (the session answers in the mode of the app's last
+    // request): received bytes arrive as they were sent.
+    reader.request_binary(&ClientRequest::SelfAddress).await;
+    assert!(matches!(
+        reader.next_response().await,
+        ServerResponse::SelfAddress(_)
+    ));
     let mut sender = App::connect(alice_ws).await;
     for i in 0..N {
         sender
