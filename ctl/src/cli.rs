@@ -72,6 +72,8 @@ pub enum Command {
     List,
     /// Show one identity in detail, or all
     Status(StatusArgs),
+    /// Show or change who may connect to an identity's websocket port
+    Access(AccessArgs),
     /// Print the Nym address of an identity
     Address(IdArg),
     /// List gateways of the current topology
@@ -141,6 +143,44 @@ pub struct StatusArgs {
     /// Identity name (default: all)
     #[arg(value_name = "ID")]
     pub id: Option<String>,
+}
+
+/// `access`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Root and nymd's own user may always connect. A new identity also lets in the
+user who created it; one created before access control lets in any local user.
+Browsers send the page's origin, and nymd refuses pages of origins not allowed
+here (apps that are not browsers send none). Without options: show the settings.
+A running identity restarts when they change: its apps must reconnect.")]
+pub struct AccessArgs {
+    /// Identity name
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Let pages from this web origin connect, e.g. http://localhost:8080
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// Stop letting pages from this origin connect
+    #[arg(long, value_name = "ORIGIN")]
+    pub remove_origin: Vec<String>,
+    /// Let this local user connect
+    #[arg(long, value_name = "NAME|UID")]
+    pub allow_user: Vec<String>,
+    /// Stop letting this user connect
+    #[arg(long, value_name = "NAME|UID")]
+    pub remove_user: Vec<String>,
+    /// Let members of this local group connect
+    #[arg(long, value_name = "NAME")]
+    pub allow_group: Vec<String>,
+    /// Stop letting members of this group connect
+    #[arg(long, value_name = "NAME")]
+    pub remove_group: Vec<String>,
+    /// Let any local user connect (no user check)
+    #[arg(long, conflicts_with = "only_listed")]
+    pub any_local_user: bool,
+    /// Let only root, nymd's user and the listed users and groups connect
+    #[arg(long)]
+    pub only_listed: bool,
 }
 
 /// `gateways`.

@@ -8,11 +8,12 @@ use anyhow::Context;
 use clap::CommandFactory;
 use nymd_ipc::client::{Client, ClientError};
 use nymd_ipc::{
-    Event, IdentityInfo, InitRequest, RequestBody, ResponseBody, SendRequest, ServerMessage,
+    AccessRequest, Event, IdentityInfo, InitRequest, RequestBody, ResponseBody, SendRequest,
+    ServerMessage,
 };
 use serde_json::{json, Value};
 
-use crate::cli::{Cli, Command, DaemonCommand, EventsArgs, InitArgs, SendArgs};
+use crate::cli::{AccessArgs, Cli, Command, DaemonCommand, EventsArgs, InitArgs, SendArgs};
 use crate::output::{self, SCHEMA_VERSION};
 use crate::{import, Failure};
 
@@ -125,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Access(a) => access(&mut client, &socket, a, json).await,
         Command::Address(a) => match client.request(RequestBody::Address { id: a.id }).await? {
             ResponseBody::Address { id, address } => {
                 if json {
@@ -385,6 +387,78 @@ async fn init(client: &mut Client, a: InitArgs, json: bool) -> anyhow::Result<()
             output::state(&info.state)
         ))?;
     }
+    Ok(())
+}
+
+async fn access(
+    client: &mut Client,
+    socket: &Path,
+    a: AccessArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    if !client
+        .welcome()
+        .features
+        .iter()
+        .any(|f| f == nymd_ipc::FEATURE_ACCESS)
+    {
+        return Err(Failure {
+            exit: crate::cli::exit::VERSION_MISMATCH,
+            code: "Unsupported",
+            message: format!(
+                "nymd at {} is older than this nymctl and has no access control",
+                socket.display()
+            ),
+            hint: Some("upgrade nymd to the version of nymctl and restart it".into()),
+        }
+        .into());
+    }
+    let req = AccessRequest {
+        id: a.id.clone(),
+        allow_origins: a.allow_origin,
+        remove_origins: a.remove_origin,
+        allow_users: a.allow_user,
+        remove_users: a.remove_user,
+        allow_groups: a.allow_group,
+        remove_groups: a.remove_group,
+        any_local_user: match (a.any_local_user, a.only_listed) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+    };
+    // The settings before, to say whether anything changed.
+    let before = if req.is_read_only() {
+        None
+    } else {
+        identities(
+            client
+                .request(RequestBody::Status { id: Some(a.id) })
+                .await?,
+        )?
+        .into_iter()
+        .next()
+    };
+    let read_only = req.is_read_only();
+    let info = identity(client.request(RequestBody::Access(req)).await?)?;
+    let changed = before.as_ref().is_some_and(|b| b.access != info.access);
+    let restarted = changed
+        && before
+            .as_ref()
+            .is_some_and(|b| !matches!(b.state, nymd_ipc::IdentityState::Stopped));
+    if json {
+        print_json(json!({ "identity": info, "changed": changed, "restarted": restarted }))?;
+        return Ok(());
+    }
+    let mut text = output::access_detail(&info);
+    if !read_only {
+        text.push_str(match (changed, restarted) {
+            (false, _) => "(nothing changed)\n",
+            (true, true) => "saved; the identity restarted: its apps must reconnect\n",
+            (true, false) => "saved; it applies when the identity starts\n",
+        });
+    }
+    print(&text)?;
     Ok(())
 }
 

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use nymd_ipc::{
-    DaemonInfo, Event, GatewayConnection, GatewayInfo, GatewayStatus, IdentityInfo, IdentityState,
-    Snapshot, TopologySummary, TrafficCounters,
+    AccessInfo, DaemonInfo, Event, GatewayConnection, GatewayInfo, GatewayStatus, IdentityInfo,
+    IdentityState, Snapshot, TopologySummary, TrafficCounters,
 };
 
 /// Version of every JSON document nymctl prints. Additions keep it;
@@ -209,8 +209,67 @@ pub fn identity_detail(i: &IdentityInfo) -> String {
             duration(app.connected_secs)
         );
     }
+    if let Some(a) = &i.access {
+        access_lines(a, &user_name, &mut out);
+    }
     counters_lines(&i.counters, &mut out);
     out
+}
+
+/// `access ID`: the identity's websocket and who may connect to it.
+pub fn access_detail(i: &IdentityInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "identity       {}", i.id);
+    let _ = writeln!(
+        out,
+        "websocket      ws://{}:{}",
+        i.websocket_host, i.websocket_port
+    );
+    match &i.access {
+        Some(a) => access_lines(a, &user_name, &mut out),
+        None => out.push_str("users          unknown (nymd predates access control)\n"),
+    }
+    out
+}
+
+/// The local user name of `uid`, if it has one.
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// Who may connect: users, origins, limits. `name` gives a uid's user
+/// name.
+pub fn access_lines(a: &AccessInfo, name: &dyn Fn(u32) -> Option<String>, out: &mut String) {
+    let users = if a.any_local_user && a.predates_access_control {
+        "any local user (identity created before access control)".to_owned()
+    } else if a.any_local_user {
+        "any local user".to_owned()
+    } else {
+        let mut who = vec!["root".to_owned(), "nymd's user".to_owned()];
+        who.extend(a.allowed_uids.iter().map(|uid| match name(*uid) {
+            Some(n) => format!("{n} (uid {uid})"),
+            None => format!("uid {uid}"),
+        }));
+        who.extend(a.allowed_groups.iter().map(|g| format!("group {g}")));
+        who.join(", ")
+    };
+    let _ = writeln!(out, "users          {users}");
+    let origins = if a.allowed_origins.is_empty() {
+        "none (browser pages are refused)".to_owned()
+    } else {
+        a.allowed_origins.join(", ")
+    };
+    let _ = writeln!(out, "origins        {origins}");
+    let _ = writeln!(out, "max apps       {}", a.max_apps);
+    if a.allow_remote_apps {
+        let _ = writeln!(
+            out,
+            "remote apps    allowed (apps on other machines are not checked for a user)"
+        );
+    }
 }
 
 /// `gateways`.
@@ -380,6 +439,43 @@ mod tests {
             &[vec!["xxx".into(), "y".into(), "z".into()]],
         );
         assert_eq!(t, "A    BB  C\nxxx  y   z\n");
+    }
+
+    #[test]
+    fn access_settings_read_plainly() {
+        let name = |uid: u32| (uid == 1000).then(|| "alice".to_owned());
+        let mut out = String::new();
+        let a = AccessInfo {
+            allowed_uids: vec![1000, 1001],
+            allowed_groups: vec!["nymapps".into()],
+            allowed_origins: vec!["http://localhost:8080".into()],
+            max_apps: 64,
+            ..AccessInfo::default()
+        };
+        access_lines(&a, &name, &mut out);
+        assert_eq!(
+            out,
+            "users          root, nymd's user, alice (uid 1000), uid 1001, group nymapps\n\
+             origins        http://localhost:8080\n\
+             max apps       64\n"
+        );
+        let old = AccessInfo {
+            any_local_user: true,
+            predates_access_control: true,
+            allow_remote_apps: true,
+            max_apps: 1,
+            ..AccessInfo::default()
+        };
+        let mut out = String::new();
+        access_lines(&old, &name, &mut out);
+        assert!(
+            out.starts_with(
+                "users          any local user (identity created before access control)\n\
+                 origins        none (browser pages are refused)\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("remote apps    allowed"), "{out}");
     }
 
     #[test]

@@ -553,3 +553,72 @@ fn precondition_missing(what: &str) {
     }
     eprintln!("skipped: {what}");
 }
+
+#[test]
+fn access_shows_and_changes_who_may_connect() {
+    let d = Daemon::start(same_user());
+    ok(&d.ctl(&["init", "--id", "alice"]));
+    // The daemon took the owner from the socket's peer credentials.
+    let me = nix::unistd::geteuid().as_raw();
+    let v = json(&d.ctl(&["--json", "status", "alice"]));
+    assert_eq!(
+        v["identity"]["access"]["allowed_uids"],
+        serde_json::json!([me]),
+        "{v}"
+    );
+    assert_eq!(v["identity"]["access"]["any_local_user"], false, "{v}");
+
+    let shown = ok(&d.ctl(&["access", "alice"]));
+    assert!(
+        shown.contains("origins        none (browser pages are refused)"),
+        "{shown}"
+    );
+
+    let out = ok(&d.ctl(&[
+        "access",
+        "alice",
+        "--allow-origin",
+        "HTTP://LocalHost:8080",
+        "--allow-user",
+        "4242",
+    ]));
+    assert!(
+        out.contains("origins        http://localhost:8080"),
+        "{out}"
+    );
+    assert!(out.contains("uid 4242"), "{out}");
+    assert!(out.contains("restarted"), "{out}");
+    let detail = ok(&d.ctl(&["status", "alice"]));
+    assert!(
+        detail.contains("origins        http://localhost:8080"),
+        "{detail}"
+    );
+
+    let v = json(&d.ctl(&["--json", "access", "alice", "--any-local-user"]));
+    assert_eq!(v["changed"], true, "{v}");
+    assert_eq!(v["identity"]["access"]["any_local_user"], true, "{v}");
+    let out = ok(&d.ctl(&["access", "alice", "--any-local-user"]));
+    assert!(out.contains("nothing changed"), "{out}");
+
+    // A bad origin changes nothing and says how to write one.
+    let bad = d.ctl(&["access", "alice", "--allow-origin", "http://x.example/app"]);
+    assert_eq!(code(&bad), 1, "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("scheme://host[:port]"),
+        "{}",
+        stderr(&bad)
+    );
+    // Contradicting flags are a usage error; an unknown identity is 5.
+    let both = d.ctl(&["access", "alice", "--any-local-user", "--only-listed"]);
+    assert_eq!(code(&both), 2, "{}", stderr(&both));
+    assert_eq!(code(&d.ctl(&["access", "nobody-here"])), 5);
+}
+
+#[test]
+fn access_needs_the_operate_tier() {
+    let d = Daemon::start(TierPolicy::Fixed(Tier::Observe));
+    d.backend
+        .insert(FakeBackend::identity("alice", 2000, "127.0.0.1", true));
+    let out = d.ctl(&["access", "alice", "--allow-user", "1000"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+}
