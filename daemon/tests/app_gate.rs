@@ -106,14 +106,11 @@ async fn upgrade(addr: &str, origin: Option<&str>) -> String {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {
-        let n = match tokio::time::timeout(T, s.read(&mut chunk))
+        // A reset counts as closed.
+        let n = tokio::time::timeout(T, s.read(&mut chunk))
             .await
             .expect("an answer or a close in time")
-        {
-            Ok(n) => n,
-            // A reset counts as closed.
-            Err(_) => 0,
-        };
+            .unwrap_or_default();
         buf.extend_from_slice(&chunk[..n]);
         if n == 0 || buf.windows(2).any(|w| w == b"\r\n") {
             break;

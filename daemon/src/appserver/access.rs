@@ -611,6 +611,10 @@ impl Gate {
 
     /// The handshake callback: refuses a browser page whose origin is not
     /// allowed (HTTP 403), and logs it.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the callback's signature is tungstenite's"
+    )]
     pub fn origin_check(
         &self,
         peer: SocketAddr,
