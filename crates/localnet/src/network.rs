@@ -442,6 +442,7 @@ impl Localnet {
                 delay: config.delay,
                 limits: config.limits,
                 gateway,
+                drop_incoming: Default::default(),
             });
             let run = net.spawn_node(&core, p.mix, p.ws);
             net.nodes.push(NodeSlot {
@@ -605,6 +606,22 @@ impl Localnet {
             Ok(n) => n.run.lock().await.is_some(),
             Err(_) => false,
         }
+    }
+
+    /// Test fault: while `drop` is on, node `id` drops every packet that
+    /// reaches it from other nodes instead of processing it (counted in
+    /// [`CountersSnapshot::fault_dropped`]), as if its incoming links lost
+    /// everything. A gateway's clients stay connected and what they send
+    /// still goes out, but nothing reaches them through the mixnet: their
+    /// acks, replies and incoming messages are lost. The switch outlives
+    /// [`Localnet::stop_node`] and [`Localnet::start_node`].
+    pub fn set_drop_incoming(&self, id: NodeId, drop: bool) -> Result<(), LocalnetError> {
+        let slot = self.slot(id)?;
+        slot.core
+            .drop_incoming
+            .store(drop, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(node = id, drop, "fault switch: drop incoming packets");
+        Ok(())
     }
 
     // ---------------------------------------------------------- lifecycle

@@ -841,12 +841,18 @@ impl Actor {
                         for d in ins.evicted {
                             tracing::warn!(set = d.set_id, reason = ?d.reason, "dropped an incomplete message");
                         }
-                        if let InsertOutcome::Complete(m) = ins.outcome {
-                            self.note_completed(&m.set_ids);
-                            match m.into_message() {
-                                Ok(msg) => self.on_message(msg),
-                                Err(e) => tracing::warn!(error = %e, "malformed message"),
+                        match ins.outcome {
+                            InsertOutcome::Complete(m) => {
+                                self.note_completed(&m.set_ids);
+                                match m.into_message() {
+                                    Ok(msg) => self.on_message(msg),
+                                    Err(e) => tracing::warn!(error = %e, "malformed message"),
+                                }
                             }
+                            InsertOutcome::Duplicate => {
+                                StatsCounters::add(&self.stats().duplicate_fragments, 1)
+                            }
+                            InsertOutcome::Buffered => {}
                         }
                     }
                     Err(e) => tracing::debug!(error = %e, "fragment rejected"),

@@ -246,6 +246,11 @@ pub struct ClientStats {
     pub retransmissions: u64,
     /// Whole messages delivered.
     pub messages_received: u64,
+    /// Received fragments ignored as duplicates: their place in a message
+    /// was filled already, or their message was delivered recently (a
+    /// retransmission after a lost ack), also in an earlier run
+    /// ([`crate::ClientConfig::completed_sets`]).
+    pub duplicate_fragments: u64,
     /// Packets queued for sending (all lanes, including replies waiting
     /// for SURBs).
     pub queued_packets: u64,
@@ -277,6 +282,7 @@ pub(crate) struct StatsCounters {
     pub acks_received: AtomicU64,
     pub retransmissions: AtomicU64,
     pub messages_received: AtomicU64,
+    pub duplicate_fragments: AtomicU64,
     pub queued_packets: AtomicU64,
     pub unacked_fragments: AtomicU64,
     /// Written by the outbox's writer thread after each synced batch.
@@ -311,6 +317,7 @@ impl StatsCounters {
             acks_received: l(&self.acks_received),
             retransmissions: l(&self.retransmissions),
             messages_received: l(&self.messages_received),
+            duplicate_fragments: l(&self.duplicate_fragments),
             queued_packets: l(&self.queued_packets),
             unacked_fragments: l(&self.unacked_fragments),
             outbox_messages: l(&self.outbox_messages),
