@@ -600,6 +600,24 @@ impl Localnet {
         self.slot(id).ok().map(|n| n.core.counters.snapshot())
     }
 
+    /// Test switch: gateway `id` holds each new client websocket connection
+    /// for `delay` before it answers the upgrade, as a far-away gateway
+    /// would (for tests of latency-based gateway selection). Connections
+    /// already open are not affected; zero, the default, turns it off. The
+    /// setting outlives [`Localnet::stop_node`] and [`Localnet::start_node`].
+    /// A mixnode id is an error.
+    pub fn set_client_delay(&self, id: NodeId, delay: Duration) -> Result<(), LocalnetError> {
+        let gw = self
+            .slot(id)?
+            .core
+            .gateway
+            .as_ref()
+            .ok_or_else(|| LocalnetError::Config(format!("node {id} is not a gateway")))?;
+        gw.set_client_delay(delay);
+        tracing::info!(node = id, ?delay, "test switch: client connection delay");
+        Ok(())
+    }
+
     /// Whether a node is running.
     pub async fn is_running(&self, id: NodeId) -> bool {
         match self.slot(id) {
