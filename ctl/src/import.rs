@@ -210,42 +210,21 @@ fn read_socket_config(path: &Path) -> anyhow::Result<(Option<u16>, Option<String
     Ok((port, host))
 }
 
+/// nym-client's database for the tests, from the pinned schema.
+#[cfg(test)]
+#[path = "../tests/fixtures/nym_client_db.rs"]
+mod nym_client_db;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Make a database with nym-client's schema (after its migrations).
+    /// Make a database as nym-client 2026.9 does (the pinned migrations),
+    /// with `active` (gateway, shared key, listener) registered and active.
     pub(crate) fn make_db(path: &Path, active: Option<(&str, &[u8], &str)>) {
-        let conn = rusqlite::Connection::open(path).expect("create db");
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE registered_gateway (gateway_id_bs58 TEXT PRIMARY KEY NOT NULL,
-                 registration_timestamp TIMESTAMP NOT NULL, gateway_type TEXT NOT NULL DEFAULT 'remote');
-             CREATE TABLE remote_gateway_details (gateway_id_bs58 TEXT PRIMARY KEY NOT NULL
-                 REFERENCES registered_gateway(gateway_id_bs58),
-                 derived_aes256_gcm_siv_key BLOB NOT NULL, gateway_listener TEXT NOT NULL,
-                 fallback_listener TEXT, expiration_timestamp DATETIME NOT NULL);
-             CREATE TABLE active_gateway (id INTEGER PRIMARY KEY CHECK (id = 0),
-                 active_gateway_id_bs58 TEXT REFERENCES registered_gateway(gateway_id_bs58));
-             INSERT INTO active_gateway (id, active_gateway_id_bs58) VALUES (0, NULL);",
-        )
-        .expect("schema");
+        let conn = nym_client_db::create(path);
         if let Some((id, key, listener)) = active {
-            conn.execute(
-                "INSERT INTO registered_gateway VALUES (?1, '2026-11-01 00:00:00', 'remote')",
-                [id],
-            )
-            .expect("insert");
-            conn.execute(
-                "INSERT INTO remote_gateway_details VALUES (?1, ?2, ?3, NULL, '2026-11-08 00:00:00')",
-                rusqlite::params![id, key, listener],
-            )
-            .expect("insert");
-            conn.execute(
-                "UPDATE active_gateway SET active_gateway_id_bs58 = ?1 WHERE id = 0",
-                [id],
-            )
-            .expect("update");
+            nym_client_db::register_active(&conn, id, key, listener, None);
         }
     }
 
@@ -271,6 +250,77 @@ mod tests {
         make_db(&short, Some(("G", &[1u8; 5], "ws://x:1")));
         let err = read_registration(&short).expect_err("short key");
         assert!(err.to_string().contains("expected 32"), "{err}");
+    }
+
+    #[test]
+    fn the_pinned_migrations_are_nym_client_2026_9s() {
+        let names: Vec<&str> = nym_client_db::migrations().iter().map(|m| m.0).collect();
+        assert_eq!(
+            names,
+            [
+                "20240304120000_create_initial_tables.sql",
+                "20240610120000_nullable_gateway_owner.sql",
+                "20240828120000_remove_wg_address.sql",
+                "20240916120000_add_aes256_gcm_siv_key.sql",
+                "20251126120000_remove_legacy_add_fallback.sql",
+            ]
+        );
+    }
+
+    /// A database made by exactly nym-client 2026.9's migrations, in order,
+    /// with a registration stored by nym-client's own statements.
+    #[test]
+    fn registration_is_read_from_a_database_made_by_nym_clients_migrations() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join(REGISTRATIONS_DB);
+        let conn = nym_client_db::create(&db);
+        let key: Vec<u8> = (0..32).collect();
+        nym_client_db::register_active(
+            &conn,
+            "8yGFbT4feDFd6eFhhW4Hq9c6vBxmbh3ZYvAdNdqGxp1C",
+            &key,
+            "ws://203.0.113.7:9000/",
+            Some("wss://gateway.example:9001/"),
+        );
+        // nym-client keeps its connection open: the rows may be in the WAL.
+        let g = read_registration(&db).expect("read").expect("active");
+        drop(conn);
+        assert_eq!(g.gateway_id, "8yGFbT4feDFd6eFhhW4Hq9c6vBxmbh3ZYvAdNdqGxp1C");
+        assert_eq!(g.shared_key, key);
+        assert_eq!(g.listener, "ws://203.0.113.7:9000");
+    }
+
+    /// A registration made under an older nym-client (after the aes256
+    /// migration) and carried through 2026.9's last migration is read too.
+    #[test]
+    fn a_registration_carried_through_the_last_migration_is_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = dir.path().join(REGISTRATIONS_DB);
+        let all = nym_client_db::migrations().len();
+        let mut conn = nym_client_db::create_with(&db, all - 1);
+        conn.execute(
+            "INSERT INTO registered_gateway(gateway_id_bs58, registration_timestamp, gateway_type) \
+             VALUES ('OldGw', '2025-01-01 00:00:00.0 +00:00:00', 'remote')",
+            [],
+        )
+        .expect("registered_gateway");
+        conn.execute(
+            "INSERT INTO remote_gateway_details(gateway_id_bs58, gateway_owner_address, \
+             gateway_listener, derived_aes256_gcm_siv_key) VALUES ('OldGw', NULL, ?1, ?2)",
+            rusqlite::params!["ws://198.51.100.2:9000/", vec![9u8; 32]],
+        )
+        .expect("remote_gateway_details");
+        conn.execute(
+            "UPDATE active_gateway SET active_gateway_id_bs58 = 'OldGw'",
+            [],
+        )
+        .expect("active_gateway");
+        nym_client_db::migrate(&mut conn, all - 1..all);
+        drop(conn);
+        let g = read_registration(&db).expect("read").expect("active");
+        assert_eq!(g.gateway_id, "OldGw");
+        assert_eq!(g.shared_key, vec![9u8; 32]);
+        assert_eq!(g.listener, "ws://198.51.100.2:9000");
     }
 
     #[test]

@@ -16,6 +16,10 @@ use nymd::control::{server, AccessRules, ControlServerConfig, Tier, TierPolicy};
 use nymd_ipc::{Event, TopologyBrief};
 use tokio_util::sync::CancellationToken;
 
+/// nym-client's registration database, from the pinned schema.
+#[path = "fixtures/nym_client_db.rs"]
+mod nym_client_db;
+
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn tempdir() -> tempfile::TempDir {
@@ -490,15 +494,11 @@ fn import_reads_a_nym_client_folder() {
     for (file, label, len) in files {
         std::fs::write(client.join("data").join(file), pem(label, &vec![7u8; len])).expect("write");
     }
-    // A registration database with no active gateway: nymd registers anew.
-    let conn =
-        rusqlite::Connection::open(client.join("data/gateways_registrations.sqlite")).expect("db");
-    conn.execute_batch(
-        "CREATE TABLE active_gateway (id INTEGER PRIMARY KEY CHECK (id = 0), active_gateway_id_bs58 TEXT);
-         INSERT INTO active_gateway VALUES (0, NULL);",
-    )
-    .expect("schema");
-    drop(conn);
+    // A registration database with no active gateway (as nym-client 2026.9
+    // leaves it before it registers): nymd registers anew.
+    drop(nym_client_db::create(
+        &client.join("data/gateways_registrations.sqlite"),
+    ));
     std::fs::write(
         client.join("config/config.toml"),
         "[client]\nid = 'old'\n\n[socket]\nsocket_type = 'WebSocket'\nlistening_port = 1988\nhost = '127.0.0.1'\n",

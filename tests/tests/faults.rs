@@ -5,22 +5,29 @@
 //!   app exactly once (lost packets are retransmitted, retransmissions after a
 //!   lost ack are suppressed);
 //! - a gateway stopped and started again: its identities reconnect,
-//!   authenticate again, and receive what the gateway stored meanwhile;
-//!   messages sent after the restart arrive, and a message delivered before
-//!   the receiving identity restarted is not delivered again when its
-//!   sender retransmits it (its ack was lost in the gateway restart; the
-//!   receiver's completed set ids are saved across its restarts).
+//!   authenticate again, and receive what the gateway stored meanwhile
+//!   (also across a second gateway restart while the receiver is stopped);
+//!   messages sent after the restart arrive;
+//! - an ack lost for good (the sender's gateway drops everything the mixnet
+//!   brings it): the receiver delivers the message to its app, its periodic
+//!   save writes the set id to `received_sets`, the receiving identity is
+//!   stopped and started again, and the sender's retransmissions of the same
+//!   fragment (same set id) reach the new run, which counts them as
+//!   duplicates and does not deliver the message again: the app sees it
+//!   once. The control: with `received_sets` deleted before the start, the
+//!   same retransmission is delivered a second time.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nymd::manager::RunState;
-use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig, NodeKind};
+use nymd::manager::{InitRequest, RunState};
+use nymd_localnet::{DelayPolicy, Localnet, LocalnetConfig, NodeInfo, NodeKind};
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
 use nymd_proto::Recipient;
-use nymd_tests::{free_port, App, TestDaemon};
+use nymd_tests::{free_port, App, TestDaemon, WAIT};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -329,4 +336,185 @@ async fn identities_reconnect_after_their_gateway_restarts() {
     bob.close().await;
     d.stop().await;
     net.shutdown().await;
+}
+
+/// Create and start identity `id` registered with `gateway`.
+async fn init_on(d: &TestDaemon, id: &str, gateway: &NodeInfo) -> (SocketAddr, Recipient) {
+    let info = tokio::time::timeout(
+        WAIT,
+        d.manager.init(InitRequest {
+            id: id.into(),
+            gateway: Some(gateway.identity_bs58()),
+            ..InitRequest::default()
+        }),
+    )
+    .await
+    .expect("init in time")
+    .expect("init");
+    (info.websocket, info.address.parse().expect("address"))
+}
+
+/// Poll `id`'s counters (refreshed every half second) until `done` holds.
+async fn wait_stats(
+    d: &TestDaemon,
+    id: &str,
+    what: &str,
+    done: impl Fn(&nymd_mixnet::ClientStats) -> bool,
+) -> nymd_mixnet::ClientStats {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats = d.manager.info(id).expect("identity").stats;
+        if let Some(s) = stats.as_ref().filter(|s| done(s)) {
+            return s.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id}: {what}; counters: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The one message of the lost-ack tests (a single fragment).
+const ONCE: &[u8] = b"delivered before the receiver restarted";
+
+/// What the receiver's new run did with the retransmissions.
+struct AfterRestart {
+    /// Copies of [`ONCE`] its app got.
+    copies: usize,
+    /// Its counters (they start at zero with each run).
+    stats: nymd_mixnet::ClientStats,
+}
+
+/// Alice (gateway A) sends [`ONCE`] to bob (gateway B) while gateway A
+/// drops everything the mixnet brings it, so the ack never arrives and
+/// alice retransmits the same fragment until it does. Bob delivers the
+/// message, saves its set id, is stopped and started again (with
+/// `received_sets` deleted in between unless `keep_saved_sets`), and
+/// retransmissions reach his new run. Then the acks are let through again.
+async fn lost_ack_across_a_receiver_restart(keep_saved_sets: bool) -> AfterRestart {
+    let net = Localnet::start(LocalnetConfig {
+        gateways: 2,
+        delay: DelayPolicy::NoDelay,
+        ..LocalnetConfig::default()
+    })
+    .await
+    .expect("localnet");
+    let gateways = net.gateways();
+    let (gateway_a, gateway_b) = (&gateways[0], &gateways[1]);
+    let state = tempfile::tempdir().expect("tmp");
+    let d = TestDaemon::start(state.path(), &net.api_url(), free_port());
+    let (alice_ws, _) = init_on(&d, "alice", gateway_a).await;
+    let (bob_ws, bob_addr) = init_on(&d, "bob", gateway_b).await;
+    let mut alice = App::connect(alice_ws).await;
+    let mut bob = App::connect(bob_ws).await;
+    bob.request_binary(&ClientRequest::SelfAddress).await;
+    assert!(matches!(
+        bob.next_response().await,
+        ServerResponse::SelfAddress(_)
+    ));
+
+    net.set_drop_incoming(gateway_a.id, true)
+        .expect("fault switch");
+    send(&mut alice, bob_addr, ONCE.to_vec()).await;
+    assert_eq!(
+        next_received(&mut bob, Duration::from_secs(60))
+            .await
+            .as_deref(),
+        Some(ONCE),
+        "bob's app gets the message"
+    );
+    // The set id is saved by the running identity (every second), not only
+    // when it stops.
+    let saved = state.path().join("identities/bob/received_sets");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&saved).map_or(0, |m| m.len()) < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob's received_sets was not saved while he ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The ack was lost: alice still waits for it and retransmits.
+    wait_stats(&d, "alice", "the ack should be lost", |s| {
+        s.retransmissions >= 1 && s.unacked_fragments >= 1 && s.acks_received == 0
+    })
+    .await;
+
+    d.manager.stop("bob").await.expect("stop bob");
+    bob.close().await;
+    if !keep_saved_sets {
+        std::fs::remove_file(&saved).expect("delete received_sets");
+    }
+    d.manager.start("bob").expect("start bob");
+    wait_state(&d, "bob", RunState::Running).await;
+    let mut bob = App::connect(bob_ws).await;
+    // A retransmission reached the new run and was counted as a duplicate
+    // (without the saved set ids, only after an earlier one completed the
+    // message again).
+    wait_stats(
+        &d,
+        "bob",
+        "a retransmission should reach the new run",
+        |s| s.duplicate_fragments >= 1,
+    )
+    .await;
+
+    // The acks go through again; alice stops retransmitting.
+    net.set_drop_incoming(gateway_a.id, false)
+        .expect("fault switch");
+    wait_all_acked(&d, "alice").await;
+    let fault = net.counters(gateway_a.id).expect("counters");
+    assert!(
+        fault.fault_dropped >= 1,
+        "gateway A dropped the acks: {fault:?}"
+    );
+
+    let mut copies = 0;
+    let quiet = if keep_saved_sets {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(60)
+    };
+    while let Some(m) = next_received(&mut bob, quiet).await {
+        assert_eq!(m, ONCE, "nothing else was sent");
+        copies += 1;
+        if !keep_saved_sets {
+            break;
+        }
+    }
+    let stats = d.manager.info("bob").expect("bob").stats.expect("stats");
+
+    alice.close().await;
+    bob.close().await;
+    d.stop().await;
+    net.shutdown().await;
+    AfterRestart { copies, stats }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmission_after_the_receiver_restarted_is_not_delivered_again() {
+    let after = lost_ack_across_a_receiver_restart(true).await;
+    assert_eq!(
+        after.stats.messages_received, 0,
+        "the new run delivered nothing: {:?}",
+        after.stats
+    );
+    assert_eq!(
+        after.copies, 0,
+        "the app got the message once, before the restart"
+    );
+}
+
+/// The control of the test above: the saved set ids are what suppresses
+/// the duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_saved_set_ids_the_retransmission_is_delivered_again() {
+    let after = lost_ack_across_a_receiver_restart(false).await;
+    assert!(
+        after.stats.messages_received >= 1,
+        "the new run delivered the message again: {:?}",
+        after.stats
+    );
+    assert_eq!(after.copies, 1, "the app got the message a second time");
 }

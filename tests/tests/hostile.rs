@@ -24,16 +24,37 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 /// What the mixnet client may read of one nym-api response (its cap is
 /// 32 MiB) plus what socket buffers hold; an endless body would exceed it.
 const READ_BOUND: u64 = 64 * 1024 * 1024;
+/// Bound on the test process's peak memory growth facing the hostile
+/// directories: 6 times the 32 MiB body cap. Seen: about 100 MiB, three
+/// times the cap (a capped body's buffers as it grows). A client reading
+/// an endless body without the cap passes the bound within a second on
+/// loopback.
+const DIRECTORY_RSS_GROWTH_KIB: u64 = 192 * 1024;
+/// Bound on the test process's peak memory growth facing the hostile
+/// gateways: 32 times the 1 MiB websocket message limit. Seen: about
+/// 5 MiB. A client without the limit buffers the terabyte frame (the
+/// server writes as fast as it is read) far past it.
+const GATEWAY_RSS_GROWTH_KIB: u64 = 32 * 1024;
 /// Upper bound on any one hostile exchange.
 const BOUND: Duration = Duration::from_secs(60);
 
-/// Peak resident set of this process, in KiB.
-fn peak_rss_kib() -> u64 {
+/// The two tests take turns, so that each one's memory growth is its own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Start this process's peak resident set (`VmHWM`) again from its
+/// current one (Linux: `5` to `clear_refs`). Best effort: without it the
+/// peak may be an earlier one, and the growth seen only larger.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// `field` (`VmRSS:` or `VmHWM:`) of this process, in KiB.
+fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -136,7 +157,9 @@ async fn hostile_api(l: TcpListener, mode: Api, written: Arc<AtomicU64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_directory_cannot_hang_or_flood_the_client() {
-    let rss_before = peak_rss_kib();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    reset_peak_rss();
+    let rss_before = rss_kib("VmRSS:");
     for mode in [
         Api::Endless,
         Api::LongerThanAnnounced,
@@ -169,10 +192,16 @@ async fn a_hostile_directory_cannot_hang_or_flood_the_client() {
         assert!(sent < READ_BOUND, "{mode:?}: the client read {sent} bytes");
         server.abort();
     }
+    let peak = rss_kib("VmHWM:");
+    assert!(rss_before > 0 && peak > 0, "memory not readable");
+    let growth = peak.saturating_sub(rss_before);
     eprintln!(
-        "hostile directory: peak RSS of the test process {} KiB (was {} KiB)",
-        peak_rss_kib(),
-        rss_before
+        "hostile directory: peak RSS of the test process {peak} KiB (was {rss_before} KiB): \
+         grew by {growth} KiB, bound {DIRECTORY_RSS_GROWTH_KIB} KiB"
+    );
+    assert!(
+        growth < DIRECTORY_RSS_GROWTH_KIB,
+        "the test process grew by {growth} KiB facing hostile directories"
     );
 }
 
@@ -282,6 +311,7 @@ async fn hostile_gateway(l: TcpListener, mode: Gw, written: Arc<AtomicU64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_gateway_cannot_hang_or_flood_the_client() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let net = nymd_tests::fast_localnet().await;
     let gw = net.gateways()[0].clone();
     let gw_id = gw.id.to_string();
@@ -289,7 +319,8 @@ async fn a_hostile_gateway_cannot_hang_or_flood_the_client() {
         serde_json::from_slice(&std::fs::read(net.topology_path()).expect("topology file"))
             .expect("json");
     let tmp = tempfile::tempdir().expect("tmp");
-    let rss_before = peak_rss_kib();
+    reset_peak_rss();
+    let rss_before = rss_kib("VmRSS:");
     for mode in [
         Gw::TerabyteFrame,
         Gw::Oversized,
@@ -337,10 +368,16 @@ async fn a_hostile_gateway_cannot_hang_or_flood_the_client() {
         assert!(sent < READ_BOUND, "{mode:?}: the client read {sent} bytes");
         server.abort();
     }
+    let peak = rss_kib("VmHWM:");
+    assert!(rss_before > 0 && peak > 0, "memory not readable");
+    let growth = peak.saturating_sub(rss_before);
     eprintln!(
-        "hostile gateway: peak RSS of the test process {} KiB (was {} KiB)",
-        peak_rss_kib(),
-        rss_before
+        "hostile gateway: peak RSS of the test process {peak} KiB (was {rss_before} KiB): \
+         grew by {growth} KiB, bound {GATEWAY_RSS_GROWTH_KIB} KiB"
+    );
+    assert!(
+        growth < GATEWAY_RSS_GROWTH_KIB,
+        "the test process grew by {growth} KiB facing hostile gateways"
     );
     net.shutdown().await;
 }

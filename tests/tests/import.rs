@@ -10,6 +10,11 @@ use nymd_proto::keys::GatewaySharedKey;
 use nymd_tests::procs::{nymctl, nymctl_json, Daemon};
 use nymd_tests::App;
 
+/// nym-client's registration database, from the schema pinned next to
+/// nymctl's tests.
+#[path = "../../ctl/tests/fixtures/nym_client_db.rs"]
+mod nym_client_db;
+
 fn write_nym_client_folder(from: &Path, to: &Path) {
     let data = to.join("data");
     std::fs::create_dir_all(&data).expect("mkdir");
@@ -27,37 +32,16 @@ fn write_nym_client_folder(from: &Path, to: &Path) {
     )
     .expect("shared key");
     let gw: toml_like::Gateway = toml_like::read(&from.join("gateway.toml"));
-    let conn = rusqlite::Connection::open(data.join("gateways_registrations.sqlite")).expect("db");
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL;
-         CREATE TABLE registered_gateway (gateway_id_bs58 TEXT PRIMARY KEY NOT NULL,
-             registration_timestamp TIMESTAMP NOT NULL, gateway_type TEXT NOT NULL DEFAULT 'remote');
-         CREATE TABLE remote_gateway_details (gateway_id_bs58 TEXT PRIMARY KEY NOT NULL,
-             derived_aes256_gcm_siv_key BLOB NOT NULL, gateway_listener TEXT NOT NULL,
-             fallback_listener TEXT, expiration_timestamp DATETIME NOT NULL);
-         CREATE TABLE active_gateway (id INTEGER PRIMARY KEY CHECK (id = 0), active_gateway_id_bs58 TEXT);
-         INSERT INTO active_gateway VALUES (0, NULL);",
-    )
-    .expect("schema");
-    conn.execute(
-        "INSERT INTO registered_gateway VALUES (?1, '2026-11-26 00:00:00', 'remote')",
-        [&gw.gateway_id],
-    )
-    .expect("insert");
-    conn.execute(
-        "INSERT INTO remote_gateway_details VALUES (?1, ?2, ?3, NULL, '2026-12-03 00:00:00')",
-        rusqlite::params![
-            gw.gateway_id,
-            shared.as_bytes().to_vec(),
-            format!("{}/", gw.listener)
-        ],
-    )
-    .expect("insert");
-    conn.execute(
-        "UPDATE active_gateway SET active_gateway_id_bs58 = ?1 WHERE id = 0",
-        [&gw.gateway_id],
-    )
-    .expect("activate");
+    // As nym-client 2026.9 stores a registration (its listener URL with
+    // the trailing slash of a parsed URL).
+    let conn = nym_client_db::create(&data.join("gateways_registrations.sqlite"));
+    nym_client_db::register_active(
+        &conn,
+        &gw.gateway_id,
+        shared.as_bytes(),
+        &format!("{}/", gw.listener),
+        None,
+    );
 }
 
 mod toml_like {

@@ -629,12 +629,35 @@ mod tests {
         let (mut first, _) = Journal::open(&path, H, Arc::default()).expect("open");
         first.add(9, vec![9]);
         let p2 = path.clone();
-        let second =
-            std::thread::spawn(move || Journal::open(&p2, H, Arc::default()).map(|(_, r)| r));
-        std::thread::sleep(Duration::from_millis(100));
+        let (started_tx, started) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let second = std::thread::spawn(move || {
+            let _ = started_tx.send(());
+            let r = Journal::open(&p2, H, Arc::default()).map(|(mut j, r)| {
+                j.close();
+                r
+            });
+            let _ = done_tx.send(r);
+        });
+        started
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the second writer starts");
+        // Held for a while (well inside LOCK_WAIT, so the second open keeps
+        // waiting rather than giving up): the second open has not returned.
+        // Without the lock it would return within milliseconds.
+        match done.recv_timeout(Duration::from_secs(1)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            other => panic!("the second open returned while the first held the lock: {other:?}"),
+        }
         first.close();
-        let got = second.join().expect("join").expect("second open");
+        // Released: the second open completes (generous bound; it polls
+        // every 20 ms) and sees what the first one wrote.
+        let got = done
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the second open completes once the first is closed")
+            .expect("second open");
         assert_eq!(got, vec![(9, vec![9])]);
+        second.join().expect("join");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct NodeCounters {
     pub push_queued_max: AtomicU64,
     /// Open inbound connections (node links and client websockets).
     pub connections_now: AtomicU64,
+    /// Packets from other nodes dropped by the test fault switch
+    /// ([`Localnet::set_drop_incoming`](crate::Localnet::set_drop_incoming)).
+    pub fault_dropped: AtomicU64,
 }
 
 /// Raise a high-water mark.
@@ -84,6 +87,8 @@ pub struct CountersSnapshot {
     pub push_queued_max: u64,
     /// See [`NodeCounters::connections_now`].
     pub connections_now: u64,
+    /// See [`NodeCounters::fault_dropped`].
+    pub fault_dropped: u64,
 }
 
 impl NodeCounters {
@@ -106,6 +111,7 @@ impl NodeCounters {
             stored_max: r(&self.stored_max),
             push_queued_max: r(&self.push_queued_max),
             connections_now: r(&self.connections_now),
+            fault_dropped: r(&self.fault_dropped),
         }
     }
 }

@@ -442,6 +442,7 @@ impl Localnet {
                 delay: config.delay,
                 limits: config.limits,
                 gateway,
+                drop_incoming: Default::default(),
             });
             let run = net.spawn_node(&core, p.mix, p.ws);
             net.nodes.push(NodeSlot {
@@ -599,12 +600,46 @@ impl Localnet {
         self.slot(id).ok().map(|n| n.core.counters.snapshot())
     }
 
+    /// Test switch: gateway `id` holds each new client websocket connection
+    /// for `delay` before it answers the upgrade, as a far-away gateway
+    /// would (for tests of latency-based gateway selection). Connections
+    /// already open are not affected; zero, the default, turns it off. The
+    /// setting outlives [`Localnet::stop_node`] and [`Localnet::start_node`].
+    /// A mixnode id is an error.
+    pub fn set_client_delay(&self, id: NodeId, delay: Duration) -> Result<(), LocalnetError> {
+        let gw = self
+            .slot(id)?
+            .core
+            .gateway
+            .as_ref()
+            .ok_or_else(|| LocalnetError::Config(format!("node {id} is not a gateway")))?;
+        gw.set_client_delay(delay);
+        tracing::info!(node = id, ?delay, "test switch: client connection delay");
+        Ok(())
+    }
+
     /// Whether a node is running.
     pub async fn is_running(&self, id: NodeId) -> bool {
         match self.slot(id) {
             Ok(n) => n.run.lock().await.is_some(),
             Err(_) => false,
         }
+    }
+
+    /// Test fault: while `drop` is on, node `id` drops every packet that
+    /// reaches it from other nodes instead of processing it (counted in
+    /// [`CountersSnapshot::fault_dropped`]), as if its incoming links lost
+    /// everything. A gateway's clients stay connected and what they send
+    /// still goes out, but nothing reaches them through the mixnet: their
+    /// acks, replies and incoming messages are lost. The switch outlives
+    /// [`Localnet::stop_node`] and [`Localnet::start_node`].
+    pub fn set_drop_incoming(&self, id: NodeId, drop: bool) -> Result<(), LocalnetError> {
+        let slot = self.slot(id)?;
+        slot.core
+            .drop_incoming
+            .store(drop, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(node = id, drop, "fault switch: drop incoming packets");
+        Ok(())
     }
 
     // ---------------------------------------------------------- lifecycle

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,9 @@ pub(crate) struct NodeCore {
     pub limits: Limits,
     /// Client-side state, for gateways.
     pub gateway: Option<Arc<GatewayState>>,
+    /// Test fault switch: drop every packet from other nodes
+    /// ([`crate::Localnet::set_drop_incoming`]).
+    pub drop_incoming: AtomicBool,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -96,6 +99,10 @@ impl NodeCore {
     /// Process one framed packet from a peer.
     pub(crate) fn process(&self, frame: Frame, run: &Run) {
         bump(&self.counters.received);
+        if self.drop_incoming.load(Ordering::Relaxed) {
+            bump(&self.counters.fault_dropped);
+            return;
+        }
         let partial = match begin_unwrap(&frame.packet, &self.sphinx) {
             Ok(p) => p,
             Err(e) => {

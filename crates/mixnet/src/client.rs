@@ -98,9 +98,35 @@ struct Lanes {
     general: VecDeque<FragmentId>,
     conns: HashMap<u64, VecDeque<FragmentId>>,
     total: usize,
+    /// Reply fragments parked until a SURB is reserved for them (they are
+    /// kept in the per-sender stores; counted here).
+    waiting: usize,
+    /// The most packets ever queued at once ([`Lanes::queued`]), kept at
+    /// every push so that no peak between two looks is missed.
+    peak: usize,
 }
 
 impl Lanes {
+    /// Packets queued for sending: all lanes plus the waiting replies.
+    fn queued(&self) -> usize {
+        self.total + self.waiting
+    }
+
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.queued());
+    }
+
+    /// One more reply fragment waits for a SURB.
+    fn add_waiting(&mut self) {
+        self.waiting += 1;
+        self.note_peak();
+    }
+
+    /// `n` waiting reply fragments left the wait (sent on or dropped).
+    fn remove_waiting(&mut self, n: usize) {
+        self.waiting = self.waiting.saturating_sub(n);
+    }
+
     fn push(&mut self, lane: QueueLane, id: FragmentId, front: bool) {
         let q = match lane {
             QueueLane::Retransmit => &mut self.retransmit,
@@ -113,6 +139,7 @@ impl Lanes {
             q.push_back(id);
         }
         self.total += 1;
+        self.note_peak();
     }
 
     fn pop<R: Rng>(&mut self, rng: &mut R) -> Option<(QueueLane, FragmentId)> {
@@ -282,7 +309,6 @@ pub(crate) struct Actor {
     reply_key_order: VecDeque<([u8; 32], Instant)>,
     sender_tags: HashMap<[u8; 96], SenderTag>,
     stores: HashMap<SenderTag, SurbStore>,
-    waiting_total: usize,
 
     events: VecDeque<ClientEvent>,
     event_bytes: usize,
@@ -382,7 +408,6 @@ impl Actor {
             reply_key_order: VecDeque::new(),
             sender_tags: HashMap::new(),
             stores: HashMap::new(),
-            waiting_total: 0,
             events: VecDeque::new(),
             event_bytes: 0,
             subscriber: None,
@@ -469,8 +494,7 @@ impl Actor {
             self.publish_counters();
             let can_send = self.can_send();
             let topology_ok = self.topology.current().is_some();
-            let accept_requests =
-                self.lanes.total + self.waiting_total < self.config.max_queued_packets;
+            let accept_requests = self.lanes.queued() < self.config.max_queued_packets;
             let read_gateway = self.event_bytes < self.config.received_buffer_bytes;
             let immediate =
                 self.config.disable_main_poisson && can_send && topology_ok && self.lanes.total > 0;
@@ -603,9 +627,11 @@ impl Actor {
 
     fn publish_counters(&self) {
         let s = self.stats();
-        let queued = (self.lanes.total + self.waiting_total) as u64;
+        let queued = self.lanes.queued() as u64;
         s.queued_packets
             .store(queued, std::sync::atomic::Ordering::Relaxed);
+        s.peak_queued_packets
+            .store(self.lanes.peak as u64, std::sync::atomic::Ordering::Relaxed);
         s.unacked_fragments.store(
             self.timers.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -841,12 +867,18 @@ impl Actor {
                         for d in ins.evicted {
                             tracing::warn!(set = d.set_id, reason = ?d.reason, "dropped an incomplete message");
                         }
-                        if let InsertOutcome::Complete(m) = ins.outcome {
-                            self.note_completed(&m.set_ids);
-                            match m.into_message() {
-                                Ok(msg) => self.on_message(msg),
-                                Err(e) => tracing::warn!(error = %e, "malformed message"),
+                        match ins.outcome {
+                            InsertOutcome::Complete(m) => {
+                                self.note_completed(&m.set_ids);
+                                match m.into_message() {
+                                    Ok(msg) => self.on_message(msg),
+                                    Err(e) => tracing::warn!(error = %e, "malformed message"),
+                                }
                             }
+                            InsertOutcome::Duplicate => {
+                                StatsCounters::add(&self.stats().duplicate_fragments, 1)
+                            }
+                            InsertOutcome::Buffered => {}
                         }
                     }
                     Err(e) => tracing::debug!(error = %e, "fragment rejected"),
@@ -1226,7 +1258,7 @@ impl Actor {
         } else {
             store.waiting.push_back(entry);
         }
-        self.waiting_total += 1;
+        self.lanes.add_waiting();
         if counted {
             self.shared.lane_adjust(lane, 1);
         }
@@ -1245,7 +1277,7 @@ impl Actor {
                     break;
                 }
                 store.waiting.pop_front();
-                self.waiting_total = self.waiting_total.saturating_sub(1);
+                self.lanes.remove_waiting(1);
                 if counted {
                     self.shared.lane_adjust(lane, -1);
                 }
@@ -1278,7 +1310,7 @@ impl Actor {
             else {
                 return;
             };
-            self.waiting_total = self.waiting_total.saturating_sub(1);
+            self.lanes.remove_waiting(1);
             let Some(p) = self.pending.get_mut(&id) else {
                 // Gone meanwhile: keep the SURB.
                 if let Some(store) = self.stores.get_mut(&tag) {
@@ -1347,7 +1379,7 @@ impl Actor {
         let ids: Vec<(FragmentId, Lane, bool)> = store.waiting.drain(..).collect();
         store.request_sent = None;
         store.request_attempts = 0;
-        self.waiting_total = self.waiting_total.saturating_sub(ids.len());
+        self.lanes.remove_waiting(ids.len());
         let mut failed: Vec<(u64, Lane, bool)> = Vec::new();
         for (id, lane, counted) in ids {
             if counted {
@@ -1804,6 +1836,30 @@ mod tests {
         assert_eq!(lanes.close(5), vec![id(1, 1), id(1, 2)]);
         assert_eq!(lanes.close(5), vec![]);
         assert_eq!(lanes.total, 1);
+    }
+
+    #[test]
+    fn the_queue_keeps_its_high_water_mark() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut lanes = Lanes::default();
+        for i in 0..5 {
+            lanes.push(QueueLane::General, id(1, i), false);
+        }
+        lanes.add_waiting();
+        assert_eq!((lanes.queued(), lanes.peak), (6, 6));
+        for _ in 0..4 {
+            lanes.pop(&mut rng);
+        }
+        lanes.remove_waiting(1);
+        lanes.push(QueueLane::Conn(3), id(2, 0), false);
+        assert_eq!((lanes.queued(), lanes.peak), (2, 6));
+        for i in 1..6 {
+            lanes.push(QueueLane::Conn(3), id(2, i), false);
+        }
+        lanes.add_waiting();
+        assert_eq!((lanes.queued(), lanes.peak), (8, 8));
+        lanes.close(3);
+        assert_eq!((lanes.queued(), lanes.peak), (2, 8));
     }
 
     #[test]

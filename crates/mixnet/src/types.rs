@@ -246,9 +246,18 @@ pub struct ClientStats {
     pub retransmissions: u64,
     /// Whole messages delivered.
     pub messages_received: u64,
+    /// Received fragments ignored as duplicates: their place in a message
+    /// was filled already, or their message was delivered recently (a
+    /// retransmission after a lost ack), also in an earlier run
+    /// ([`crate::ClientConfig::completed_sets`]).
+    pub duplicate_fragments: u64,
     /// Packets queued for sending (all lanes, including replies waiting
     /// for SURBs).
     pub queued_packets: u64,
+    /// The most packets ever queued at once (the high-water mark of
+    /// `queued_packets`, kept by the queue at every push, so it misses no
+    /// peak between two snapshots).
+    pub peak_queued_packets: u64,
     /// Fragments sent but not acknowledged yet.
     pub unacked_fragments: u64,
     /// Messages written to the persisted outbox and not yet acknowledged
@@ -277,7 +286,9 @@ pub(crate) struct StatsCounters {
     pub acks_received: AtomicU64,
     pub retransmissions: AtomicU64,
     pub messages_received: AtomicU64,
+    pub duplicate_fragments: AtomicU64,
     pub queued_packets: AtomicU64,
+    pub peak_queued_packets: AtomicU64,
     pub unacked_fragments: AtomicU64,
     /// Written by the outbox's writer thread after each synced batch.
     pub outbox_messages: Arc<AtomicU64>,
@@ -311,7 +322,9 @@ impl StatsCounters {
             acks_received: l(&self.acks_received),
             retransmissions: l(&self.retransmissions),
             messages_received: l(&self.messages_received),
+            duplicate_fragments: l(&self.duplicate_fragments),
             queued_packets: l(&self.queued_packets),
+            peak_queued_packets: l(&self.peak_queued_packets),
             unacked_fragments: l(&self.unacked_fragments),
             outbox_messages: l(&self.outbox_messages),
             gateway_state: GatewayState::from_u8(self.gateway_state.load(Ordering::Relaxed)),

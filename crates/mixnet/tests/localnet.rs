@@ -217,21 +217,50 @@ async fn surb_reply_conversation_over_the_localnet_with_topology_file() {
     net.shutdown().await;
 }
 
+/// A layer-2 mixnode (of two) stops while a message's fragments are being
+/// sent: the fragments and acks routed through it are lost, retransmitted,
+/// and the whole message arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmission_when_a_mixnode_stops_mid_transfer() {
     let net = localnet(2).await;
     let shared = shared_api(&net);
-    let mut a = peer(&shared, gateway_id(&net, 0), ClientConfig::for_tests()).await;
+    // Paced sending (a packet every 20 ms on average instead of all at
+    // once): the message's ~250 fragments take seconds to leave, so the
+    // node stops while most of them are still to be sent, and about half of
+    // those (and of their acks) are routed through it (the client's
+    // topology, fetched before the stop, still lists it).
+    let paced = ClientConfig {
+        disable_main_poisson: false,
+        message_sending_average_delay: Duration::from_millis(20),
+        ..ClientConfig::for_tests()
+    };
+    let mut a = peer(&shared, gateway_id(&net, 0), paced).await;
     let mut b = peer(&shared, gateway_id(&net, 1), ClientConfig::for_tests()).await;
     let data = random_bytes(400_000);
     a.handle
         .send(plain(b.handle.address(), data.clone()))
         .await
         .unwrap();
+    // Mid-transfer: the first fragments have gone through.
+    let started = std::time::Instant::now();
+    while a.handle.stats().acks_received == 0 {
+        assert!(started.elapsed() < WAIT, "no fragment acknowledged");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let victim = net.layer(2)[0].id;
     net.stop_node(victim).await.unwrap();
+    let at_stop = a.handle.stats();
     let got = next_message(&mut b.events).await;
     assert!(got.data == data, "message corrupted");
+    let stats = a.handle.stats();
+    eprintln!(
+        "mixnode stopped with {} packets queued and {} unacknowledged; {} retransmissions",
+        at_stop.queued_packets, at_stop.unacked_fragments, stats.retransmissions
+    );
+    assert!(
+        stats.retransmissions > 0,
+        "no retransmission; when the node stopped: {at_stop:?}; now: {stats:?}"
+    );
     // The client keeps working after the node comes back.
     net.start_node(victim).await.unwrap();
     b.handle

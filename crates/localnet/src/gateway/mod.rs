@@ -191,6 +191,9 @@ pub(crate) struct GatewayState {
     store: Mutex<OfflineStore>,
     next_session: AtomicU64,
     saver: Option<ClientsSaver>,
+    /// Test switch: milliseconds each new client connection waits before
+    /// its websocket upgrade is answered ([`crate::Localnet::set_client_delay`]).
+    client_delay_ms: AtomicU64,
 }
 
 /// Lock, recovering the data if a panicking thread poisoned the mutex (no
@@ -217,12 +220,27 @@ impl GatewayState {
             sessions: Mutex::new(HashMap::new()),
             store: Mutex::new(OfflineStore::new()),
             next_session: AtomicU64::new(1),
+            client_delay_ms: AtomicU64::new(0),
             saver: file.map(|file| ClientsSaver {
                 file,
                 dirty: AtomicBool::new(false),
                 write: Mutex::new(()),
             }),
         }
+    }
+
+    // ------------------------------------------------------- test switch
+
+    /// How long a new client connection waits before its websocket upgrade
+    /// is answered (zero unless a test set it).
+    pub(crate) fn client_delay(&self) -> Duration {
+        Duration::from_millis(self.client_delay_ms.load(Ordering::Relaxed))
+    }
+
+    /// Set [`GatewayState::client_delay`].
+    pub(crate) fn set_client_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.client_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     // -------------------------------------------------------- persistence

@@ -114,6 +114,14 @@ struct Connection {
 impl Connection {
     async fn serve(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        // A test switch makes this gateway look far away.
+        let delay = self.gw.client_delay();
+        if !delay.is_zero() {
+            tokio::select! {
+                _ = self.run.cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
         let limits = self.core.limits;
         let config = WebSocketConfig::default()
             .max_message_size(Some(limits.max_ws_message))

@@ -258,3 +258,44 @@ async fn duplicate_sessions_v1_frames_and_pings() {
     })
     .await;
 }
+
+/// The client-delay test switch holds back the websocket upgrade of new
+/// client connections (also after a restart of the gateway), can be turned
+/// off again, and applies to gateways only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_delay_holds_back_new_client_connections() {
+    init_tracing();
+    bounded(Duration::from_secs(60), async {
+        let net = Localnet::start(no_delay()).await.expect("start");
+        let gw = net.gateways()[0].clone();
+        let mixnode = net.layer(1)[0].id;
+        assert!(net
+            .set_client_delay(mixnode, Duration::from_secs(1))
+            .is_err());
+
+        let delay = Duration::from_millis(1500);
+        net.set_client_delay(gw.id, delay).expect("a gateway");
+        let started = std::time::Instant::now();
+        let ws = crate::support::connect(&gw).await;
+        assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
+        drop(ws);
+
+        net.stop_node(gw.id).await.expect("stop");
+        net.start_node(gw.id).await.expect("start");
+        let started = std::time::Instant::now();
+        let ws = crate::support::connect(&gw).await;
+        assert!(started.elapsed() >= delay, "{:?}", started.elapsed());
+        drop(ws);
+
+        // Off again: a client registers and loops a message as usual.
+        net.set_client_delay(gw.id, Duration::ZERO)
+            .expect("a gateway");
+        let mut a = Client::register(&gw).await;
+        let me = a.recipient();
+        a.send_message(net.topology(), &me, b"near", Duration::ZERO)
+            .await;
+        assert_eq!(a.receive_message(STEP).await.expect("looped"), b"near");
+        net.shutdown().await;
+    })
+    .await;
+}
