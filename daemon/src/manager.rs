@@ -24,8 +24,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::appserver::access::ConnectionLimit;
 use crate::appserver::{self, AppChange, AppCommand, AppHub, ConnectedApp};
-use crate::config::IdentitiesSection;
+use crate::config::{IdentitiesSection, DEFAULT_MAX_APP_CONNECTIONS};
 use crate::health::{self, Ping};
 use crate::store::{
     validate_id, IdentityConfig, IdentityKeys, IdentityState as PersistedState, IdentityStore,
@@ -269,6 +270,13 @@ struct Inner {
     admin: tokio::sync::Mutex<()>,
     /// Liveness pings answered by the stats ticker (see [`crate::health`]).
     ticker_pings: mpsc::Sender<Ping>,
+    /// Held by every read-modify-write of an identity's `config.toml`
+    /// (around the write, outside `slots`), so two changes made at once
+    /// cannot lose one another on disk.
+    config_writes: Mutex<()>,
+    /// App connections of every identity count against it
+    /// (`[daemon] max_app_connections`).
+    app_limit: Mutex<Arc<ConnectionLimit>>,
 }
 
 /// The identity manager (cheap to clone).
@@ -313,10 +321,45 @@ impl Manager {
                 tracker,
                 admin: tokio::sync::Mutex::new(()),
                 ticker_pings,
+                config_writes: Mutex::new(()),
+                app_limit: Mutex::new(ConnectionLimit::new(DEFAULT_MAX_APP_CONNECTIONS)),
             }),
         };
         m.spawn_stats_ticker(pings);
         m
+    }
+
+    /// Change an identity's settings: `edit` runs on a copy of its config
+    /// (returning whether it changed anything), the copy is written to
+    /// `config.toml` outside the status table's lock (a slow disk must not
+    /// stall `list`, `status` or the stats ticker), then taken in memory.
+    /// Writers are serialised, so concurrent changes all reach the file.
+    /// `Ok(false)`: nothing to change.
+    fn edit_config(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut IdentityConfig) -> bool,
+    ) -> Result<bool, ManagerError> {
+        let _writing = lock(&self.inner.config_writes);
+        let mut config = lock(&self.inner.slots)
+            .get(id)
+            .map(|s| s.config.clone())
+            .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
+        if !edit(&mut config) {
+            return Ok(false);
+        }
+        self.inner.store.save_config(&config)?;
+        if let Some(slot) = lock(&self.inner.slots).get_mut(id) {
+            slot.config = config;
+        }
+        Ok(true)
+    }
+
+    /// Set the daemon-wide limit of app connections (`[daemon]
+    /// max_app_connections`). Identities started afterwards count against
+    /// it; call it before [`Manager::autostart`].
+    pub fn set_max_app_connections(&self, limit: usize) {
+        *lock(&self.inner.app_limit) = ConnectionLimit::new(limit);
     }
 
     /// Subscribe to events.
@@ -536,29 +579,12 @@ impl Manager {
         if self.inner.cancel.is_cancelled() {
             return Err(ManagerError::ShuttingDown);
         }
-        // Enabled on disk first, outside the status table's lock (a slow
-        // disk must not stall `list`, `status` or the stats ticker).
-        let enable = {
-            let slots = lock(&self.inner.slots);
-            let slot = slots
-                .get(id)
-                .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
-            (!slot.config.enabled).then(|| {
-                let mut c = slot.config.clone();
-                c.enabled = true;
-                c
-            })
-        };
-        if let Some(c) = &enable {
-            self.inner.store.save_config(c)?;
-        }
+        // Enabled on disk first.
+        self.edit_config(id, |c| !std::mem::replace(&mut c.enabled, true))?;
         let mut slots = lock(&self.inner.slots);
         let slot = slots
             .get_mut(id)
             .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
-        if enable.is_some() {
-            slot.config.enabled = true;
-        }
         if slot.running.as_ref().is_some_and(|r| !r.done.is_finished()) {
             return Ok(());
         }
@@ -592,6 +618,7 @@ impl Manager {
                 store: self.inner.store.clone(),
                 shared: self.inner.shared.clone(),
                 tracker: self.inner.tracker.clone(),
+                app_limit: lock(&self.inner.app_limit).clone(),
                 status: StatusHandle {
                     id: id.to_string(),
                     slots: self.inner.slots.clone(),
@@ -630,36 +657,28 @@ impl Manager {
     }
 
     async fn stop_inner(&self, id: &str, keep_enabled: bool) -> Result<(), ManagerError> {
-        let (running, disable) = {
-            let mut slots = lock(&self.inner.slots);
-            let slot = slots
-                .get_mut(id)
-                .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
-            let disable = (!keep_enabled && slot.config.enabled).then(|| {
-                slot.config.enabled = false;
-                slot.config.clone()
-            });
-            (slot.running.take(), disable)
+        let saved = if keep_enabled {
+            Ok(false)
+        } else {
+            self.edit_config(id, |c| std::mem::replace(&mut c.enabled, false))
         };
-        // Written outside the status table's lock.
-        if let Some(c) = disable {
-            if let Err(e) = self.inner.store.save_config(&c) {
-                // Stop anyway; the next start or stop writes it again.
-                tracing::warn!(identity = %id, "cannot save that the identity is disabled: {e}");
-                if let Some(r) = running {
-                    r.stop.cancel();
-                    let _ = tokio::time::timeout(Duration::from_secs(10), r.done).await;
-                }
-                self.set_state(id, RunState::Stopped);
-                return Err(e.into());
-            }
+        if let Err(ManagerError::NotFound(_)) = saved {
+            return Err(ManagerError::NotFound(id.to_string()));
+        }
+        let running = lock(&self.inner.slots)
+            .get_mut(id)
+            .and_then(|s| s.running.take());
+        // Stopped even if the disk refused the change (the next start or
+        // stop writes it again); the error is still reported.
+        if let Err(e) = &saved {
+            tracing::warn!(identity = %id, "cannot save that the identity is disabled: {e}");
         }
         if let Some(r) = running {
             r.stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), r.done).await;
         }
         self.set_state(id, RunState::Stopped);
-        Ok(())
+        saved.map(|_| ())
     }
 
     /// Stop then start.

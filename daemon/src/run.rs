@@ -124,7 +124,6 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             crate::config::DEFAULT_MAX_APP_CONNECTIONS
         );
     }
-    crate::appserver::access::set_daemon_wide_limit(max_apps);
 
     crate::fsutil::create_private_dir(&settings.state_dir)
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
@@ -158,6 +157,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         cancel.child_token(),
         tracker.clone(),
     );
+    manager.set_max_app_connections(max_apps);
     // systemd supervision (a no-op without NOTIFY_SOCKET); subscribes now so
     // that it sees every identity's first connection attempt.
     let notifier = Arc::new(Notifier::from_env());

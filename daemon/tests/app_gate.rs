@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nymd::appserver::access::ConnectionLimit;
-use nymd::appserver::server::serve_with_limit;
+use nymd::appserver::server::serve;
 use nymd::appserver::{AppCommand, AppHub, AppServerConfig};
 use nymd::store::WebsocketConfig;
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
@@ -42,11 +42,12 @@ async fn start(ws: WebsocketConfig, daemon_limit: Arc<ConnectionLimit>) -> Serve
     let (tx, mut rx) = mpsc::channel::<AppCommand>(16);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    tracker.spawn(serve_with_limit(
+    tracker.spawn(serve(
         listener,
         AppServerConfig {
             websocket: ws,
             address: ADDR.parse().expect("addr"),
+            identity: "gate".into(),
         },
         daemon_limit,
         AppHub::new(100),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use nymd::appserver::access::ConnectionLimit;
 use nymd::appserver::{serve, AppCommand, AppHub, AppServerConfig, Delivery};
 use nymd::store::WebsocketConfig;
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
@@ -44,7 +45,9 @@ async fn start(allow_multiple_apps: bool) -> Server {
                 ..WebsocketConfig::new([127, 0, 0, 1].into(), 0, None)
             },
             address: ADDR.parse().expect("addr"),
+            identity: "test".into(),
         },
+        ConnectionLimit::new(100),
         hub.clone(),
         tx,
         cancel.clone(),

@@ -32,14 +32,13 @@
 use std::io::{self, BufRead};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{header, StatusCode};
 
-use crate::config::DEFAULT_MAX_APP_CONNECTIONS;
 use crate::store::WebsocketConfig;
 
 /// Refusals logged per port within one [`LOG_WINDOW`].
@@ -97,24 +96,6 @@ impl ConnectionLimit {
     pub fn limit(&self) -> usize {
         self.limit
     }
-}
-
-/// The daemon-wide limit, shared by every identity's port in this process.
-static DAEMON_WIDE: OnceLock<Arc<ConnectionLimit>> = OnceLock::new();
-
-/// The daemon-wide connection limit (`[daemon] max_app_connections`;
-/// [`DEFAULT_MAX_APP_CONNECTIONS`] unless [`set_daemon_wide_limit`] ran
-/// first).
-pub fn daemon_wide() -> Arc<ConnectionLimit> {
-    DAEMON_WIDE
-        .get_or_init(|| ConnectionLimit::new(DEFAULT_MAX_APP_CONNECTIONS))
-        .clone()
-}
-
-/// Set the daemon-wide limit; call it before any identity starts. `false`
-/// if a limit was already in place (it is kept: a change needs a restart).
-pub fn set_daemon_wide_limit(limit: usize) -> bool {
-    DAEMON_WIDE.set(ConnectionLimit::new(limit)).is_ok()
 }
 
 /// A connection counted against both the identity's and the daemon's
@@ -504,6 +485,8 @@ pub fn normalize_origin(origin: &str) -> Result<String, OriginError> {
 #[derive(Debug)]
 pub struct Gate {
     port: u16,
+    /// The identity's name, for log lines that say what to run.
+    identity: String,
     identity_limit: Arc<ConnectionLimit>,
     daemon_limit: Arc<ConnectionLimit>,
     users: UserRules,
@@ -515,9 +498,10 @@ pub struct Gate {
 impl Gate {
     /// The checks of the identity whose `[websocket]` section is `ws`,
     /// counting connections against `daemon_limit` too.
-    pub fn new(ws: &WebsocketConfig, daemon_limit: Arc<ConnectionLimit>) -> Self {
+    pub fn new(ws: &WebsocketConfig, identity: &str, daemon_limit: Arc<ConnectionLimit>) -> Self {
         Self {
             port: ws.port,
+            identity: identity.to_string(),
             identity_limit: ConnectionLimit::new(ws.max_apps()),
             daemon_limit,
             users: UserRules::for_this_process(ws),
@@ -587,18 +571,19 @@ impl Gate {
             return false;
         };
         let port = self.port;
+        let id = &self.identity;
         let note = suppressed_note(n);
         match refusal {
             Refusal::User { uid } => tracing::warn!(
                 %peer,
                 port,
                 uid,
-                "refused an app connection from uid {uid}: only root, nymd's user and the users and groups allowed for this identity may connect; to allow it: nymctl access ID --allow-user {uid} (ID: the identity on port {port}){note}"
+                "refused an app connection from uid {uid}: only root, nymd's user and the users and groups allowed for this identity may connect; to allow it: nymctl access {id} --allow-user {uid}{note}"
             ),
             Refusal::UnknownUser => tracing::warn!(
                 %peer,
                 port,
-                "refused an app connection whose user cannot be found (the socket closed, or it comes from another network namespace); to let any local user connect: nymctl access ID --any-local-user (ID: the identity on port {port}){note}"
+                "refused an app connection whose user cannot be found (the socket closed, or it comes from another network namespace); to let any local user connect: nymctl access {id} --any-local-user{note}"
             ),
             Refusal::Remote => tracing::warn!(
                 %peer,
@@ -625,11 +610,12 @@ impl Gate {
             };
             if let Some(n) = self.log.admit(Instant::now()) {
                 let port = self.port;
+                let id = &self.identity;
                 tracing::warn!(
                     %peer,
                     port,
                     %origin,
-                    "refused a browser page from origin {origin}; to allow it: nymctl access ID --allow-origin {origin} (ID: the identity on port {port}){}",
+                    "refused a browser page from origin {origin}; to allow it: nymctl access {id} --allow-origin {origin}{}",
                     suppressed_note(n)
                 );
             }

@@ -26,33 +26,14 @@ pub struct AppServerConfig {
     pub websocket: WebsocketConfig,
     /// The identity's Nym address, answered to `selfAddress` in every state.
     pub address: Recipient,
+    /// The identity's name (for log lines that say what to run).
+    pub identity: String,
 }
 
 /// Accept app connections on `listener` until `cancel` fires. Connections
-/// count against the daemon-wide limit ([`access::daemon_wide`]).
+/// count against the identity's own limit and `daemon_limit`, which every
+/// identity's server of the daemon shares (`[daemon] max_app_connections`).
 pub async fn serve(
-    listener: TcpListener,
-    config: AppServerConfig,
-    hub: Arc<AppHub>,
-    commands: mpsc::Sender<AppCommand>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) {
-    serve_with_limit(
-        listener,
-        config,
-        access::daemon_wide(),
-        hub,
-        commands,
-        cancel,
-        tracker,
-    )
-    .await;
-}
-
-/// [`serve`], counting connections against `daemon_limit`, which every
-/// identity's server of the daemon shares.
-pub async fn serve_with_limit(
     listener: TcpListener,
     config: AppServerConfig,
     daemon_limit: Arc<ConnectionLimit>,
@@ -61,7 +42,7 @@ pub async fn serve_with_limit(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let gate = Arc::new(Gate::new(&config.websocket, daemon_limit));
+    let gate = Arc::new(Gate::new(&config.websocket, &config.identity, daemon_limit));
     let ws = &config.websocket;
     if !access::is_loopback(ws.host) && ws.allow_remote_apps {
         tracing::warn!(

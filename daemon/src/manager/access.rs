@@ -175,29 +175,19 @@ impl Manager {
         })
         .await
         .map_err(|e| ManagerError::Client(format!("the access change failed: {e}")))??;
-        let config = {
-            let slots = lock(&self.inner.slots);
-            let slot = slots
-                .get(id)
-                .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
-            if slot.config.websocket == updated {
-                return Ok(super::info_of(id, slot));
+        let changed = self.edit_config(id, |c| {
+            if c.websocket == updated {
+                return false;
             }
-            let mut config = slot.config.clone();
-            config.websocket = updated.clone();
-            config
-        };
-        // Written outside the status table's lock (a slow disk must not
-        // stall `list` or `status`), then taken in memory.
-        self.inner.store.save_config(&config)?;
-        let running = {
-            let mut slots = lock(&self.inner.slots);
-            let slot = slots
-                .get_mut(id)
-                .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
-            slot.config.websocket = updated;
-            slot.running.is_some()
-        };
+            c.websocket = updated;
+            true
+        })?;
+        if !changed {
+            return self.info(id);
+        }
+        let running = lock(&self.inner.slots)
+            .get(id)
+            .is_some_and(|s| s.running.is_some());
         tracing::info!(identity = %id, running, "access settings changed");
         if running {
             self.restart(id).await?;

@@ -24,6 +24,7 @@ use super::{
     client_config, to_client_keys, RunState, StatusHandle, FIRST_BACKOFF, INBOX_DIR, MAX_BACKOFF,
     OUTBOX_DIR, RECEIVED_SAVE_TICKS,
 };
+use crate::appserver::access::ConnectionLimit;
 use crate::appserver::{self, AppCommand, AppHub, AppServerConfig, Delivery};
 use crate::health::{self, Ping};
 use crate::store::{IdentityState as PersistedState, IdentityStore, StoredRegistration};
@@ -37,6 +38,8 @@ pub(super) struct RunnerContext {
     pub(super) shared: Shared,
     /// Every task the runner spawns is tracked here.
     pub(super) tracker: TaskTracker,
+    /// The daemon-wide limit of app connections.
+    pub(super) app_limit: Arc<ConnectionLimit>,
     /// Its own row of the status table.
     pub(super) status: StatusHandle,
 }
@@ -275,6 +278,10 @@ impl Runner {
             Ok(s) => s,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
+        // The file may have been edited since the manager checked it.
+        if let Some(why) = super::remote_apps_refusal(&stored.config, &self.ctx.store) {
+            return Outcome::Failed(why);
+        }
         self.report_send_failures = stored.config.websocket.report_send_failures;
         let address = match super::address_of(&stored) {
             Ok(a) => a,
@@ -294,7 +301,9 @@ impl Runner {
                 AppServerConfig {
                     websocket: stored.config.websocket.clone(),
                     address,
+                    identity: self.id.clone(),
                 },
+                self.ctx.app_limit.clone(),
                 self.hub.clone(),
                 self.commands_tx.clone(),
                 token.clone(),

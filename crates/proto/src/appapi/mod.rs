@@ -22,6 +22,8 @@ use crate::address::{Recipient, RecipientError, SenderTag};
 mod binary;
 mod text;
 
+pub use text::MAX_TEXT_JSON_VALUES;
+
 #[cfg(test)]
 mod tests;
 

@@ -1122,3 +1122,23 @@ fn more_reply_surbs_than_a_server_builds_are_refused() {
         assert_eq!(ClientRequest::parse_binary(&req(n).to_binary()), Ok(req(n)));
     }
 }
+
+#[test]
+fn wide_text_requests_are_refused_before_parsing() {
+    let wide = |n: usize| {
+        let items = vec!["1"; n].join(",");
+        format!(r#"{{"type":"send","message":[{items}],"recipient":"{ADDR}"}}"#)
+    };
+    // Separators in the request itself count too (two `:` and two `,`
+    // around the message), so the widest accepted array is a few short of
+    // the bound.
+    assert!(ClientRequest::parse_text(&wide(MAX_TEXT_JSON_VALUES - 8)).is_ok());
+    let e = ClientRequest::parse_text(&wide(MAX_TEXT_JSON_VALUES + 1)).expect_err("too wide");
+    assert_eq!(e.kind, ErrorKind::MalformedRequest);
+    assert!(e.message.contains("at most"), "{}", e.message);
+    // Commas and colons inside strings (escaped quotes included) do not
+    // count: a long string message is fine.
+    let text = r#"a,b:\"c,"#.repeat(MAX_TEXT_JSON_VALUES);
+    let req = format!(r#"{{"type":"send","message":"{text}","recipient":"{ADDR}"}}"#);
+    assert!(ClientRequest::parse_text(&req).is_ok());
+}

@@ -85,11 +85,53 @@ fn json_conn(c: Option<u64>) -> String {
     c.map_or_else(|| "null".to_owned(), |c| c.to_string())
 }
 
+/// Most JSON values (counted by their `,` and `:` separators outside
+/// strings) a text request may hold. serde buffers a tagged request as a
+/// tree before it knows its type, at tens of bytes per value: a wide array
+/// of small numbers as `message` would cost some 30 times the frame.
+/// Bounded, a request costs at most a few MiB beyond its frame whatever its
+/// shape. (Large data goes as a string, or through the binary API.)
+pub const MAX_TEXT_JSON_VALUES: usize = 65_536;
+
+/// Refuse text with more than [`MAX_TEXT_JSON_VALUES`] separators outside
+/// strings, without allocating.
+fn check_json_width(s: &str) -> Result<(), ApiError> {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut values = 0usize;
+    for b in s.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b':' => {
+                values += 1;
+                if values > MAX_TEXT_JSON_VALUES {
+                    return Err(ApiError::malformed_request(format!(
+                        "a text request may hold at most {MAX_TEXT_JSON_VALUES} JSON values; send large data as a string, or use the binary API"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl ClientRequest {
     /// Parse a text frame the way nym-client does (plus the 1.0.1 aliases).
     /// Errors are `MalformedRequest` with serde_json's or the address
-    /// parser's detail.
+    /// parser's detail; a request wider than [`MAX_TEXT_JSON_VALUES`] is
+    /// refused before it is parsed.
     pub fn parse_text(s: &str) -> Result<Self, ApiError> {
+        check_json_width(s)?;
         let req: RequestJson =
             serde_json::from_str(s).map_err(|e| ApiError::malformed_request(e.to_string()))?;
         Ok(match req {
