@@ -121,6 +121,50 @@ async fn a_send_failure_reaches_only_the_app_that_sent() {
     net.shutdown().await;
 }
 
+/// With `report_send_failures = false` an identity keeps nym-client's
+/// silence about asynchronous send failures (a direct refusal is still an
+/// answer to the request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_send_failures_off_keeps_nym_clients_silence() {
+    let (net, tmp, d) = start().await;
+    let (ws, _) = d.init("alice").await;
+    let path = tmp.path().join("identities/alice/config.toml");
+    let text = std::fs::read_to_string(&path).expect("config.toml");
+    assert!(text.contains("[websocket]\n"), "{text}");
+    std::fs::write(
+        &path,
+        text.replacen(
+            "[websocket]\n",
+            "[websocket]\nreport_send_failures = false\n",
+            1,
+        ),
+    )
+    .expect("write config.toml");
+    let report = tokio::time::timeout(WAIT, d.manager.reload())
+        .await
+        .expect("reload in time")
+        .expect("reload");
+    assert_eq!(report.restarted, vec!["alice".to_string()], "{report:?}");
+    wait_state(&d, "alice", |s| matches!(s, RunState::Running), "running").await;
+    let mut a = App::connect(ws).await;
+    a.self_address().await;
+    a.request_binary(&ClientRequest::Reply {
+        sender_tag: SenderTag([7; 16]),
+        message: b"to nobody".to_vec(),
+        connection_id: None,
+    })
+    .await;
+    assert_eq!(
+        next_non_message(&mut a, Duration::from_secs(3)).await,
+        None,
+        "no error pushed to the app"
+    );
+    a.self_address().await;
+    a.close().await;
+    d.stop().await;
+    net.shutdown().await;
+}
+
 /// Messages alice sends to bob: an index, then filler. 3,000 of them are
 /// 9 MB, more than the socket buffers between nymd and the app can hold
 /// (at most 4 MiB for nymd's send buffer with Linux's default tcp_wmem).
