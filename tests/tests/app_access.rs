@@ -183,7 +183,7 @@ async fn browser_pages_need_an_allowed_origin_and_max_apps_holds() {
     let log = log_text(&h);
     assert!(
         log.contains("refused a browser page from origin http://evil.example")
-            && log.contains("nymctl access ID --allow-origin http://evil.example"),
+            && log.contains("nymctl access alice --allow-origin http://evil.example"),
         "{log}"
     );
 
@@ -290,7 +290,7 @@ async fn a_second_uid_is_refused_until_allowed() {
     let log = log_text(&h);
     assert!(
         log.contains("refused an app connection from uid 65534")
-            && log.contains("nymctl access ID --allow-user 65534"),
+            && log.contains("nymctl access alice --allow-user 65534"),
         "{log}"
     );
 
