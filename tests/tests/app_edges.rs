@@ -130,13 +130,12 @@ async fn report_send_failures_off_keeps_nym_clients_silence() {
     let (ws, _) = d.init("alice").await;
     let path = tmp.path().join("identities/alice/config.toml");
     let text = std::fs::read_to_string(&path).expect("config.toml");
-    assert!(text.contains("[websocket]\n"), "{text}");
+    assert!(text.contains("report_send_failures = true"), "{text}");
     std::fs::write(
         &path,
-        text.replacen(
-            "[websocket]\n",
-            "[websocket]\nreport_send_failures = false\n",
-            1,
+        text.replace(
+            "report_send_failures = true",
+            "report_send_failures = false",
         ),
     )
     .expect("write config.toml");

@@ -38,6 +38,11 @@ pub const MAX_IN_FLIGHT: usize = 32;
 /// given stays in the hub for the next app.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long requests an app made before closing may take to be handed to
+/// the identity (it waits at most [`crate::manager`]'s 30 s for a
+/// connection).
+const DRAIN_DEADLINE: Duration = Duration::from_secs(40);
+
 /// What a session needs from its identity.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionContext {
@@ -147,11 +152,26 @@ pub(crate) async fn run(
             }
             incoming = source.next(), if answers.len() < MAX_IN_FLIGHT => {
                 let frame = match incoming {
-                    None => break Ok(()),
+                    None | Some(Ok(Message::Close(_))) => {
+                        // The app is done sending: what it asked before
+                        // closing is still carried out (an app may send and
+                        // close at once, as with nym-client).
+                        let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+                            while let Some(answer) = answers.next().await {
+                                if let Some(resp) = answer {
+                                    let _ = write(&mut sink, mode.encode(&resp)).await;
+                                }
+                            }
+                        });
+                        tokio::select! {
+                            _ = ctx.cancel.cancelled() => {}
+                            _ = drained => {}
+                        }
+                        break Ok(());
+                    }
                     Some(Err(e)) => break Err(format!("read failed: {e}")),
                     Some(Ok(Message::Text(t))) => AppFrame::Text(t.as_str().to_owned()),
                     Some(Ok(Message::Binary(b))) => AppFrame::Binary(b.to_vec()),
-                    Some(Ok(Message::Close(_))) => break Ok(()),
                     // Ping/pong are answered by tungstenite; raw frames ignored.
                     Some(Ok(_)) => continue,
                 };
