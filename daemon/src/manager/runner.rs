@@ -554,6 +554,18 @@ impl Runner {
                     .unwrap_or(0),
             })
         };
+        // A recipient whose gateway cannot receive is refused before it
+        // takes a lane or a place in the queue.
+        if let ClientRequest::Send { recipient, .. }
+        | ClientRequest::SendAnonymous { recipient, .. } = &cmd.request
+        {
+            if let Err(e) = check_recipient(topology, recipient) {
+                let _ = cmd.respond.send(Some(ServerResponse::Error(e)));
+                return;
+            }
+        }
+        let lane_of =
+            |lanes: &mut AppLanes, conn: Option<u64>| Lane::Connection(lanes.lane(session, conn));
         let (msg, conn) = match cmd.request {
             ClientRequest::SelfAddress => {
                 let _ = cmd
@@ -577,48 +589,34 @@ impl Runner {
                 recipient,
                 message,
                 connection_id,
-            } => {
-                if let Err(e) = check_recipient(topology, &recipient) {
-                    let _ = cmd.respond.send(Some(ServerResponse::Error(e)));
-                    return;
-                }
-                let lane = Lane::Connection(self.lanes.lane(session, connection_id));
-                (
-                    OutgoingMessage::Plain {
-                        recipient,
-                        data: message,
-                        lane,
-                    },
-                    connection_id,
-                )
-            }
+            } => (
+                OutgoingMessage::Plain {
+                    recipient,
+                    data: message,
+                    lane: lane_of(&mut self.lanes, connection_id),
+                },
+                connection_id,
+            ),
             ClientRequest::SendAnonymous {
                 recipient,
                 message,
                 reply_surbs,
                 connection_id,
-            } => {
-                if let Err(e) = check_recipient(topology, &recipient) {
-                    let _ = cmd.respond.send(Some(ServerResponse::Error(e)));
-                    return;
-                }
-                let lane = Lane::Connection(self.lanes.lane(session, connection_id));
-                (
-                    OutgoingMessage::Anonymous {
-                        recipient,
-                        data: message,
-                        reply_surbs,
-                        lane,
-                    },
-                    connection_id,
-                )
-            }
+            } => (
+                OutgoingMessage::Anonymous {
+                    recipient,
+                    data: message,
+                    reply_surbs,
+                    lane: lane_of(&mut self.lanes, connection_id),
+                },
+                connection_id,
+            ),
             ClientRequest::Reply {
                 sender_tag,
                 message,
                 connection_id,
             } => {
-                let lane = Lane::Connection(self.lanes.lane(session, connection_id));
+                let lane = lane_of(&mut self.lanes, connection_id);
                 (
                     OutgoingMessage::Reply {
                         sender_tag,
