@@ -7,7 +7,8 @@
 //! LE | body | blake3(body)[..8]`; a body is `1 | id: u64 | payload` (added)
 //! or `2 | id: u64` (done). A torn or damaged tail (a crash mid-write) ends
 //! the replay and what came before it is kept; the damaged file is moved
-//! aside as `journal.damaged`.
+//! aside as `journal.damaged.<unix seconds>` (a later damage gets a name of
+//! its own).
 //!
 //! One thread per journal does the file work, in batches with one
 //! `fdatasync` each, so callers never wait for the disk. A lock file keeps a
@@ -15,6 +16,14 @@
 //! written everything. When the folder cannot be written (disk full,
 //! read-only) the journal is opened disabled: callers go on in memory and
 //! the log says so.
+//!
+//! A write that fails later (ENOSPC, EIO) loses nothing: the operations of
+//! the failed batch stay with the writer, an add and its done cancelling out
+//! while both wait, and are written when a write succeeds again (retried
+//! every second, and with every new batch); a file left longer than its
+//! whole records is cut back, or rewritten from its live records, first.
+//! The writer always drains the channel, so what waits is bounded by the
+//! live records the callers hold (their own bounds), not by time.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -167,7 +176,7 @@ impl Journal {
         };
         if damaged {
             // Kept for inspection; the readable part is rewritten below.
-            let aside = dir.join(DAMAGED);
+            let aside = damaged_name(dir);
             std::fs::rename(&path, &aside).map_err(io(&aside))?;
             tracing::warn!(path = %aside.display(), "a damaged journal was moved aside");
         }
@@ -215,6 +224,23 @@ impl Drop for Journal {
         // a new writer of the same folder waiting until then.
         self.tx = None;
     }
+}
+
+/// A name for a damaged journal that no earlier one has:
+/// `journal.damaged.<unix seconds>`, with `.<n>` added if taken.
+fn damaged_name(dir: &Path) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let base = format!("{DAMAGED}.{secs}");
+    let mut path = dir.join(&base);
+    let mut n = 1u32;
+    while path.exists() {
+        path = dir.join(format!("{base}.{n}"));
+        n += 1;
+    }
+    path
 }
 
 /// Read the records of a journal; what follows a damaged record is ignored
@@ -302,6 +328,30 @@ fn encode_record(kind: u8, id: u64, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&check.as_bytes()[..CHECK]);
 }
 
+/// Drop each add whose done waits after it (and that done): neither needs
+/// the disk. Order is kept.
+fn coalesce(ops: Vec<Op>) -> Vec<Op> {
+    let mut keep = vec![true; ops.len()];
+    let mut last_add: HashMap<u64, usize> = HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Add(id, _) => {
+                last_add.insert(*id, i);
+            }
+            Op::Done(id) => {
+                if let Some(a) = last_add.remove(id) {
+                    keep[a] = false;
+                    keep[i] = false;
+                }
+            }
+        }
+    }
+    ops.into_iter()
+        .zip(keep)
+        .filter_map(|(op, k)| k.then_some(op))
+        .collect()
+}
+
 /// The writer thread's state: the open file and where each live record is
 /// in it (for compaction).
 struct Writer {
@@ -314,8 +364,14 @@ struct Writer {
     live_bytes: u64,
     /// The last write failed (logged once until one succeeds).
     failing: bool,
+    /// Operations not yet on disk because a write failed: written, in
+    /// order, before anything newer.
+    pending: Vec<Op>,
     live_count: Arc<AtomicU64>,
 }
+
+/// How often a failing journal tries again while nothing new comes.
+const RETRY: Duration = Duration::from_secs(1);
 
 impl Writer {
     /// Write a fresh journal holding `records` (temp file, fsync, rename)
@@ -351,29 +407,87 @@ impl Writer {
             live,
             live_bytes,
             failing: false,
+            pending: Vec::new(),
             live_count,
         })
     }
 
     fn run(mut self, rx: mpsc::Receiver<Op>, _lock: File) {
-        let mut batch = Vec::new();
-        while let Ok(op) = rx.recv() {
-            batch.push(op);
-            while batch.len() < BATCH {
+        loop {
+            let first = if self.pending.is_empty() {
+                match rx.recv() {
+                    Ok(op) => Some(op),
+                    Err(_) => return,
+                }
+            } else {
+                // Failing: try again every second even if nothing comes.
+                match rx.recv_timeout(RETRY) {
+                    Ok(op) => Some(op),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        // Closing: a last try, then what could not be
+                        // written is lost with the process (logged).
+                        self.flush();
+                        if !self.pending.is_empty() {
+                            tracing::warn!(
+                                path = %self.path.display(),
+                                operations = self.pending.len(),
+                                "the journal could not be written before it was closed"
+                            );
+                        }
+                        return;
+                    }
+                }
+            };
+            self.pending.extend(first);
+            let mut taken = 0;
+            while taken < BATCH {
                 match rx.try_recv() {
-                    Ok(op) => batch.push(op),
+                    Ok(op) => {
+                        self.pending.push(op);
+                        taken += 1;
+                    }
                     Err(_) => break,
                 }
             }
-            self.write_batch(&batch);
-            batch.clear();
+            self.flush();
         }
     }
 
-    fn write_batch(&mut self, batch: &[Op]) {
+    /// Write what is pending; on failure keep it (coalesced) for the next
+    /// try.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        if let Err(batch) = self.write_batch(batch) {
+            self.pending = coalesce(batch);
+        }
+    }
+
+    /// Make the file end at the last whole record again after a failed
+    /// write: cut it back, or, if that fails too, rewrite it from its live
+    /// records.
+    fn repair_tail(&mut self) -> std::io::Result<()> {
+        let on_disk = self.file.metadata()?.len();
+        if on_disk == self.len {
+            return Ok(());
+        }
+        if self.file.set_len(self.len).is_ok() {
+            return Ok(());
+        }
+        self.compact().map_err(|e| match e {
+            JournalError::Io { source, .. } => source,
+            JournalError::Locked(_) => std::io::Error::other("locked"),
+        })
+    }
+
+    /// Write `batch` (one fdatasync). On failure it is given back whole.
+    fn write_batch(&mut self, batch: Vec<Op>) -> Result<(), Vec<Op>> {
         let mut buf = Vec::new();
         let mut placed = Vec::with_capacity(batch.len());
-        for op in batch {
+        for op in &batch {
             let at = buf.len() as u64;
             match op {
                 Op::Add(id, payload) => encode_record(ADD, *id, payload, &mut buf),
@@ -382,19 +496,20 @@ impl Writer {
             placed.push((at, buf.len() as u64 - at));
         }
         let result = self
-            .file
-            .write_all(&buf)
+            .repair_tail()
+            .and_then(|()| self.file.write_all(&buf))
             .and_then(|()| self.file.sync_data());
         if let Err(e) = result {
-            // A partial record must not stay in front of later ones.
+            // A partial record must not stay in front of later ones (if
+            // this fails too, the next try repairs the tail first).
             let _ = self.file.set_len(self.len);
             if !std::mem::replace(&mut self.failing, true) {
                 tracing::warn!(
                     path = %self.path.display(),
-                    "cannot write the journal ({e}); what it protects is kept in memory only until a write succeeds"
+                    "cannot write the journal ({e}); its records wait in memory and are written as soon as a write succeeds"
                 );
             }
-            return;
+            return Err(batch);
         }
         if std::mem::replace(&mut self.failing, false) {
             tracing::info!(path = %self.path.display(), "the journal is written again");
@@ -421,6 +536,7 @@ impl Writer {
                 tracing::warn!(path = %self.path.display(), "cannot compact the journal: {e}");
             }
         }
+        Ok(())
     }
 
     /// Copy the live records into a new journal and replace the old one.
@@ -529,9 +645,36 @@ mod tests {
         assert_eq!(replay(&file, H, &flipped).0, vec![a.clone()]);
         // On open, the damaged file is moved aside and the rest kept.
         std::fs::write(&file, &flipped).expect("write");
+        let (mut j, got) = Journal::open(&path, H, Arc::default()).expect("open");
+        assert_eq!(got, vec![a.clone()]);
+        let aside = damaged_files(&path);
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read(&aside[0]).expect("aside"), flipped);
+        j.close();
+        // A second damage keeps the first one's file.
+        std::fs::write(&file, &flipped).expect("write");
         let (_j, got) = Journal::open(&path, H, Arc::default()).expect("open");
         assert_eq!(got, vec![a]);
-        assert_eq!(std::fs::read(path.join(DAMAGED)).expect("aside"), flipped);
+        assert_eq!(
+            damaged_files(&path).len(),
+            2,
+            "each damage has its own file"
+        );
+    }
+
+    /// The files damaged journals were moved to, by name.
+    fn damaged_files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(DAMAGED))
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     #[test]
@@ -543,7 +686,7 @@ mod tests {
         j.close();
         let (_j, got) = Journal::open(&path, b"other v1\n", Arc::default()).expect("open");
         assert!(got.is_empty());
-        assert!(path.join(DAMAGED).exists());
+        assert_eq!(damaged_files(&path).len(), 1);
     }
 
     /// Valid journals damaged at random (bit flips, cuts, inserted bytes,
@@ -674,5 +817,94 @@ mod tests {
         j.done(1);
         j.close();
         assert_eq!(count.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn waiting_adds_and_their_dones_cancel_out_in_order() {
+        let ops = vec![
+            Op::Done(1),
+            Op::Add(2, vec![2]),
+            Op::Add(3, vec![3]),
+            Op::Done(2),
+            Op::Done(4),
+            Op::Add(4, vec![4]),
+        ];
+        let left: Vec<String> = coalesce(ops).iter().map(|o| format!("{o:?}")).collect();
+        assert_eq!(
+            left,
+            vec!["Done(1)", "Add(3, 1 bytes)", "Done(4)", "Add(4, 1 bytes)"]
+        );
+    }
+
+    /// A journal whose file system fills up, then has room again, loses
+    /// no record: what failed is written once writes succeed. Needs root
+    /// (a small tmpfs); a skip fails under CI.
+    #[test]
+    fn a_full_disk_then_room_again_loses_no_record() {
+        let is_root = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false);
+        let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+        if !is_root {
+            assert!(!in_ci, "CI must run this test as root (it mounts a tmpfs)");
+            eprintln!("skipped: needs root to mount a small tmpfs");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mnt");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(!in_ci, "CI must be able to mount a tmpfs");
+            eprintln!("skipped: cannot mount a tmpfs");
+            return;
+        }
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.0)
+                    .status();
+            }
+        }
+        let _unmount = Unmount(mnt.clone());
+        let path = mnt.join("j");
+        let (mut j, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        j.add(0, vec![0; 1000]);
+        // Fill the file system.
+        let filler = mnt.join("filler");
+        {
+            let mut f = File::create(&filler).expect("filler");
+            let chunk = vec![0u8; 4096];
+            while f.write_all(&chunk).and_then(|()| f.flush()).is_ok() {}
+            let _ = f.sync_all();
+        }
+        // These cannot be written now.
+        let count = Arc::new(AtomicU64::new(0));
+        let records: Vec<Record> = (1..40).map(|id| rec(id, 3000)).collect();
+        for (id, p) in &records {
+            j.add(*id, p.clone());
+        }
+        j.done(0);
+        j.done(5);
+        // Let the writer fail at least once (the records are not in the
+        // file), then free the space.
+        std::thread::sleep(Duration::from_millis(300));
+        let written = std::fs::metadata(path.join(JOURNAL)).map_or(0, |m| m.len());
+        assert!(
+            written < 39 * 3000,
+            "the full file system took {written} bytes: the test must make writes fail"
+        );
+        std::fs::remove_file(&filler).expect("free space");
+        j.close();
+        let (_j, got) = Journal::open(&path, H, count.clone()).expect("reopen");
+        let want: Vec<Record> = records.into_iter().filter(|(id, _)| *id != 5).collect();
+        assert_eq!(got.len(), want.len(), "every record that was not done");
+        assert_eq!(got, want);
     }
 }
