@@ -63,6 +63,24 @@ pub enum StoreError {
         /// The offending folder.
         path: PathBuf,
     },
+    /// The state dir, or a folder above it, belongs to another user (who
+    /// could swap the identities in it).
+    #[error("{path} belongs to uid {owner}, neither nymd's user (uid {euid}) nor root, so that user could replace the identities and keys in the state dir; fix with: chown {euid} {path} (or choose another --state-dir)")]
+    ForeignStateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// nymd's effective uid.
+        euid: u32,
+    },
+    /// A folder above the state dir can be written by other users and is
+    /// not sticky (they could rename the state dir away and put their own).
+    #[error("{path}, above the state dir, can be written by other users (and is not sticky like /tmp), so they could replace the state dir; fix with: chmod go-w {path} (or choose another --state-dir)")]
+    OpenAboveStateDir {
+        /// The folder.
+        path: PathBuf,
+    },
     /// A filesystem operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -337,6 +355,44 @@ pub struct StoredIdentity {
     pub state: IdentityState,
 }
 
+/// The state dir and its `identities/` must belong to nymd's effective uid
+/// or root, and every folder above the state dir too, and none of those
+/// may be writable by others unless sticky (as `/tmp` is): otherwise
+/// another user could swap the identities.
+fn check_owners(state_dir: &Path, root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = nix::unistd::geteuid().as_raw();
+    let trusted = |uid: u32| uid == euid || uid == 0;
+    for p in [state_dir, root] {
+        let meta = fs::metadata(p).map_err(io_err("cannot inspect", p))?;
+        if !trusted(meta.uid()) {
+            return Err(StoreError::ForeignStateDir {
+                path: p.to_path_buf(),
+                owner: meta.uid(),
+                euid,
+            });
+        }
+    }
+    let full = fs::canonicalize(state_dir).map_err(io_err("cannot resolve", state_dir))?;
+    for above in full.ancestors().skip(1) {
+        let meta = fs::metadata(above).map_err(io_err("cannot inspect", above))?;
+        if !trusted(meta.uid()) {
+            return Err(StoreError::ForeignStateDir {
+                path: above.to_path_buf(),
+                owner: meta.uid(),
+                euid,
+            });
+        }
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.mode() & 0o022 != 0 && !sticky {
+            return Err(StoreError::OpenAboveStateDir {
+                path: above.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// An identity folder that could not be loaded.
 #[derive(Debug)]
 pub struct SkippedIdentity {
@@ -365,6 +421,7 @@ impl IdentityStore {
                 });
             }
         }
+        check_owners(state_dir, &root)?;
         Ok(Self { root })
     }
 

@@ -331,6 +331,69 @@ async fn nymd_refuses_a_state_dir_others_can_write() {
     assert!(!text.contains("panicked"), "{text}");
 }
 
+/// nymd with `s`'s settings exits non-zero; its log.
+async fn refused_start(s: &Setup) -> String {
+    let log = s.dir.join("nymd.log");
+    let args = s.args("http://127.0.0.1:9/", "info");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut d = Daemon::spawn(&s.socket, &args, &log);
+    let status = tokio::task::spawn_blocking(move || d.wait_exit(Duration::from_secs(30)))
+        .await
+        .expect("join");
+    assert!(!status.success(), "nymd must refuse to start");
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+/// A state dir another user owns (pre-created in /tmp, say), or one inside
+/// a folder another user owns, is refused: that user could swap the
+/// identities in it. Needs root to hand a folder to uid 65534.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nymd_refuses_a_state_dir_another_user_owns() {
+    if !nymd_tests::precondition::is_root() {
+        nymd_tests::precondition::missing("needs root to give a folder to another uid");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Setup::new(tmp.path());
+    std::fs::create_dir(&s.state).expect("state");
+    std::fs::set_permissions(&s.state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::chown(&s.state, Some(65534), Some(65534)).expect("chown");
+    let text = refused_start(&s).await;
+    assert!(
+        text.contains("belongs to uid 65534") && text.contains("chown"),
+        "the error says what is wrong and how to fix it: {text}"
+    );
+    assert!(text.contains(&s.state.display().to_string()), "{text}");
+
+    // Inside a folder another user owns: refused too, naming that folder.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let theirs = tmp.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("theirs");
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+    let mut s = Setup::new(tmp.path());
+    s.state = theirs.join("state");
+    std::fs::create_dir(&s.state).expect("state");
+    std::fs::set_permissions(&s.state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let text = refused_start(&s).await;
+    assert!(
+        text.contains(&format!("{} belongs to uid 65534", theirs.display())),
+        "the folder above is named: {text}"
+    );
+
+    // Owned by nymd's user: starts (the control socket answers).
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Setup::new(tmp.path());
+    let d = spawn_ready(
+        &s.socket,
+        s.args("http://127.0.0.1:9/", "info"),
+        &s.dir.join("nymd.log"),
+    )
+    .await;
+    terminate(d).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_uid_cannot_use_the_control_socket() {
     if !nymd_tests::precondition::is_root() {
