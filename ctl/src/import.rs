@@ -15,6 +15,7 @@
 //! original files are never touched.
 
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 use anyhow::{bail, Context};
 use nymd_ipc::{ImportRequest, ImportedGateway};
@@ -116,12 +117,12 @@ pub fn read_registration(db: &Path) -> anyhow::Result<Option<ImportedGateway>> {
     Ok(Some(ImportedGateway {
         gateway_id,
         listener: listener.trim_end_matches('/').to_owned(),
-        shared_key,
+        shared_key: shared_key.into(),
     }))
 }
 
 /// Decode a PEM file whose block carries the expected label.
-pub fn decode_pem(text: &str, label: &str) -> anyhow::Result<Vec<u8>> {
+pub fn decode_pem(text: &str, label: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let (got, bytes) = nymd_proto::pem::decode_any(text)?;
     if got != label {
         return Err(nymd_proto::pem::PemError::WrongLabel {
@@ -145,8 +146,10 @@ pub fn read_client_dir(id: &str, dir: &Path) -> anyhow::Result<Imported> {
     let mut keys = Vec::with_capacity(KEYS.len());
     for k in &KEYS {
         let path = data.join(k.file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        );
         let raw = decode_pem(&text, k.label).with_context(|| format!("{}", path.display()))?;
         if raw.len() != k.len {
             bail!(
@@ -160,15 +163,21 @@ pub fn read_client_dir(id: &str, dir: &Path) -> anyhow::Result<Imported> {
     }
     let (port, host) = read_socket_config(&dir.join("config/config.toml"))?;
     let mut keys = keys.into_iter();
-    let mut next = || keys.next().unwrap_or_default();
+    // Moved out of their wrappers, not copied: the secret ones live on only
+    // in `SecretBytes`, which wipes them.
+    let mut next = || {
+        keys.next()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default()
+    };
     let request = ImportRequest {
         id: id.to_owned(),
         source: dir.display().to_string(),
-        private_identity: next(),
+        private_identity: next().into(),
         public_identity: next(),
-        private_encryption: next(),
+        private_encryption: next().into(),
         public_encryption: next(),
-        ack_key: next(),
+        ack_key: next().into(),
         gateway: None,
         port,
         host,
@@ -235,7 +244,7 @@ mod tests {
         make_db(&db, Some(("GwIdB58", &[7u8; 32], "ws://1.2.3.4:9000/")));
         let g = read_registration(&db).expect("read").expect("active");
         assert_eq!(g.gateway_id, "GwIdB58");
-        assert_eq!(g.shared_key, vec![7u8; 32]);
+        assert_eq!(g.shared_key.as_bytes(), &[7u8; 32][..]);
         assert_eq!(g.listener, "ws://1.2.3.4:9000");
 
         let none = dir.path().join("none.sqlite");
@@ -286,7 +295,7 @@ mod tests {
         let g = read_registration(&db).expect("read").expect("active");
         drop(conn);
         assert_eq!(g.gateway_id, "8yGFbT4feDFd6eFhhW4Hq9c6vBxmbh3ZYvAdNdqGxp1C");
-        assert_eq!(g.shared_key, key);
+        assert_eq!(g.shared_key.as_bytes(), &key[..]);
         assert_eq!(g.listener, "ws://203.0.113.7:9000");
     }
 
@@ -319,7 +328,7 @@ mod tests {
         drop(conn);
         let g = read_registration(&db).expect("read").expect("active");
         assert_eq!(g.gateway_id, "OldGw");
-        assert_eq!(g.shared_key, vec![9u8; 32]);
+        assert_eq!(g.shared_key.as_bytes(), &[9u8; 32][..]);
         assert_eq!(g.listener, "ws://198.51.100.2:9000");
     }
 
@@ -327,7 +336,7 @@ mod tests {
     fn pem_labels_must_match() {
         let pem = "-----BEGIN X25519 PUBLIC KEY-----\nAQID\n-----END X25519 PUBLIC KEY-----\n";
         assert_eq!(
-            decode_pem(pem, "X25519 PUBLIC KEY").expect("decodes"),
+            *decode_pem(pem, "X25519 PUBLIC KEY").expect("decodes"),
             vec![1, 2, 3]
         );
         let err = decode_pem(pem, "ED25519 PUBLIC KEY").expect_err("wrong label");

@@ -22,6 +22,7 @@ use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 use nymd_proto::keys::{AckKey, EncryptionKeyPair, GatewaySharedKey, IdentityKeyPair};
 use nymd_proto::pem::PemError;
@@ -652,11 +653,17 @@ fn decode_gateway_id(s: &str) -> Option<[u8; 32]> {
 }
 
 fn write_identity_files(dir: &Path, i: &StoredIdentity) -> Result<(), StoreError> {
-    let files: [(&str, String); 5] = [
+    let files: [(&str, Zeroizing<String>); 5] = [
         (PRIVATE_IDENTITY, i.keys.identity.private_pem()),
-        (PUBLIC_IDENTITY, i.keys.identity.public_pem()),
+        (
+            PUBLIC_IDENTITY,
+            Zeroizing::new(i.keys.identity.public_pem()),
+        ),
         (PRIVATE_ENCRYPTION, i.keys.encryption.private_pem()),
-        (PUBLIC_ENCRYPTION, i.keys.encryption.public_pem()),
+        (
+            PUBLIC_ENCRYPTION,
+            Zeroizing::new(i.keys.encryption.public_pem()),
+        ),
         (ACK_KEY, i.keys.ack.to_pem()),
     ];
     for (name, text) in files {
@@ -695,7 +702,9 @@ fn write_toml<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
 /// Largest file the store reads; identity files are tiny.
 const MAX_FILE: u64 = 1 << 20;
 
-fn read_text(path: &Path) -> Result<String, StoreError> {
+/// A small text file, wiped from memory when dropped (key files are read
+/// with it too).
+fn read_text(path: &Path) -> Result<Zeroizing<String>, StoreError> {
     let meta = fs::metadata(path).map_err(io_err("cannot read", path))?;
     if meta.len() > MAX_FILE {
         return Err(StoreError::Toml {
@@ -706,11 +715,14 @@ fn read_text(path: &Path) -> Result<String, StoreError> {
             ),
         });
     }
-    let bytes = fs::read(path).map_err(io_err("cannot read", path))?;
-    String::from_utf8(bytes).map_err(|_| StoreError::Toml {
-        path: path.to_path_buf(),
-        message: "not UTF-8 text".into(),
-    })
+    let bytes = Zeroizing::new(fs::read(path).map_err(io_err("cannot read", path))?);
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_owned())),
+        Err(_) => Err(StoreError::Toml {
+            path: path.to_path_buf(),
+            message: "not UTF-8 text".into(),
+        }),
+    }
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {

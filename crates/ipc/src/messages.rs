@@ -307,6 +307,56 @@ pub struct SendRequest {
     pub message: Vec<u8>,
 }
 
+/// Secret key bytes on the control socket: encoded as MessagePack bytes
+/// (as a plain `Vec<u8>` with `serde_bytes` would be), wiped from memory
+/// when dropped, and never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(v: Vec<u8>) -> Self {
+        Self(v)
+    }
+}
+
+impl std::ops::Deref for SecretBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[secret, {} bytes]", self.0.len())
+    }
+}
+
+impl Serialize for SecretBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_bytes::serialize(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_bytes::deserialize::<Vec<u8>, D>(d).map(Self)
+    }
+}
+
 /// `nymctl import`: key material read from a nym-client folder
 /// (`~/.nym/clients/<id>/data/*.pem`), raw key bytes (PEM bodies decoded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,20 +366,17 @@ pub struct ImportRequest {
     /// The folder it came from, for logs and messages.
     pub source: String,
     /// `private_identity.pem`: ed25519 secret seed, 32 bytes.
-    #[serde(with = "serde_bytes")]
-    pub private_identity: Vec<u8>,
+    pub private_identity: SecretBytes,
     /// `public_identity.pem`: ed25519 public key, 32 bytes.
     #[serde(with = "serde_bytes")]
     pub public_identity: Vec<u8>,
     /// `private_encryption.pem`: x25519 secret, 32 bytes.
-    #[serde(with = "serde_bytes")]
-    pub private_encryption: Vec<u8>,
+    pub private_encryption: SecretBytes,
     /// `public_encryption.pem`: x25519 public key, 32 bytes.
     #[serde(with = "serde_bytes")]
     pub public_encryption: Vec<u8>,
     /// `ack_key.pem`: AES-128-CTR key, 16 bytes.
-    #[serde(with = "serde_bytes")]
-    pub ack_key: Vec<u8>,
+    pub ack_key: SecretBytes,
     /// The gateway registration, when the client could read it. `None`
     /// makes the daemon register anew.
     #[serde(default)]
@@ -350,8 +397,7 @@ pub struct ImportedGateway {
     /// Gateway websocket listener URL.
     pub listener: String,
     /// The AES-256-GCM-SIV shared key derived at registration, 32 bytes.
-    #[serde(with = "serde_bytes")]
-    pub shared_key: Vec<u8>,
+    pub shared_key: SecretBytes,
 }
 
 /// The answer to one [`Request`].

@@ -184,15 +184,15 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
                 RequestBody::Import(ImportRequest {
                     id,
                     source,
-                    private_identity: a,
+                    private_identity: a.into(),
                     public_identity: b,
-                    private_encryption: c,
+                    private_encryption: c.into(),
                     public_encryption: d,
-                    ack_key: e,
+                    ack_key: e.into(),
                     gateway: gw.map(|(gateway_id, listener, shared_key)| ImportedGateway {
                         gateway_id,
                         listener,
-                        shared_key,
+                        shared_key: shared_key.into(),
                     }),
                     port,
                     host,
@@ -723,4 +723,25 @@ fn traffic_counters_without_the_outbox_count_decode() {
     assert_eq!(new.queue_depth, 11);
     assert_eq!(new.outbox_messages, 0);
     assert_eq!(new.inbox_messages, 0);
+}
+
+/// Secret key bytes are encoded exactly as plain bytes were, and never
+/// shown by `Debug`.
+#[test]
+fn secret_bytes_are_plain_bytes_on_the_wire_and_redacted_in_debug() {
+    let secret = nymd_ipc::SecretBytes::from(vec![0xAB; 32]);
+    let plain = serde_bytes::ByteBuf::from(vec![0xAB; 32]);
+    assert_eq!(
+        rmp_serde::to_vec(&secret).expect("encode"),
+        rmp_serde::to_vec(&plain).expect("encode")
+    );
+    let back: nymd_ipc::SecretBytes =
+        rmp_serde::from_slice(&rmp_serde::to_vec(&plain).expect("encode")).expect("decode");
+    assert_eq!(back.as_bytes(), &[0xAB; 32][..]);
+    let shown = format!("{secret:?}");
+    assert!(
+        !shown.contains("171") && !shown.to_lowercase().contains("ab, ab"),
+        "{shown}"
+    );
+    assert!(shown.contains("32 bytes"), "{shown}");
 }

@@ -3,7 +3,7 @@
 
 use ed25519_dalek::{Signer, Verifier};
 use rand::{CryptoRng, RngCore};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::pem::{self, PemError};
 
@@ -60,9 +60,9 @@ impl IdentityKeyPair {
     }
 
     /// PEM of the private seed (label `ED25519 PRIVATE KEY`).
-    pub fn private_pem(&self) -> String {
+    pub fn private_pem(&self) -> Zeroizing<String> {
         let mut seed = self.secret_bytes();
-        let out = pem::encode(pem::ED25519_PRIVATE, &seed);
+        let out = pem::encode_secret(pem::ED25519_PRIVATE, &seed);
         seed.zeroize();
         out
     }
@@ -142,9 +142,9 @@ impl EncryptionKeyPair {
     }
 
     /// PEM of the private key (label `X25519 PRIVATE KEY`).
-    pub fn private_pem(&self) -> String {
+    pub fn private_pem(&self) -> Zeroizing<String> {
         let mut bytes = self.secret.to_bytes();
-        let out = pem::encode(pem::X25519_PRIVATE, &bytes);
+        let out = pem::encode_secret(pem::X25519_PRIVATE, &bytes);
         bytes.zeroize();
         out
     }
@@ -204,8 +204,8 @@ impl AckKey {
     }
 
     /// PEM (label `AES-128-CTR ACKNOWLEDGEMENTS KEY`).
-    pub fn to_pem(&self) -> String {
-        pem::encode(pem::ACK_KEY, &self.0)
+    pub fn to_pem(&self) -> Zeroizing<String> {
+        pem::encode_secret(pem::ACK_KEY, &self.0)
     }
 
     /// Read an ack key PEM.
@@ -242,8 +242,8 @@ impl GatewaySharedKey {
     }
 
     /// PEM (label `AES-256-GCM-SIV GATEWAY SHARED KEY`).
-    pub fn to_pem(&self) -> String {
-        pem::encode(pem::GATEWAY_SHARED_KEY, &self.0)
+    pub fn to_pem(&self) -> Zeroizing<String> {
+        pem::encode_secret(pem::GATEWAY_SHARED_KEY, &self.0)
     }
 
     /// Read a shared key PEM.

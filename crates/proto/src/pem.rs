@@ -2,6 +2,7 @@
 //! bytes (no ASN.1). Labels must match exactly on load.
 
 use base64::Engine as _;
+use zeroize::Zeroizing;
 
 /// Label of an ed25519 private identity key file.
 pub const ED25519_PRIVATE: &str = "ED25519 PRIVATE KEY";
@@ -54,9 +55,15 @@ pub enum PemError {
     },
 }
 
+/// Encode secret `bytes` as a PEM document: [`encode`], with the text and
+/// its intermediate base64 wiped from memory when dropped.
+pub fn encode_secret(label: &str, bytes: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(encode(label, bytes))
+}
+
 /// Encode `bytes` as a PEM document with `label` (64-column base64 lines).
 pub fn encode(label: &str, bytes: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(bytes));
     let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {
         // base64 output is ASCII, so every chunk is valid UTF-8.
@@ -67,8 +74,9 @@ pub fn encode(label: &str, bytes: &[u8]) -> String {
     out
 }
 
-/// Parse a PEM document and return its label and decoded body.
-pub fn decode_any(text: &str) -> Result<(String, Vec<u8>), PemError> {
+/// Parse a PEM document and return its label and decoded body (wiped from
+/// memory when dropped, as is every copy made on the way).
+pub fn decode_any(text: &str) -> Result<(String, Zeroizing<Vec<u8>>), PemError> {
     if text.len() > MAX_PEM_LEN {
         return Err(PemError::TooLarge(text.len()));
     }
@@ -87,7 +95,7 @@ pub fn decode_any(text: &str) -> Result<(String, Vec<u8>), PemError> {
         }
     };
     let end = format!("-----END {label}-----");
-    let mut body = String::new();
+    let mut body = Zeroizing::new(String::new());
     let mut ended = false;
     for l in lines {
         if l == end {
@@ -106,7 +114,7 @@ pub fn decode_any(text: &str) -> Result<(String, Vec<u8>), PemError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(body.as_bytes())
         .map_err(|e| PemError::Base64(e.to_string()))?;
-    Ok((label, bytes))
+    Ok((label, Zeroizing::new(bytes)))
 }
 
 /// Parse a PEM document that must carry `label` and exactly `N` bytes.
@@ -118,10 +126,9 @@ pub fn decode_fixed<const N: usize>(text: &str, label: &str) -> Result<[u8; N], 
             expected: label.to_string(),
         });
     }
-    let len = bytes.len();
-    bytes.try_into().map_err(|_| PemError::WrongLength {
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| PemError::WrongLength {
         label: label.to_string(),
-        got: len,
+        got: bytes.len(),
         expected: N,
     })
 }
@@ -166,7 +173,7 @@ mod tests {
         #[test]
         fn round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let doc = encode("X", &bytes);
-            prop_assert_eq!(decode_any(&doc), Ok(("X".to_string(), bytes)));
+            prop_assert_eq!(decode_any(&doc), Ok(("X".to_string(), Zeroizing::new(bytes))));
         }
     }
 }
