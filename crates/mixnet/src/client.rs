@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use nymd_proto::ack::{build_surb_ack, recognise_ack};
-use nymd_proto::chunking::{InsertOutcome, NymMessage, Reassembler};
+use nymd_proto::chunking::{
+    Fragment, InsertOutcome, NymMessage, Reassembler, ReassemblyError, LINKED_HEADER_LEN,
+};
 use nymd_proto::cover::{build_loop_cover_marked, is_cover, LoopCover};
 use nymd_proto::gateway::frames::seal_client_frame;
 use nymd_proto::gateway::{
@@ -24,12 +26,13 @@ use nymd_proto::payload::{
     classify_pushed, decrypt_message, prepare_fragment, reply_plaintext, PushedKind,
 };
 use nymd_proto::replies::{
-    RepliableContent, RepliableMessage, ReplyMessage, ReplySurb, MAX_SURBS_PER_LIST,
+    v2_reply_surb_len, RepliableContent, RepliableMessage, ReplyMessage, ReplySurb,
+    DEFAULT_SURB_HOPS, MAX_SURBS_PER_LIST, V1_REPLY_SURB_LEN,
 };
 use nymd_proto::topology::route::to_sphinx_hops as hops;
 use nymd_proto::topology::route::to_sphinx_route;
 use nymd_proto::topology::{NymTopology, RouteError};
-use nymd_proto::{Recipient, SenderTag};
+use nymd_proto::{Recipient, SenderTag, SphinxVersion};
 use rand::rngs::StdRng;
 use rand::Rng;
 use rand_distr::{Distribution, Exp};
@@ -44,11 +47,14 @@ use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::gateway::{authenticate, spawn_connection, Connection, GwEvent, Session};
 use crate::topology::TopologyHandle;
+use crate::memory::{Account, MemoryBudget};
+use crate::surbs::{ReplyKeys, SenderTags};
 use crate::types::{
-    bs58_str, ClientEvent, ClientKeys, ErrorKind, GatewayState, HandleShared, Lane,
+    bs58_str, ClientEvent, ClientKeys, ErrorKind, GatewayState, HandleShared, Lane, MemoryUse,
     OutgoingMessage, ReceivedMessage, StatsCounters,
 };
 
+use crate::warnings::OutsideWarnings;
 /// How often bookkeeping runs (reassembly timeouts, SURB requests, keys).
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Packets sent per loop turn when the main Poisson stream is off.
@@ -56,6 +62,29 @@ const IMMEDIATE_BATCH: usize = 8;
 /// Gateway events handled per loop turn before other work gets a chance.
 const GATEWAY_BATCH: usize = 64;
 
+/// Bytes accounted per stored reply SURB on top of its serialised length
+/// (the struct, its vector and its place in the queue).
+const SURB_OVERHEAD: usize = 96;
+/// SURBs evicted at once from the fullest store (amortises finding it).
+const SURB_EVICT_BATCH: usize = 16;
+/// Bytes of an additional-SURBs answer besides its SURBs: message tag,
+/// sender tag, content tag, list header, padding marker.
+const ANSWER_OVERHEAD: usize = 1 + 16 + 1 + 4 + 1;
+
+/// Bytes accounted for a stored reply SURB.
+fn surb_cost(s: &ReplySurb) -> usize {
+    s.serialized_len() + SURB_OVERHEAD
+}
+
+/// How a received message came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Whole, in one fragment, through one of the reply SURBs we made for
+    /// this tag's recipient.
+    OurSurb(SenderTag),
+    /// Any other way (forward path, or several fragments).
+    Other,
+}
 /// Where a fragment goes.
 #[derive(Debug)]
 enum Dest {
@@ -81,6 +110,9 @@ struct Pending {
     internal: bool,
     retransmissions: u32,
     timer: Option<delay_queue::Key>,
+    /// Its last transmission reached our gateway connection (only those
+    /// count against `max_retransmissions`).
+    reached_gateway: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +268,8 @@ pub(crate) struct ActorParts {
     pub cancel: CancellationToken,
     pub outbox: Option<Outbox>,
 }
+    /// The daemon's memory budget, shared by every identity.
+    pub budget: Arc<MemoryBudget>,
 
 /// Loop cover markers kept (about 55 cover packets a second leave at
 /// Nym's defaults and come back within a second; older ones are opened the
@@ -305,13 +339,20 @@ pub(crate) struct Actor {
     next_message: u64,
 
     reassembler: Reassembler,
-    reply_keys: HashMap<[u8; 32], ([u8; 16], Instant)>,
-    reply_key_order: VecDeque<([u8; 32], Instant)>,
-    sender_tags: HashMap<[u8; 96], SenderTag>,
+    /// Bytes the reassembler holds, against its bound and the budget.
+    reassembly_bytes: Account,
+    reply_keys: ReplyKeys,
+    sender_tags: SenderTags,
     stores: HashMap<SenderTag, SurbStore>,
 
+    /// Bytes of the SURBs in `stores`.
+    surb_bytes: Account,
     events: VecDeque<ClientEvent>,
-    event_bytes: usize,
+    /// Bytes of `events` (weights), against `received_buffer_bytes` and
+    /// the budget.
+    event_bytes: Account,
+    /// Rate limit of warnings caused by what others send.
+    warnings: OutsideWarnings,
     subscriber: Option<mpsc::Sender<ClientEvent>>,
     /// Markers of our loop cover in flight (see [`CoverMarkers`]).
     cover_markers: CoverMarkers,
@@ -381,6 +422,18 @@ impl Actor {
             c.extend(seeded.iter().copied());
         }
         Self {
+        let budget = parts.budget;
+        let account = |bound: usize| Account::new(budget.clone(), bound);
+        let reassembly_bytes = account(parts.config.reassembly.max_buffered_bytes);
+        let reply_keys = ReplyKeys::new(account(parts.config.reply_key_bytes));
+        let surb_bytes = account(parts.config.surb_store_bytes);
+        let event_bytes = account(parts.config.received_buffer_bytes);
+        let warnings = OutsideWarnings::new(
+            parts.config.warning_interval,
+            parts.config.warnings_per_interval,
+            Instant::now(),
+        );
+        let sender_tags = SenderTags::new(parts.config.reply_surbs.max_sender_tags);
             keys: parts.keys,
             own: parts.own,
             own_gateway,
@@ -404,12 +457,14 @@ impl Actor {
             timers: DelayQueue::new(),
             next_message: 0,
             reassembler,
-            reply_keys: HashMap::new(),
-            reply_key_order: VecDeque::new(),
-            sender_tags: HashMap::new(),
+            reassembly_bytes,
+            reply_keys,
+            sender_tags,
             stores: HashMap::new(),
             events: VecDeque::new(),
-            event_bytes: 0,
+            surb_bytes,
+            event_bytes,
+            warnings,
             subscriber: None,
             cover_markers: CoverMarkers::default(),
             outbox: parts.outbox,
@@ -438,6 +493,7 @@ impl Actor {
                         internal: false,
                         retransmissions: 0,
                         timer: None,
+                        reached_gateway: false,
                     },
                 );
                 self.lanes.push(QueueLane::General, id, false);
@@ -495,7 +551,9 @@ impl Actor {
             let can_send = self.can_send();
             let topology_ok = self.topology.current().is_some();
             let accept_requests = self.lanes.queued() < self.config.max_queued_packets;
-            let read_gateway = self.event_bytes < self.config.received_buffer_bytes;
+            // Also while the daemon's memory budget is used up: the gateway
+            // keeps what comes meanwhile.
+            let read_gateway = self.event_bytes.has_room();
             let immediate =
                 self.config.disable_main_poisson && can_send && topology_ok && self.lanes.total > 0;
             let main_on = !self.config.disable_main_poisson;
@@ -527,7 +585,7 @@ impl Actor {
                 Wake::Control => self.on_control(),
                 Wake::Deliver(Ok(permit)) => {
                     if let Some(ev) = self.events.pop_front() {
-                        self.event_bytes = self.event_bytes.saturating_sub(ev.weight());
+                        self.event_bytes.give_back(ev.weight());
                         permit.send(ev);
                     }
                 }
@@ -552,7 +610,7 @@ impl Actor {
                     self.on_gateway(generation, ev);
                     // Drain what is already there, bounded.
                     for _ in 0..GATEWAY_BATCH {
-                        if self.event_bytes >= self.config.received_buffer_bytes {
+                        if !self.event_bytes.has_room() {
                             break;
                         }
                         match self.gw_rx.try_recv() {
@@ -626,8 +684,32 @@ impl Actor {
     }
 
     fn publish_counters(&self) {
+    /// Publish what the bounded stores hold (every housekeeping tick).
+    fn publish_memory(&self) {
+        let Ok(mut m) = self.stats().memory.lock() else {
+            return;
+        };
+        let n = |v: usize| v as u64;
+        *m = MemoryUse {
+            reassembly_bytes: n(self.reassembly_bytes.used()),
+            reassembly_bound: n(self.reassembly_bytes.bound()),
+            surb_store_bytes: n(self.surb_bytes.used()),
+            surb_store_bound: n(self.surb_bytes.bound()),
+            stored_surbs: n(self.stores.values().map(|s| s.surbs.len()).sum()),
+            surb_tags: n(self.stores.len()),
+            reply_key_bytes: n(self.reply_keys.bytes()),
+            reply_key_bound: n(self.reply_keys.bound()),
+            reply_keys: n(self.reply_keys.len()),
+            received_bytes: n(self.event_bytes.used()),
+            received_bound: n(self.event_bytes.bound()),
+            sender_tags: n(self.sender_tags.len()),
+        };
+    }
+
         let s = self.stats();
         let queued = self.lanes.queued() as u64;
+        s.outside_warnings
+            .store(self.warnings.total(), std::sync::atomic::Ordering::Relaxed);
         s.queued_packets
             .store(queued, std::sync::atomic::Ordering::Relaxed);
         s.peak_queued_packets
@@ -639,7 +721,7 @@ impl Actor {
     }
 
     fn emit(&mut self, ev: ClientEvent) {
-        self.event_bytes += ev.weight();
+        self.event_bytes.force_take(ev.weight());
         self.events.push_back(ev);
     }
 
@@ -821,6 +903,14 @@ impl Actor {
     // ------------------------------------------------------------ receiving
 
     fn on_pushed(&mut self, plain: Vec<u8>) {
+    /// Count a warning caused by what another party sent, and log it unless
+    /// too many came in this interval (see [`OutsideWarnings`]).
+    fn outside_warning(&mut self, what: &str, detail: &dyn std::fmt::Display) {
+        if self.warnings.allow(Instant::now()) {
+            tracing::warn!(%detail, "{what}");
+        }
+    }
+
         let s = &self.shared.stats;
         match classify_pushed(plain.len()) {
             Some(PushedKind::Ack) => match recognise_ack(&self.keys.ack, &plain) {
@@ -834,7 +924,7 @@ impl Actor {
                         self.fragment_done(p.message);
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "unrecognised ack"),
+                Err(e) => self.outside_warning("ignored an unreadable ack", &e),
             },
             Some(PushedKind::Message(_)) => {
                 if self.cover_markers.take(&plain) {
@@ -844,15 +934,16 @@ impl Actor {
                 }
                 let reply_keys = &mut self.reply_keys;
                 let decrypted =
+                let mut surb_tag = None;
                     decrypt_message(&self.keys.encryption, &plain, &mut |d: &[u8; 32]| {
-                        reply_keys.remove(d).map(|(k, _)| k)
+                        reply_keys.take(d).map(|(key, tag)| {
+                            surb_tag = Some(tag);
+                            key
+                        })
                     });
                 let decrypted = match decrypted {
                     Ok(d) => d,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "undecryptable message");
-                        return;
-                    }
+                    Err(e) => return self.outside_warning("ignored an undecryptable message", &e),
                 };
                 if is_cover(&decrypted.fragment) {
                     StatsCounters::add(&s.cover_packets_received, 1);
@@ -861,30 +952,63 @@ impl Actor {
                 }
                 StatsCounters::add(&s.real_packets_received, 1);
                 StatsCounters::add(&s.real_bytes_received, plain.len() as u64);
-                let now = Instant::now();
-                match self.reassembler.insert_bytes(&decrypted.fragment, now) {
-                    Ok(ins) => {
-                        for d in ins.evicted {
-                            tracing::warn!(set = d.set_id, reason = ?d.reason, "dropped an incomplete message");
-                        }
-                        match ins.outcome {
-                            InsertOutcome::Complete(m) => {
-                                self.note_completed(&m.set_ids);
-                                match m.into_message() {
-                                    Ok(msg) => self.on_message(msg),
-                                    Err(e) => tracing::warn!(error = %e, "malformed message"),
-                                }
-                            }
-                            InsertOutcome::Duplicate => {
-                                StatsCounters::add(&self.stats().duplicate_fragments, 1)
-                            }
-                            InsertOutcome::Buffered => {}
+                let fragment = match Fragment::from_bytes(&decrypted.fragment) {
+                    Ok(f) => f,
+                    Err(e) => return self.outside_warning("ignored a malformed fragment", &e),
+                };
+                // Only a message that came whole through one of our SURBs
+                // can be a SURB request we answer (Nym's requests always
+                // fit one fragment).
+                let via = match surb_tag {
+                    Some(tag) if fragment.total() == 1 && !fragment.header().is_linked() => {
+                        Via::OurSurb(tag)
+                    }
+                    _ => Via::Other,
+                };
+                self.reassemble(fragment, via);
+            }
+            None => {
+                self.outside_warning("ignored a pushed message of unknown length", &plain.len())
+            }
+        }
+    }
+
+    fn reassemble(&mut self, fragment: Fragment, via: Via) {
+        let now = Instant::now();
+        // The bound in force: the reassembler's own, or less while the
+        // daemon's budget is short (the oldest incomplete messages go).
+        self.reassembler
+            .set_max_buffered_bytes(self.reassembly_bytes.ceiling());
+        let inserted = self.reassembler.insert(fragment, now);
+        self.reassembly_bytes
+            .set_used(self.reassembler.buffered_bytes());
+        match inserted {
+            Ok(ins) => {
+                for d in ins.evicted {
+                    self.outside_warning(
+                        "dropped an incomplete message to make room",
+                        &format_args!("set {} ({} of {} fragments)", d.set_id, d.received, d.total),
+                    );
+                }
+                match ins.outcome {
+                    InsertOutcome::Complete(m) => {
+                        self.note_completed(&m.set_ids);
+                        match m.into_message() {
+                            Ok(msg) => self.on_message(msg, via),
+                            Err(e) => self.outside_warning("ignored a malformed message", &e),
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "fragment rejected"),
+                    InsertOutcome::Duplicate => {
+                        StatsCounters::add(&self.stats().duplicate_fragments, 1)
+                    }
+                    InsertOutcome::Buffered => {}
                 }
             }
-            None => tracing::debug!(len = plain.len(), "pushed plaintext of unknown length"),
+            Err(e @ ReassemblyError::TooLarge { .. }) => self.outside_warning(
+                "dropped a fragment: no memory left to reassemble its message",
+                &e,
+            ),
+            Err(e) => self.outside_warning("ignored a fragment", &e),
         }
     }
 
@@ -909,7 +1033,7 @@ impl Actor {
         self.emit(ClientEvent::Received(ReceivedMessage { data, sender_tag }));
     }
 
-    fn on_message(&mut self, msg: NymMessage) {
+    fn on_message(&mut self, msg: NymMessage, via: Via) {
         match msg {
             NymMessage::Plain(data) => self.deliver(data, None),
             NymMessage::Repliable(m) => {
@@ -927,16 +1051,20 @@ impl Actor {
             }
             NymMessage::Reply(ReplyMessage::Data(data)) => self.deliver(data, None),
             NymMessage::Reply(ReplyMessage::SurbRequest { recipient, amount }) => {
-                self.answer_surb_request(*recipient, amount)
+                self.on_surb_request(*recipient, amount, via)
             }
         }
     }
 
     fn store_surbs(&mut self, tag: SenderTag, surbs: Vec<ReplySurb>) {
+    /// Keep SURBs received from `tag`: at most `max_stored_per_tag` per tag
+    /// (its oldest go), `max_tags` tags (the least recently filled one with
+    /// no reply waiting goes), and `surb_store_bytes` in all (the oldest
+    /// SURBs of the tag holding the most go first).
         let now = Instant::now();
         let cfg = &self.config.reply_surbs;
         if !self.stores.contains_key(&tag) && self.stores.len() >= cfg.max_tags {
-            // Forget the least recently filled tag that has nothing waiting.
+        let max = cfg.max_stored_per_tag;
             if let Some(old) = self
                 .stores
                 .iter()
@@ -944,48 +1072,199 @@ impl Actor {
                 .min_by_key(|(_, s)| s.touched)
                 .map(|(t, _)| *t)
             {
-                self.stores.remove(&old);
+                if let Some(gone) = self.stores.remove(&old) {
+                    let bytes = gone.surbs.iter().map(surb_cost).sum();
+                    self.surb_bytes.give_back(bytes);
+                }
             }
         }
-        let max = cfg.max_stored_per_tag;
-        let store = self
-            .stores
-            .entry(tag)
-            .or_insert_with(|| SurbStore::new(now));
-        store.touched = now;
-        if !surbs.is_empty() {
-            store.request_sent = None;
-            store.request_attempts = 0;
+        {
+            let store = self
+                .stores
+                .entry(tag)
+                .or_insert_with(|| SurbStore::new(now));
+            store.touched = now;
+            if !surbs.is_empty() {
+                store.request_sent = None;
+                store.request_attempts = 0;
+            }
         }
-        store.surbs.extend(surbs);
-        while store.surbs.len() > max {
-            store.surbs.pop_front();
+        let skip = surbs.len().saturating_sub(max);
+        let mut dropped = 0usize;
+        for surb in surbs.into_iter().skip(skip) {
+            let cost = surb_cost(&surb);
+            let mut room = self.surb_bytes.try_take(cost);
+            while !room && self.evict_surbs() {
+                room = self.surb_bytes.try_take(cost);
+            }
+            if !room {
+                dropped += 1;
+                continue;
+            }
+            let Some(store) = self.stores.get_mut(&tag) else {
+                self.surb_bytes.give_back(cost);
+                continue;
+            };
+            store.surbs.push_back(surb);
+            if store.surbs.len() > max {
+                if let Some(old) = store.surbs.pop_front() {
+                    self.surb_bytes.give_back(surb_cost(&old));
+                }
+            }
+        }
+        if dropped > 0 {
+            self.outside_warning(
+                "dropped received reply SURBs: no memory left for them",
+                &format_args!("{dropped} SURBs from {tag}"),
+            );
         }
     }
 
-    fn answer_surb_request(&mut self, recipient: Recipient, amount: u32) {
-        let amount = amount.min(self.config.reply_surbs.max_accepted_request);
-        tracing::debug!(amount, "answering a reply-SURB request");
-        let Some(topology) = self.topology.current() else {
-            return;
+    /// Evict the oldest SURBs of the tag that holds the most (ties: the
+    /// least recently filled). False when no SURB is stored.
+    fn evict_surbs(&mut self) -> bool {
+        let Some(tag) = self
+            .stores
+            .iter()
+            .filter(|(_, s)| !s.surbs.is_empty())
+            .max_by(|(_, a), (_, b)| {
+                a.surbs
+                    .len()
+                    .cmp(&b.surbs.len())
+                    .then(b.touched.cmp(&a.touched))
+            })
+            .map(|(t, _)| *t)
+        else {
+            return false;
         };
-        if let Err(e) = topology.egress_by_identity(recipient.gateway().as_bytes(), false) {
-            tracing::debug!("cannot answer a SURB request: the requester's gateway: {e}");
-            return;
+        let Some(store) = self.stores.get_mut(&tag) else {
+            return false;
+        };
+        for _ in 0..SURB_EVICT_BATCH {
+            match store.surbs.pop_front() {
+                Some(old) => self.surb_bytes.give_back(surb_cost(&old)),
+                None => break,
+            }
         }
-        let surbs = match self.build_reply_surbs(&topology, amount) {
+        true
+    }
+
+    /// Take the oldest stored SURB of `tag`.
+    fn take_surb(&mut self, tag: &SenderTag) -> Option<ReplySurb> {
+        let surb = self.stores.get_mut(tag)?.surbs.pop_front()?;
+        self.surb_bytes.give_back(surb_cost(&surb));
+        Some(surb)
+    }
+
+    /// Put back a SURB that was not used after all.
+    fn return_surb(&mut self, tag: &SenderTag, surb: ReplySurb) {
+        if let Some(store) = self.stores.get_mut(tag) {
+            self.surb_bytes.force_take(surb_cost(&surb));
+            store.surbs.push_front(surb);
+        }
+    }
+
+    fn refuse_surb_request(&mut self, why: &str) {
+        StatsCounters::add(&self.shared.stats.surb_requests_refused, 1);
+        self.outside_warning("refused a request for reply SURBs", &why);
+    }
+
+    /// A peer asks for more reply SURBs (it holds too few to reply). It is
+    /// answered only if it came through one of the SURBs we made for the
+    /// recipient it names (so only a party we sent anonymous messages to
+    /// can ask, and only for itself), within that recipient's rate limit
+    /// and while the send queue is at most half full. Nym's own client also
+    /// refuses requests naming a recipient it never sent to.
+    fn on_surb_request(&mut self, recipient: Recipient, amount: u32, via: Via) {
+        let Via::OurSurb(surb_tag) = via else {
+            return self.refuse_surb_request("it did not come through one of our reply SURBs");
+        };
+        let now = Instant::now();
+        let (rate, burst) = (
+            self.config.reply_surbs.answer_rate,
+            self.config.reply_surbs.answer_burst,
+        );
+        let by_queue = self.surbs_fitting_in_queue();
+        let max = self.config.reply_surbs.max_accepted_request;
+        let grant = {
+            let Some(entry) = self.sender_tags.get_mut(&recipient.to_bytes()) else {
+                return self.refuse_surb_request(
+                    "it names a recipient we never sent anonymous messages to",
+                );
+            };
+            if entry.tag != surb_tag {
+                return self.refuse_surb_request(
+                    "it names another recipient than the one its SURB was made for",
+                );
+            }
+            let available = entry.available(now, rate, burst);
+            let grant = amount.min(max).min(available).min(by_queue);
+            if grant > 0 {
+                entry.spend(grant);
+            }
+            (grant, available)
+        };
+        let (grant, available) = grant;
+        if grant == 0 {
+            let why = if amount == 0 {
+                "it asks for no SURBs"
+            } else if available == 0 {
+                "its sender tag is over the rate limit"
+            } else {
+                "the send queue is half full"
+            };
+            return self.refuse_surb_request(why);
+        }
+        let Some(topology) = self.topology.current() else {
+            return self.refuse_surb_request("no usable network topology");
+        };
+        if topology
+            .egress_by_identity(recipient.gateway().as_bytes(), false)
+            .is_err()
+        {
+            return self.refuse_surb_request("the requester's gateway cannot be used");
+        }
+        tracing::debug!(amount, grant, %surb_tag, "answering a reply-SURB request");
+        let surbs = match self.build_reply_surbs(&topology, grant, surb_tag) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "could not build reply SURBs");
                 return;
             }
         };
-        let tag = self.sender_tag_for(&recipient);
-        let msg = NymMessage::Repliable(RepliableMessage::new_additional_surbs(tag, surbs));
+        let s = &self.shared.stats;
+        StatsCounters::add(&s.surb_requests_answered, 1);
+        StatsCounters::add(&s.surbs_handed_out, surbs.len() as u64);
+        let msg = NymMessage::Repliable(RepliableMessage::new_additional_surbs(surb_tag, surbs));
         self.enqueue_to_recipient(msg, recipient, Lane::General, true);
     }
 
     // -------------------------------------------------------------- sending
+    /// Serialised length of one of our reply SURBs.
+    fn surb_len(&self) -> usize {
+        match self.config.sphinx_version {
+            SphinxVersion::Seeds259 => v2_reply_surb_len(DEFAULT_SURB_HOPS),
+            SphinxVersion::Legacy258 => V1_REPLY_SURB_LEN,
+        }
+    }
+
+    /// SURBs an answer may carry so that, with everything already queued,
+    /// the send queue stays at most half full (the other half stays for
+    /// the apps).
+    fn surbs_fitting_in_queue(&self) -> u32 {
+        let half = self.config.max_queued_packets / 2;
+        let room = half.saturating_sub(self.lanes.queued());
+        let per_packet = self
+            .config
+            .packet_size
+            .fragment_capacity()
+            .saturating_sub(LINKED_HEADER_LEN);
+        let bytes = room
+            .saturating_mul(per_packet)
+            .saturating_sub(ANSWER_OVERHEAD);
+        u32::try_from(bytes / self.surb_len().max(1)).unwrap_or(u32::MAX)
+    }
+
 
     fn new_message_id(&mut self) -> u64 {
         self.next_message = self.next_message.wrapping_add(1);
@@ -993,19 +1272,25 @@ impl Actor {
     }
 
     fn sender_tag_for(&mut self, recipient: &Recipient) -> SenderTag {
-        let rng = &mut self.rng;
-        *self.sender_tags.entry(recipient.to_bytes()).or_insert_with(|| {
-            let tag = SenderTag::random(rng);
+        let burst = self.config.reply_surbs.answer_burst;
+        let known = self.sender_tags.len();
+        let tag =
+            self.sender_tags
+                .tag_for(&recipient.to_bytes(), &mut self.rng, Instant::now(), burst);
+        if self.sender_tags.len() > known {
             tracing::debug!(%tag, "using a new sender tag for anonymous messages to {recipient}");
-            tag
-        })
+        }
+        tag
     }
 
     fn build_reply_surbs(
+    /// Build `count` reply SURBs back to us for the recipient that uses
+    /// `tag`, keeping their keys.
         &mut self,
         topology: &NymTopology,
         count: u32,
     ) -> Result<Vec<ReplySurb>, String> {
+        tag: SenderTag,
         let count = (count as usize).min(MAX_SURBS_PER_LIST);
         let mut out = Vec::with_capacity(count);
         let now = Instant::now();
@@ -1023,20 +1308,19 @@ impl Actor {
             )
             .map_err(|e| e.to_string())?
             .with_key_rotation(topology.key_rotation());
-            let digest = surb.key_digest();
-            self.reply_keys
-                .insert(digest, (*surb.encryption_key().as_bytes(), now));
-            self.reply_key_order.push_back((digest, now));
-            out.push(surb);
-        }
-        while self.reply_keys.len() > self.config.reply_surbs.max_reply_keys {
-            match self.reply_key_order.pop_front() {
-                Some((d, _)) => {
-                    self.reply_keys.remove(&d);
-                }
-                None => break,
+            if !self.reply_keys.insert(
+                surb.key_digest(),
+                *surb.encryption_key().as_bytes(),
+                tag,
+                now,
+            ) {
+                return Err(
+                    "nymd's memory budget is used up: no room for the keys of more reply SURBs"
+                        .into(),
+                );
             }
         }
+            out.push(surb);
         Ok(out)
     }
 
@@ -1093,7 +1377,7 @@ impl Actor {
                     Err((kind, msg)) => return self.emit_error(kind, msg, Some(lane)),
                 };
                 let tag = self.sender_tag_for(&recipient);
-                let surbs = match self.build_reply_surbs(&topology, reply_surbs) {
+                let surbs = match self.build_reply_surbs(&topology, reply_surbs, tag) {
                     Ok(s) => s,
                     Err(e) => {
                         return self.emit_error(
@@ -1139,6 +1423,7 @@ impl Actor {
                             internal: false,
                             retransmissions: 0,
                             timer: None,
+                            reached_gateway: false,
                         },
                     );
                     self.push_waiting(sender_tag, id, lane, false, true);
@@ -1229,6 +1514,7 @@ impl Actor {
                     internal,
                     retransmissions: 0,
                     timer: None,
+                    reached_gateway: false,
                 },
             );
             self.lanes.push(Self::queue_lane(lane), id, false);
@@ -1300,22 +1586,24 @@ impl Actor {
                 let amount = want.clamp(cfg.min_request, cfg.max_request.max(cfg.min_request));
                 store.request_sent = Some(Instant::now());
                 store.request_attempts += 1;
-                if let Some(surb) = store.surbs.pop_front() {
+                if let Some(surb) = self.take_surb(&tag) {
                     self.send_surb_request(tag, surb, amount);
                 }
                 continue;
             }
-            let (Some((id, lane, counted)), Some(surb)) =
-                (store.waiting.pop_front(), store.surbs.pop_front())
-            else {
+            let Some((id, lane, counted)) = store.waiting.pop_front() else {
+                return;
+            };
+            let Some(surb) = self.take_surb(&tag) else {
+                if let Some(store) = self.stores.get_mut(&tag) {
+                    store.waiting.push_front((id, lane, counted));
+                }
                 return;
             };
             self.lanes.remove_waiting(1);
             let Some(p) = self.pending.get_mut(&id) else {
                 // Gone meanwhile: keep the SURB.
-                if let Some(store) = self.stores.get_mut(&tag) {
-                    store.surbs.push_front(surb);
-                }
+                self.return_surb(&tag, surb);
                 if counted {
                     self.shared.lane_adjust(lane, -1);
                 }
@@ -1362,6 +1650,7 @@ impl Actor {
                     internal: true,
                     retransmissions: 0,
                     timer: None,
+                    reached_gateway: false,
                 },
             );
             if has {
@@ -1492,8 +1781,10 @@ impl Actor {
             StatsCounters::add(&s.real_packets_sent, 1);
             StatsCounters::add(&s.real_bytes_sent, bytes as u64);
         }
-        // Even if the frame could not be queued, the timer retransmits it.
-        let timeout = self.config.ack_timeout(total_delay);
+        // Even if the frame could not be queued, the timer retransmits it
+        // (that transmission does not count against the cap).
+        p.reached_gateway = sent.is_some();
+        let timeout = self.config.ack_wait(total_delay, p.retransmissions);
         p.timer = Some(self.timers.insert(id, timeout));
         self.pending.insert(id, p);
         SendResult::Sent
@@ -1630,14 +1921,20 @@ impl Actor {
             return;
         };
         p.timer = None;
-        // While the subscriber is slow we do not read acks; waiting longer
-        // beats retransmitting what probably arrived.
-        if self.event_bytes >= self.config.received_buffer_bytes {
+        // While the subscriber is slow (or the daemon's memory budget is
+        // used up) we do not read acks; waiting longer beats retransmitting
+        // what probably arrived.
+        if !self.event_bytes.has_room() {
             p.timer = Some(self.timers.insert(id, self.config.ack_wait_addition));
             self.pending.insert(id, p);
             return;
         }
         if let Some(max) = self.config.max_retransmissions {
+        // A transmission that never reached our gateway (disconnected) is
+        // made again without counting.
+        if !p.reached_gateway {
+            return self.requeue(id, p);
+        }
             if p.retransmissions >= max {
                 let (message, lane, internal) = (p.message, p.lane, p.internal);
                 self.drop_message(message);
@@ -1661,6 +1958,11 @@ impl Actor {
             "retransmitting"
         );
         match &p.dest {
+        self.requeue(id, p);
+    }
+
+    /// Queue a fragment whose ack did not come to be sent again.
+    fn requeue(&mut self, id: FragmentId, p: Pending) {
             Dest::Reply { tag, .. } => {
                 let (tag, lane) = (*tag, p.lane);
                 self.pending.insert(id, p);
@@ -1678,23 +1980,17 @@ impl Actor {
     fn housekeeping(&mut self) {
         let now = Instant::now();
         for d in self.reassembler.purge(now) {
-            tracing::warn!(
-                set = d.set_id,
-                received = d.received,
-                total = d.total,
-                "incomplete message timed out"
+            self.outside_warning(
+                "an incomplete message timed out",
+                &format_args!("set {} ({} of {} fragments)", d.set_id, d.received, d.total),
             );
         }
-        let max_age = self.config.reply_surbs.max_key_age;
-        while let Some((digest, at)) = self.reply_key_order.front().copied() {
-            if now.saturating_duration_since(at) < max_age {
-                break;
-            }
-            self.reply_key_order.pop_front();
-            if self.reply_keys.get(&digest).is_some_and(|(_, t)| *t == at) {
-                self.reply_keys.remove(&digest);
-            }
-        }
+        self.reassembly_bytes
+            .set_used(self.reassembler.buffered_bytes());
+        self.reply_keys
+            .expire(now, self.config.reply_surbs.max_key_age);
+        self.warnings.roll(now);
+        self.publish_memory();
         // Re-ask for SURBs, or give up.
         let retry = self.config.reply_surbs.request_retry;
         let max_attempts = self.config.reply_surbs.max_request_attempts;

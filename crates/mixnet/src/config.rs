@@ -30,8 +30,15 @@ pub struct ReplySurbConfig {
     pub max_stored_per_tag: usize,
     /// Most sender tags with stored SURBs (least recently filled dropped).
     pub max_tags: usize,
-    /// Most reply keys remembered (oldest dropped).
-    pub max_reply_keys: usize,
+    /// Most recipients we keep a sender tag for (the least recently used
+    /// one is forgotten; a later anonymous message to it gets a new tag).
+    pub max_sender_tags: usize,
+    /// SURBs handed out at once to one sender tag in answer to its
+    /// requests, before [`ReplySurbConfig::answer_rate`] applies (2,000).
+    pub answer_burst: u32,
+    /// SURBs per second handed out to one sender tag in answer to its
+    /// requests, after the burst (200).
+    pub answer_rate: u32,
 }
 
 impl Default for ReplySurbConfig {
@@ -47,10 +54,19 @@ impl Default for ReplySurbConfig {
             max_key_age: Duration::from_secs(24 * 60 * 60),
             max_stored_per_tag: 2_000,
             max_tags: 1_000,
-            max_reply_keys: 200_000,
+            max_sender_tags: 10_000,
+            answer_burst: 2_000,
+            answer_rate: 200,
         }
     }
 }
+
+/// Default of [`ClientConfig::max_retransmissions`]. With the ack wait
+/// doubling from about 1.7 s (Nym's default delays) up to 60 s, a message
+/// whose recipient's gateway never acknowledges is given up about 7
+/// minutes after it was first sent (plus any time its packets waited in
+/// the send queue or for our gateway connection).
+pub const DEFAULT_MAX_RETRANSMISSIONS: u32 = 10;
 
 /// Gateway connection settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,9 +120,14 @@ pub struct ClientConfig {
     pub ack_wait_multiplier: f64,
     /// See `ack_wait_multiplier` (1.5 s).
     pub ack_wait_addition: Duration,
-    /// Give up on a fragment after this many retransmissions (None:
-    /// never, as nym-client).
+    /// Give up on a message when one of its fragments was retransmitted
+    /// this many times without an ack ([`DEFAULT_MAX_RETRANSMISSIONS`];
+    /// `None`: never, as nym-client). Only transmissions that reached our
+    /// gateway's socket count.
     pub max_retransmissions: Option<u32>,
+    /// The wait for an ack doubles with each retransmission of a fragment,
+    /// up to this (60 s) or the first wait if that is longer.
+    pub ack_wait_max: Duration,
     /// Packet size of real traffic and cover (Regular).
     pub packet_size: PacketSize,
     /// Sphinx version of data packets, their SURB-ACKs and reply SURBs
@@ -124,6 +145,18 @@ pub struct ClientConfig {
     /// Bytes of received messages held for a slow subscriber before the
     /// client stops reading from its gateway (backpressure, nothing dropped).
     pub received_buffer_bytes: usize,
+    /// Bytes of reply SURBs received from others that are kept (32 MiB).
+    pub surb_store_bytes: usize,
+    /// Bytes of the keys of reply SURBs we handed out that are kept
+    /// (32 MiB, about 170,000 keys).
+    pub reply_key_bytes: usize,
+    /// Warnings caused by what others send (malformed messages, refused
+    /// requests, dropped incomplete messages) are logged at most
+    /// [`ClientConfig::warnings_per_interval`] times per interval (60 s),
+    /// then one summary line per interval counts the rest.
+    pub warning_interval: Duration,
+    /// See [`ClientConfig::warning_interval`] (5).
+    pub warnings_per_interval: u32,
     /// Packets queued for sending before `send` waits.
     pub max_queued_packets: usize,
     /// Requests buffered between the handle and the client task.
@@ -152,13 +185,18 @@ impl Default for ClientConfig {
             disable_delays: false,
             ack_wait_multiplier: 1.5,
             ack_wait_addition: Duration::from_millis(1500),
-            max_retransmissions: None,
+            max_retransmissions: Some(DEFAULT_MAX_RETRANSMISSIONS),
+            ack_wait_max: Duration::from_secs(60),
             packet_size: PacketSize::Regular,
             sphinx_version: SphinxVersion::Seeds259,
             reply_surbs: ReplySurbConfig::default(),
             reassembly: ReassemblyConfig::default(),
             completed_sets: Vec::new(),
             received_buffer_bytes: 64 * 1024 * 1024,
+            surb_store_bytes: 32 * 1024 * 1024,
+            reply_key_bytes: 32 * 1024 * 1024,
+            warning_interval: Duration::from_secs(60),
+            warnings_per_interval: 5,
             max_queued_packets: 16 * 1024,
             request_buffer: 64,
             event_buffer: 256,
@@ -207,6 +245,17 @@ impl ClientConfig {
             .mul_f64(m)
             .saturating_add(self.ack_wait_addition)
     }
+
+    /// The wait for the ack of a fragment sent for the `attempt`-th time
+    /// (0: first transmission): [`ClientConfig::ack_timeout`] doubled per
+    /// retransmission, at most [`ClientConfig::ack_wait_max`] (or the
+    /// first wait, if that is longer).
+    pub(crate) fn ack_wait(&self, total_delay: Duration, attempt: u32) -> Duration {
+        let base = self.ack_timeout(total_delay);
+        let cap = self.ack_wait_max.max(base);
+        let factor = 1u32 << attempt.min(20);
+        base.saturating_mul(factor).min(cap)
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +270,11 @@ mod tests {
         assert_eq!(c.message_sending_average_delay, Duration::from_millis(20));
         assert_eq!(c.loop_cover_average_delay, Duration::from_millis(200));
         assert!(!c.disable_main_poisson && !c.disable_loop_cover && !c.disable_delays);
-        assert_eq!(c.max_retransmissions, None);
+        assert_eq!(
+            c.max_retransmissions,
+            Some(10),
+            "nymd gives up; nym-client does not"
+        );
         let r = ReplySurbConfig::default();
         assert_eq!(
             (
@@ -247,5 +300,28 @@ mod tests {
         assert_eq!(t.packet_mean(), Duration::ZERO);
         assert_eq!(t.ack_mean(), Duration::ZERO);
         assert_eq!(c.packet_mean(), Duration::from_millis(15));
+    }
+
+    #[test]
+    fn the_ack_wait_doubles_up_to_its_cap_and_the_default_gives_up_in_minutes() {
+        let c = ClientConfig::default();
+        let d = Duration::from_millis(120);
+        let first = c.ack_timeout(d);
+        assert_eq!(c.ack_wait(d, 0), first);
+        assert_eq!(c.ack_wait(d, 1), first * 2);
+        assert_eq!(c.ack_wait(d, 3), first * 8);
+        assert_eq!(c.ack_wait(d, 9), Duration::from_secs(60));
+        assert_eq!(c.ack_wait(d, u32::MAX), Duration::from_secs(60));
+        // A first wait above the cap is kept, not shortened.
+        let slow = Duration::from_secs(100);
+        assert_eq!(c.ack_wait(slow, 4), c.ack_timeout(slow));
+        // Eleven waits (the first transmission and ten retransmissions) at
+        // Nym's default delays (8 hops of 15 ms): about 7 minutes.
+        let max = c.max_retransmissions.unwrap_or(0);
+        let total: Duration = (0..=max).map(|n| c.ack_wait(d, n)).sum();
+        assert!(
+            total > Duration::from_secs(360) && total < Duration::from_secs(480),
+            "{total:?}"
+        );
     }
 }

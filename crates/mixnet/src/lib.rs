@@ -23,9 +23,12 @@ mod client;
 mod config;
 mod error;
 mod gateway;
+mod memory;
 mod outbox;
+mod surbs;
 mod topology;
 mod types;
+mod warnings;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,8 +40,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ClientConfig, GatewayConfig, ReplySurbConfig};
+pub use config::{ClientConfig, GatewayConfig, ReplySurbConfig, DEFAULT_MAX_RETRANSMISSIONS};
 pub use error::ClientError;
+pub use memory::{Account, MemoryBudget, DEFAULT_MEMORY_BUDGET};
 pub use outbox::OutboxError;
 pub use topology::{
     Shared, SharedConfig, TopologyHandle, TopologySource, Url, MAINNET_NYM_API, ROUTE_GATEWAYS,
@@ -46,7 +50,7 @@ pub use topology::{
 };
 pub use types::{
     ClientEvent, ClientKeys, ClientStats, ErrorKind, GatewayRegistration, GatewaySelection,
-    GatewayState, Lane, OutgoingMessage, ReceivedMessage,
+    GatewayState, Lane, MemoryUse, OutgoingMessage, ReceivedMessage,
 };
 
 use crate::client::{Actor, ActorParts};
@@ -208,6 +212,7 @@ pub async fn start(
         requests: req_rx,
         cancel: cancel.clone(),
         outbox,
+        budget: shared.memory_budget(),
     });
     actor.restore(restored);
     actor.install_session(session);

@@ -81,6 +81,9 @@ pub struct SharedConfig {
     pub http_timeout: Duration,
     /// Performance filter for nym-api topologies (50 % / 50 %).
     pub thresholds: PerformanceThresholds,
+    /// Bytes all identities together may hold for what other parties send
+    /// them ([`crate::DEFAULT_MEMORY_BUDGET`]; see [`crate::MemoryBudget`]).
+    pub memory_budget: u64,
 }
 
 impl Default for SharedConfig {
@@ -94,6 +97,7 @@ impl Default for SharedConfig {
             max_refresh_failures: 10,
             http_timeout: Duration::from_secs(30),
             thresholds: PerformanceThresholds::default(),
+            memory_budget: crate::memory::DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -144,6 +148,7 @@ pub(crate) struct SharedInner {
     /// Connections left open by `register` for `start` to take over (so
     /// that messages the gateway pushes right after registration are kept).
     pub(crate) warm: Mutex<HashMap<[u8; 32], WarmConnection>>,
+    memory: Arc<crate::memory::MemoryBudget>,
 }
 
 /// Resources shared by every identity of a daemon: the HTTP client and the
@@ -171,9 +176,11 @@ impl Shared {
             .connect_timeout(config.http_timeout)
             .user_agent(concat!("nymd/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let memory = crate::memory::MemoryBudget::new(config.memory_budget);
         Ok(Self {
             inner: Arc::new(SharedInner {
                 http,
+                memory,
                 config,
                 caches: tokio::sync::Mutex::new(HashMap::new()),
                 warm: Mutex::new(HashMap::new()),
@@ -189,6 +196,11 @@ impl Shared {
     /// The daemon settings.
     pub fn config(&self) -> &SharedConfig {
         &self.inner.config
+    }
+
+    /// The memory budget every identity's bounded stores draw on.
+    pub fn memory_budget(&self) -> Arc<crate::memory::MemoryBudget> {
+        self.inner.memory.clone()
     }
 
     /// The topology of `source` (the default source when `None`). The first

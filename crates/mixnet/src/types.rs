@@ -271,6 +271,58 @@ pub struct ClientStats {
     pub reconnects: u64,
     /// Bandwidth the gateway last reported, bytes.
     pub bandwidth_remaining: i64,
+    /// Requests for more reply SURBs that were answered.
+    pub surb_requests_answered: u64,
+    /// Requests for more reply SURBs that were refused: not through one of
+    /// our SURBs, naming a recipient we never sent anonymous messages to
+    /// (or another than the SURB's), over the sender tag's rate limit, or
+    /// while the send queue was half full.
+    pub surb_requests_refused: u64,
+    /// SURBs handed out in answers to those requests.
+    pub surbs_handed_out: u64,
+    /// Warnings caused by what others sent (malformed or unexpected
+    /// messages, refused requests, incomplete messages dropped), counted
+    /// also when rate-limiting kept them out of the log.
+    pub outside_warnings: u64,
+    /// What the bounded stores hold (refreshed every second).
+    pub memory: MemoryUse,
+}
+
+/// Bytes the stores that other parties fill hold, against their bounds
+/// (each store also draws on the daemon's shared budget).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Fragments of incomplete messages.
+    pub reassembly_bytes: u64,
+    /// Bound of `reassembly_bytes`.
+    pub reassembly_bound: u64,
+    /// Reply SURBs received from others.
+    pub surb_store_bytes: u64,
+    /// Bound of `surb_store_bytes`.
+    pub surb_store_bound: u64,
+    /// How many SURBs that is.
+    pub stored_surbs: u64,
+    /// Sender tags they came from.
+    pub surb_tags: u64,
+    /// Keys of the reply SURBs we handed out.
+    pub reply_key_bytes: u64,
+    /// Bound of `reply_key_bytes`.
+    pub reply_key_bound: u64,
+    /// How many keys that is.
+    pub reply_keys: u64,
+    /// Received messages (and events) not yet taken by the subscriber.
+    pub received_bytes: u64,
+    /// Bound of `received_bytes`.
+    pub received_bound: u64,
+    /// Recipients we keep a sender tag for.
+    pub sender_tags: u64,
+}
+
+impl MemoryUse {
+    /// Bytes held over all the stores.
+    pub fn total(&self) -> u64 {
+        self.reassembly_bytes + self.surb_store_bytes + self.reply_key_bytes + self.received_bytes
+    }
 }
 
 #[derive(Debug, Default)]
@@ -296,6 +348,11 @@ pub(crate) struct StatsCounters {
     pub gateway_rtt_us: AtomicU64,
     pub reconnects: AtomicU64,
     pub bandwidth_remaining: AtomicI64,
+    pub surb_requests_answered: AtomicU64,
+    pub surb_requests_refused: AtomicU64,
+    pub surbs_handed_out: AtomicU64,
+    pub outside_warnings: AtomicU64,
+    pub memory: Mutex<MemoryUse>,
 }
 
 impl StatsCounters {
@@ -331,6 +388,11 @@ impl StatsCounters {
             gateway_rtt: (rtt > 0).then(|| Duration::from_micros(rtt)),
             reconnects: l(&self.reconnects),
             bandwidth_remaining: self.bandwidth_remaining.load(Ordering::Relaxed),
+            surb_requests_answered: l(&self.surb_requests_answered),
+            surb_requests_refused: l(&self.surb_requests_refused),
+            surbs_handed_out: l(&self.surbs_handed_out),
+            outside_warnings: l(&self.outside_warnings),
+            memory: self.memory.lock().map(|m| m.clone()).unwrap_or_default(),
         }
     }
 }
