@@ -46,22 +46,21 @@ use tokio_util::time::{delay_queue, DelayQueue};
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::gateway::{authenticate, spawn_connection, Connection, GwEvent, Session};
-use crate::topology::TopologyHandle;
 use crate::memory::{Account, MemoryBudget};
 use crate::surbs::{ReplyKeys, SenderTags};
 use crate::types::{
+use crate::topology::TopologyHandle;
     bs58_str, ClientEvent, ClientKeys, ErrorKind, GatewayState, HandleShared, Lane, MemoryUse,
     OutgoingMessage, ReceivedMessage, StatsCounters,
 };
-
 use crate::warnings::OutsideWarnings;
 /// How often bookkeeping runs (reassembly timeouts, SURB requests, keys).
+
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Packets sent per loop turn when the main Poisson stream is off.
 const IMMEDIATE_BATCH: usize = 8;
 /// Gateway events handled per loop turn before other work gets a chance.
 const GATEWAY_BATCH: usize = 64;
-
 /// Bytes accounted per stored reply SURB on top of its serialised length
 /// (the struct, its vector and its place in the queue).
 const SURB_OVERHEAD: usize = 96;
@@ -86,6 +85,7 @@ enum Via {
     Other,
 }
 /// Where a fragment goes.
+
 #[derive(Debug)]
 enum Dest {
     /// A regular packet to this recipient.
@@ -109,11 +109,11 @@ struct Pending {
     /// are logged, not reported to the app.
     internal: bool,
     retransmissions: u32,
-    timer: Option<delay_queue::Key>,
     /// Its last transmission reached our gateway connection (only those
     /// count against `max_retransmissions`).
     reached_gateway: bool,
 }
+    timer: Option<delay_queue::Key>,
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum QueueLane {
@@ -267,10 +267,10 @@ pub(crate) struct ActorParts {
     pub requests: mpsc::Receiver<OutgoingMessage>,
     pub cancel: CancellationToken,
     pub outbox: Option<Outbox>,
-}
     /// The daemon's memory budget, shared by every identity.
     pub budget: Arc<MemoryBudget>,
 
+}
 /// Loop cover markers kept (about 55 cover packets a second leave at
 /// Nym's defaults and come back within a second; older ones are opened the
 /// usual way).
@@ -344,10 +344,10 @@ pub(crate) struct Actor {
     reply_keys: ReplyKeys,
     sender_tags: SenderTags,
     stores: HashMap<SenderTag, SurbStore>,
-
     /// Bytes of the SURBs in `stores`.
     surb_bytes: Account,
     events: VecDeque<ClientEvent>,
+
     /// Bytes of `events` (weights), against `received_buffer_bytes` and
     /// the budget.
     event_bytes: Account,
@@ -421,7 +421,6 @@ impl Actor {
         if let Ok(mut c) = parts.shared.completed.lock() {
             c.extend(seeded.iter().copied());
         }
-        Self {
         let budget = parts.budget;
         let account = |bound: usize| Account::new(budget.clone(), bound);
         let reassembly_bytes = account(parts.config.reassembly.max_buffered_bytes);
@@ -435,6 +434,7 @@ impl Actor {
         );
         let sender_tags = SenderTags::new(parts.config.reply_surbs.max_sender_tags);
             keys: parts.keys,
+        Self {
             own: parts.own,
             own_gateway,
             listener: parts.listener,
@@ -461,9 +461,9 @@ impl Actor {
             reply_keys,
             sender_tags,
             stores: HashMap::new(),
-            events: VecDeque::new(),
             surb_bytes,
             event_bytes,
+            events: VecDeque::new(),
             warnings,
             subscriber: None,
             cover_markers: CoverMarkers::default(),
@@ -492,9 +492,9 @@ impl Actor {
                         message: e.message,
                         internal: false,
                         retransmissions: 0,
-                        timer: None,
                         reached_gateway: false,
                     },
+                        timer: None,
                 );
                 self.lanes.push(QueueLane::General, id, false);
                 queued += 1;
@@ -601,6 +601,8 @@ impl Actor {
                             tracing::debug!(error = %e, "reconnection ended");
                         }
                         Err(e) => {
+                        // Cancelled: the runtime is shutting down.
+                        Err(e) if e.is_cancelled() => {}
                             tracing::warn!(error = %e, "reconnection task failed; retrying");
                             self.start_reconnect();
                         }
@@ -683,7 +685,6 @@ impl Actor {
         }
     }
 
-    fn publish_counters(&self) {
     /// Publish what the bounded stores hold (every housekeeping tick).
     fn publish_memory(&self) {
         let Ok(mut m) = self.stats().memory.lock() else {
@@ -707,10 +708,11 @@ impl Actor {
     }
 
         let s = self.stats();
-        let queued = self.lanes.queued() as u64;
+    fn publish_counters(&self) {
         s.outside_warnings
             .store(self.warnings.total(), std::sync::atomic::Ordering::Relaxed);
         s.queued_packets
+        let queued = self.lanes.queued() as u64;
             .store(queued, std::sync::atomic::Ordering::Relaxed);
         s.peak_queued_packets
             .store(self.lanes.peak as u64, std::sync::atomic::Ordering::Relaxed);
@@ -902,7 +904,6 @@ impl Actor {
 
     // ------------------------------------------------------------ receiving
 
-    fn on_pushed(&mut self, plain: Vec<u8>) {
     /// Count a warning caused by what another party sent, and log it unless
     /// too many came in this interval (see [`OutsideWarnings`]).
     fn outside_warning(&mut self, what: &str, detail: &dyn std::fmt::Display) {
@@ -912,6 +913,7 @@ impl Actor {
     }
 
         let s = &self.shared.stats;
+    fn on_pushed(&mut self, plain: Vec<u8>) {
         match classify_pushed(plain.len()) {
             Some(PushedKind::Ack) => match recognise_ack(&self.keys.ack, &plain) {
                 Ok(id) if id.is_cover() => {}
@@ -933,9 +935,9 @@ impl Actor {
                     return;
                 }
                 let reply_keys = &mut self.reply_keys;
-                let decrypted =
                 let mut surb_tag = None;
                     decrypt_message(&self.keys.encryption, &plain, &mut |d: &[u8; 32]| {
+                let decrypted =
                         reply_keys.take(d).map(|(key, tag)| {
                             surb_tag = Some(tag);
                             key
@@ -1056,16 +1058,16 @@ impl Actor {
         }
     }
 
-    fn store_surbs(&mut self, tag: SenderTag, surbs: Vec<ReplySurb>) {
     /// Keep SURBs received from `tag`: at most `max_stored_per_tag` per tag
     /// (its oldest go), `max_tags` tags (the least recently filled one with
     /// no reply waiting goes), and `surb_store_bytes` in all (the oldest
     /// SURBs of the tag holding the most go first).
         let now = Instant::now();
+    fn store_surbs(&mut self, tag: SenderTag, surbs: Vec<ReplySurb>) {
         let cfg = &self.config.reply_surbs;
-        if !self.stores.contains_key(&tag) && self.stores.len() >= cfg.max_tags {
         let max = cfg.max_stored_per_tag;
             if let Some(old) = self
+        if !self.stores.contains_key(&tag) && self.stores.len() >= cfg.max_tags {
                 .stores
                 .iter()
                 .filter(|(_, s)| s.waiting.is_empty())
@@ -1239,7 +1241,6 @@ impl Actor {
         self.enqueue_to_recipient(msg, recipient, Lane::General, true);
     }
 
-    // -------------------------------------------------------------- sending
     /// Serialised length of one of our reply SURBs.
     fn surb_len(&self) -> usize {
         match self.config.sphinx_version {
@@ -1266,6 +1267,7 @@ impl Actor {
     }
 
 
+    // -------------------------------------------------------------- sending
     fn new_message_id(&mut self) -> u64 {
         self.next_message = self.next_message.wrapping_add(1);
         self.next_message
@@ -1283,15 +1285,15 @@ impl Actor {
         tag
     }
 
-    fn build_reply_surbs(
     /// Build `count` reply SURBs back to us for the recipient that uses
     /// `tag`, keeping their keys.
         &mut self,
+    fn build_reply_surbs(
         topology: &NymTopology,
         count: u32,
-    ) -> Result<Vec<ReplySurb>, String> {
         tag: SenderTag,
         let count = (count as usize).min(MAX_SURBS_PER_LIST);
+    ) -> Result<Vec<ReplySurb>, String> {
         let mut out = Vec::with_capacity(count);
         let now = Instant::now();
         for _ in 0..count {
@@ -1319,9 +1321,9 @@ impl Actor {
                         .into(),
                 );
             }
-        }
             out.push(surb);
         Ok(out)
+        }
     }
 
     /// Check that the recipient's gateway is routable right now.
@@ -1422,9 +1424,9 @@ impl Actor {
                             message,
                             internal: false,
                             retransmissions: 0,
-                            timer: None,
                             reached_gateway: false,
                         },
+                            timer: None,
                     );
                     self.push_waiting(sender_tag, id, lane, false, true);
                 }
@@ -1513,9 +1515,9 @@ impl Actor {
                     message,
                     internal,
                     retransmissions: 0,
-                    timer: None,
                     reached_gateway: false,
                 },
+                    timer: None,
             );
             self.lanes.push(Self::queue_lane(lane), id, false);
             self.shared.lane_adjust(lane, 1);
@@ -1649,9 +1651,9 @@ impl Actor {
                     message,
                     internal: true,
                     retransmissions: 0,
-                    timer: None,
                     reached_gateway: false,
                 },
+                    timer: None,
             );
             if has {
                 self.lanes.push(QueueLane::Retransmit, id, true);
@@ -1929,13 +1931,13 @@ impl Actor {
             self.pending.insert(id, p);
             return;
         }
-        if let Some(max) = self.config.max_retransmissions {
         // A transmission that never reached our gateway (disconnected) is
         // made again without counting.
         if !p.reached_gateway {
             return self.requeue(id, p);
         }
             if p.retransmissions >= max {
+        if let Some(max) = self.config.max_retransmissions {
                 let (message, lane, internal) = (p.message, p.lane, p.internal);
                 self.drop_message(message);
                 let text = format!(
@@ -1957,13 +1959,13 @@ impl Actor {
             attempt = p.retransmissions,
             "retransmitting"
         );
-        match &p.dest {
         self.requeue(id, p);
     }
 
     /// Queue a fragment whose ack did not come to be sent again.
     fn requeue(&mut self, id: FragmentId, p: Pending) {
             Dest::Reply { tag, .. } => {
+        match &p.dest {
                 let (tag, lane) = (*tag, p.lane);
                 self.pending.insert(id, p);
                 // Needs a fresh SURB; not counted on the app's lane.
