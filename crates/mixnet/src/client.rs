@@ -48,14 +48,14 @@ use crate::error::ClientError;
 use crate::gateway::{authenticate, spawn_connection, Connection, GwEvent, Session};
 use crate::memory::{Account, MemoryBudget};
 use crate::surbs::{ReplyKeys, SenderTags};
-use crate::types::{
 use crate::topology::TopologyHandle;
+use crate::types::{
     bs58_str, ClientEvent, ClientKeys, ErrorKind, GatewayState, HandleShared, Lane, MemoryUse,
     OutgoingMessage, ReceivedMessage, StatsCounters,
 };
 use crate::warnings::OutsideWarnings;
-/// How often bookkeeping runs (reassembly timeouts, SURB requests, keys).
 
+/// How often bookkeeping runs (reassembly timeouts, SURB requests, keys).
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Packets sent per loop turn when the main Poisson stream is off.
 const IMMEDIATE_BATCH: usize = 8;
@@ -84,8 +84,8 @@ enum Via {
     /// Any other way (forward path, or several fragments).
     Other,
 }
-/// Where a fragment goes.
 
+/// Where a fragment goes.
 #[derive(Debug)]
 enum Dest {
     /// A regular packet to this recipient.
@@ -112,8 +112,8 @@ struct Pending {
     /// Its last transmission reached our gateway connection (only those
     /// count against `max_retransmissions`).
     reached_gateway: bool,
-}
     timer: Option<delay_queue::Key>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum QueueLane {
@@ -269,8 +269,8 @@ pub(crate) struct ActorParts {
     pub outbox: Option<Outbox>,
     /// The daemon's memory budget, shared by every identity.
     pub budget: Arc<MemoryBudget>,
-
 }
+
 /// Loop cover markers kept (about 55 cover packets a second leave at
 /// Nym's defaults and come back within a second; older ones are opened the
 /// usual way).
@@ -346,8 +346,8 @@ pub(crate) struct Actor {
     stores: HashMap<SenderTag, SurbStore>,
     /// Bytes of the SURBs in `stores`.
     surb_bytes: Account,
-    events: VecDeque<ClientEvent>,
 
+    events: VecDeque<ClientEvent>,
     /// Bytes of `events` (weights), against `received_buffer_bytes` and
     /// the budget.
     event_bytes: Account,
@@ -433,8 +433,8 @@ impl Actor {
             Instant::now(),
         );
         let sender_tags = SenderTags::new(parts.config.reply_surbs.max_sender_tags);
-            keys: parts.keys,
         Self {
+            keys: parts.keys,
             own: parts.own,
             own_gateway,
             listener: parts.listener,
@@ -462,8 +462,8 @@ impl Actor {
             sender_tags,
             stores: HashMap::new(),
             surb_bytes,
-            event_bytes,
             events: VecDeque::new(),
+            event_bytes,
             warnings,
             subscriber: None,
             cover_markers: CoverMarkers::default(),
@@ -493,8 +493,8 @@ impl Actor {
                         internal: false,
                         retransmissions: 0,
                         reached_gateway: false,
-                    },
                         timer: None,
+                    },
                 );
                 self.lanes.push(QueueLane::General, id, false);
                 queued += 1;
@@ -600,9 +600,9 @@ impl Actor {
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "reconnection ended");
                         }
-                        Err(e) => {
                         // Cancelled: the runtime is shutting down.
                         Err(e) if e.is_cancelled() => {}
+                        Err(e) => {
                             tracing::warn!(error = %e, "reconnection task failed; retrying");
                             self.start_reconnect();
                         }
@@ -707,12 +707,12 @@ impl Actor {
         };
     }
 
-        let s = self.stats();
     fn publish_counters(&self) {
+        let s = self.stats();
         s.outside_warnings
             .store(self.warnings.total(), std::sync::atomic::Ordering::Relaxed);
-        s.queued_packets
         let queued = self.lanes.queued() as u64;
+        s.queued_packets
             .store(queued, std::sync::atomic::Ordering::Relaxed);
         s.peak_queued_packets
             .store(self.lanes.peak as u64, std::sync::atomic::Ordering::Relaxed);
@@ -912,8 +912,8 @@ impl Actor {
         }
     }
 
-        let s = &self.shared.stats;
     fn on_pushed(&mut self, plain: Vec<u8>) {
+        let s = &self.shared.stats;
         match classify_pushed(plain.len()) {
             Some(PushedKind::Ack) => match recognise_ack(&self.keys.ack, &plain) {
                 Ok(id) if id.is_cover() => {}
@@ -936,8 +936,8 @@ impl Actor {
                 }
                 let reply_keys = &mut self.reply_keys;
                 let mut surb_tag = None;
-                    decrypt_message(&self.keys.encryption, &plain, &mut |d: &[u8; 32]| {
                 let decrypted =
+                    decrypt_message(&self.keys.encryption, &plain, &mut |d: &[u8; 32]| {
                         reply_keys.take(d).map(|(key, tag)| {
                             surb_tag = Some(tag);
                             key
@@ -1062,12 +1062,12 @@ impl Actor {
     /// (its oldest go), `max_tags` tags (the least recently filled one with
     /// no reply waiting goes), and `surb_store_bytes` in all (the oldest
     /// SURBs of the tag holding the most go first).
-        let now = Instant::now();
     fn store_surbs(&mut self, tag: SenderTag, surbs: Vec<ReplySurb>) {
+        let now = Instant::now();
         let cfg = &self.config.reply_surbs;
         let max = cfg.max_stored_per_tag;
-            if let Some(old) = self
         if !self.stores.contains_key(&tag) && self.stores.len() >= cfg.max_tags {
+            if let Some(old) = self
                 .stores
                 .iter()
                 .filter(|(_, s)| s.waiting.is_empty())
@@ -1266,8 +1266,8 @@ impl Actor {
         u32::try_from(bytes / self.surb_len().max(1)).unwrap_or(u32::MAX)
     }
 
-
     // -------------------------------------------------------------- sending
+
     fn new_message_id(&mut self) -> u64 {
         self.next_message = self.next_message.wrapping_add(1);
         self.next_message
@@ -1287,13 +1287,13 @@ impl Actor {
 
     /// Build `count` reply SURBs back to us for the recipient that uses
     /// `tag`, keeping their keys.
-        &mut self,
     fn build_reply_surbs(
+        &mut self,
         topology: &NymTopology,
         count: u32,
         tag: SenderTag,
-        let count = (count as usize).min(MAX_SURBS_PER_LIST);
     ) -> Result<Vec<ReplySurb>, String> {
+        let count = (count as usize).min(MAX_SURBS_PER_LIST);
         let mut out = Vec::with_capacity(count);
         let now = Instant::now();
         for _ in 0..count {
@@ -1322,8 +1322,8 @@ impl Actor {
                 );
             }
             out.push(surb);
-        Ok(out)
         }
+        Ok(out)
     }
 
     /// Check that the recipient's gateway is routable right now.
@@ -1425,8 +1425,8 @@ impl Actor {
                             internal: false,
                             retransmissions: 0,
                             reached_gateway: false,
-                        },
                             timer: None,
+                        },
                     );
                     self.push_waiting(sender_tag, id, lane, false, true);
                 }
@@ -1516,8 +1516,8 @@ impl Actor {
                     internal,
                     retransmissions: 0,
                     reached_gateway: false,
-                },
                     timer: None,
+                },
             );
             self.lanes.push(Self::queue_lane(lane), id, false);
             self.shared.lane_adjust(lane, 1);
@@ -1652,8 +1652,8 @@ impl Actor {
                     internal: true,
                     retransmissions: 0,
                     reached_gateway: false,
-                },
                     timer: None,
+                },
             );
             if has {
                 self.lanes.push(QueueLane::Retransmit, id, true);
@@ -1936,8 +1936,8 @@ impl Actor {
         if !p.reached_gateway {
             return self.requeue(id, p);
         }
-            if p.retransmissions >= max {
         if let Some(max) = self.config.max_retransmissions {
+            if p.retransmissions >= max {
                 let (message, lane, internal) = (p.message, p.lane, p.internal);
                 self.drop_message(message);
                 let text = format!(
@@ -1964,8 +1964,8 @@ impl Actor {
 
     /// Queue a fragment whose ack did not come to be sent again.
     fn requeue(&mut self, id: FragmentId, p: Pending) {
-            Dest::Reply { tag, .. } => {
         match &p.dest {
+            Dest::Reply { tag, .. } => {
                 let (tag, lane) = (*tag, p.lane);
                 self.pending.insert(id, p);
                 // Needs a fresh SURB; not counted on the app's lane.
