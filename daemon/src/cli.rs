@@ -1,8 +1,11 @@
 //! Command-line interface of the `nymd` binary.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
 
 /// nymd runs Nym mixnet client identities for other programs. Each identity
 /// serves nym-client's websocket API on its own port; manage them with
@@ -38,6 +41,20 @@ pub struct Cli {
     /// Log level: error, warn, info, debug, trace [default: from the config file, else info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+
+    /// Log form: journald records when stderr is systemd's journal stream, else text; text is coloured only on a terminal.
+    #[arg(
+        long,
+        env = "NYMD_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Auto
+    )]
+    pub log_format: LogFormat,
+
+    /// Serve OpenMetrics on this address, e.g. 127.0.0.1:9477 [default: [metrics] listen in the config file, else off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// Subcommand; none runs the daemon.
     #[command(subcommand)]

@@ -76,6 +76,17 @@ first_port = 1977
 # Testing only: these remove the protection of cover traffic and delays.
 # disable_cover_traffic = false
 # disable_delays = false
+
+[metrics]
+# Serve metrics over HTTP at http://ADDRESS/metrics (OpenMetrics or
+# Prometheus text): per identity (label "identity") packets and bytes sent
+# and received, acks, retransmissions, queues, inbox and outbox, gateway
+# connection and round trip, connected apps; identities by state. Off
+# unless an address is set here or with --metrics-listen.
+# listen = "127.0.0.1:9477"
+# Whoever reaches the address reads identity names and traffic volumes: an
+# address other than loopback is refused unless this is true.
+# allow_remote_metrics = false
 "#;
 
 /// Errors loading the configuration.
@@ -118,6 +129,9 @@ pub struct ConfigFile {
     /// `[identities]`.
     #[serde(default)]
     pub identities: IdentitiesSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsSection,
 }
 
 /// `[daemon]` section.

@@ -10,6 +10,8 @@
 //! - [`manager`]: identity lifecycle, one runner actor per identity.
 //! - [`run`]: settings resolution, the embedded localnet, signals.
 //! - [`cli`]: the command line of the `nymd` binary.
+//! - [`logging`]: journald records, text (coloured on a terminal) or JSON.
+//! - [`metrics`]: the opt-in OpenMetrics endpoint.
 //! - [`notify`]: systemd's notification protocol (`READY=1`, `WATCHDOG=1`, ...).
 //! - [`service`]: readiness, status line, watchdog and reload under systemd.
 //! - [`health`]: liveness pings through the daemon's loops, for the watchdog.
@@ -21,7 +23,9 @@ pub mod config;
 pub mod control;
 pub use nymd_fsutil as fsutil;
 pub mod health;
+pub mod logging;
 pub mod manager;
+pub mod metrics;
 pub mod notify;
 pub mod run;
 pub mod service;

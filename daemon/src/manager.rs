@@ -633,7 +633,14 @@ impl Manager {
             lanes: runner::AppLanes::default(),
             report_send_failures: slot.config.websocket.report_send_failures,
         };
-        let done = self.inner.tracker.spawn(runner.run());
+        // Every record of the runner (and of its mixnet client) names the
+        // identity: a field of text and JSON lines, `NYMD_IDENTITY` in the
+        // journal.
+        let span = tracing::info_span!("identity", identity = %id);
+        let done = self
+            .inner
+            .tracker
+            .spawn(tracing::Instrument::instrument(runner.run(), span));
         slot.running = Some(Running {
             stop,
             commands: tx,

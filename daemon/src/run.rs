@@ -38,6 +38,11 @@ pub struct Settings {
     pub socket: PathBuf,
     /// Log filter.
     pub log_level: String,
+    /// Where the log goes.
+    pub log_format: crate::logging::LogFormat,
+    /// The metrics endpoint's address, if any (checked: loopback, or
+    /// `allow_remote_metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Start the embedded localnet.
     pub localnet: bool,
     /// Topology source for every identity (unless localnet).
@@ -80,6 +85,10 @@ pub fn resolve(cli: &Cli, env: &Environment) -> anyhow::Result<Settings> {
         }
         TopologySource::NymApi(parsed)
     };
+    let metrics_listen = cli.metrics_listen.or(file.metrics.listen);
+    if let Some(addr) = metrics_listen {
+        crate::metrics::check_address(addr, file.metrics.allow_remote_metrics)?;
+    }
     Ok(Settings {
         file,
         config_path: path,
@@ -87,6 +96,8 @@ pub fn resolve(cli: &Cli, env: &Environment) -> anyhow::Result<Settings> {
         state_dir,
         socket,
         log_level,
+        log_format: cli.log_format,
+        metrics_listen,
         localnet: cli.localnet,
         source,
     })
@@ -114,6 +125,14 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let control_listener = bound
         .take_listener()
         .context("cannot listen on the control socket")?;
+    // The metrics port is bound before anything starts, so a taken port
+    // stops the daemon at once with the reason.
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => {
+            Some(crate::metrics::bind(addr, settings.file.metrics.allow_remote_metrics).await?)
+        }
+        None => None,
+    };
 
     // Shared by every identity's app port, before any identity starts.
     let max_apps = settings.file.daemon.max_app_connections;
@@ -205,6 +224,18 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         pings,
     ));
     tracing::info!(socket = %settings.socket.display(), "control socket ready");
+    if let Some(listener) = metrics_listener {
+        let registry = Arc::new(crate::metrics::registry(manager.clone(), max_apps));
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("metrics at http://{addr}/metrics");
+        }
+        tracker.spawn(crate::metrics::serve(
+            listener,
+            registry,
+            cancel.child_token(),
+            tracker.clone(),
+        ));
+    }
     tracker.spawn(supervisor.run(
         Loops {
             control_socket: settings.socket.clone(),

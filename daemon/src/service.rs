@@ -344,6 +344,9 @@ fn restart_only_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<&'static str>
     if old.network != new.network {
         v.push("[network]");
     }
+    if old.metrics != new.metrics {
+        v.push("[metrics]");
+    }
     v
 }
 

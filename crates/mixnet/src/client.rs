@@ -20,6 +20,7 @@ use nymd_proto::gateway::{
 use nymd_proto::keys::GatewaySharedKey;
 use nymd_proto::mixpacket::MixPacket;
 use nymd_proto::params::FragmentId;
+use tracing::Instrument as _;
 
 use crate::outbox::{Outbox, OutboxEntry};
 use nymd_proto::payload::{
@@ -836,7 +837,7 @@ impl Actor {
                 }
                 backoff = backoff.saturating_mul(2).min(gw.reconnect_max_backoff);
             }
-        }));
+        }.in_current_span()));
     }
 
     fn on_gateway(&mut self, generation: u64, ev: GwEvent) {

@@ -404,13 +404,13 @@ pub(crate) fn spawn_connection(
     let (tx, rx) = mpsc::channel(config.send_buffer.max(1));
     let keepalive = config.keepalive;
     let dead_after = config.dead_after;
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
         let reason = run_connection(
             ws, key, rx, &events, generation, keepalive, dead_after, cancel,
         )
         .await;
         let _ = events.send((generation, GwEvent::Closed(reason))).await;
-    });
+    }));
     Connection { tx, protocol, task }
 }
 

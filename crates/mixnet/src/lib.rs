@@ -216,7 +216,9 @@ pub async fn start(
     });
     actor.restore(restored);
     actor.install_session(session);
-    let task = tokio::spawn(actor.run());
+    // In the caller's span (nymd's `identity` span): the client's records
+    // say which identity they are about.
+    let task = tokio::spawn(tracing::Instrument::in_current_span(actor.run()));
     tracing::info!("client started");
     tracing::debug!(address = %address, "client address");
     Ok(ClientHandle {

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use nymd_proto::Recipient;
 
@@ -33,7 +34,33 @@ pub struct AppServerConfig {
 /// Accept app connections on `listener` until `cancel` fires. Connections
 /// count against the identity's own limit and `daemon_limit`, which every
 /// identity's server of the daemon shares (`[daemon] max_app_connections`).
+///
+/// Runs in a span `identity` with the identity's name (a journal field,
+/// `NYMD_IDENTITY`, see [`crate::logging`]), as do its app sessions.
 pub async fn serve(
+    listener: TcpListener,
+    config: AppServerConfig,
+    daemon_limit: Arc<ConnectionLimit>,
+    hub: Arc<AppHub>,
+    commands: mpsc::Sender<AppCommand>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let span = tracing::info_span!("identity", identity = %config.identity);
+    accept_loop(
+        listener,
+        config,
+        daemon_limit,
+        hub,
+        commands,
+        cancel,
+        tracker,
+    )
+    .instrument(span)
+    .await
+}
+
+async fn accept_loop(
     listener: TcpListener,
     config: AppServerConfig,
     daemon_limit: Arc<ConnectionLimit>,
@@ -78,7 +105,7 @@ pub async fn serve(
             address: config.address,
         };
         let gate = gate.clone();
-        tracker.spawn(async move {
+        let app_task = async move {
             let _admission = admission;
             // Closed before the handshake if its user may not connect.
             if !gate.check_peer(&stream, peer).await {
@@ -95,7 +122,8 @@ pub async fn serve(
             if let Err(e) = session::run(ws, peer, app).await {
                 tracing::debug!(%peer, "app session ended: {e}");
             }
-        });
+        };
+        tracker.spawn(app_task.in_current_span());
     }
 }
 
