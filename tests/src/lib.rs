@@ -112,6 +112,35 @@ impl TestDaemon {
         (info.websocket, info.address.parse().expect("address"))
     }
 
+    /// Wait (at most [`WAIT`]) until identity `id` is in state `want`.
+    pub async fn wait_state(&self, id: &str, want: nymd::manager::RunState) {
+        self.wait_state_where(id, |s| *s == want, &format!("{want:?}"))
+            .await;
+    }
+
+    /// Wait (at most [`WAIT`]) until identity `id`'s state satisfies
+    /// `want` (described as `what` in the failure).
+    pub async fn wait_state_where(
+        &self,
+        id: &str,
+        want: impl Fn(&nymd::manager::RunState) -> bool,
+        what: &str,
+    ) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let info = self.manager.info(id).expect("identity");
+            if want(&info.state) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never became {what}: {:?}",
+                info.state
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Graceful shutdown, bounded.
     pub async fn stop(self) {
         self.manager.shutdown().await;

@@ -28,22 +28,6 @@ fn gateway_of(net: &Localnet, who: &Recipient) -> NodeInfo {
         .expect("registered with a localnet gateway")
 }
 
-async fn wait_state(d: &TestDaemon, id: &str, want: impl Fn(&RunState) -> bool, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let info = d.manager.info(id).expect("identity");
-        if want(&info.state) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never became {what}: {:?}",
-            info.state
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn start() -> (Localnet, tempfile::TempDir, TestDaemon) {
     let net = nymd_tests::fast_localnet().await;
     let tmp = tempfile::tempdir().expect("tmp");
@@ -144,7 +128,7 @@ async fn report_send_failures_off_keeps_nym_clients_silence() {
         .expect("reload in time")
         .expect("reload");
     assert_eq!(report.restarted, vec!["alice".to_string()], "{report:?}");
-    wait_state(&d, "alice", |s| matches!(s, RunState::Running), "running").await;
+    d.wait_state("alice", RunState::Running).await;
     let mut a = App::connect(ws).await;
     a.self_address().await;
     a.request_binary(&ClientRequest::Reply {
@@ -289,13 +273,8 @@ async fn self_address_and_pings_are_answered_while_the_gateway_is_unreachable() 
     let gw = gateway_of(&net, &alice);
     net.stop_node(gw.id).await.expect("stop gateway");
     d.manager.restart("alice").await.expect("restart");
-    wait_state(
-        &d,
-        "alice",
-        |s| !matches!(s, RunState::Running),
-        "not running",
-    )
-    .await;
+    d.wait_state_where("alice", |s| !matches!(s, RunState::Running), "not running")
+        .await;
 
     let mut app = App::connect(alice_ws).await;
     // A send now waits for the identity.
@@ -364,8 +343,7 @@ async fn closed_connection_from_one_app_leaves_another_apps_lane_alone() {
     // lanes.
     let gw = gateway_of(&net, &alice);
     net.stop_node(gw.id).await.expect("stop gateway");
-    wait_state(
-        &d,
+    d.wait_state_where(
         "alice",
         |s| matches!(s, RunState::Reconnecting),
         "reconnecting",

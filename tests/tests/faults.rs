@@ -98,22 +98,6 @@ async fn wait_all_acked(d: &TestDaemon, id: &str) -> nymd_mixnet::ClientStats {
     }
 }
 
-async fn wait_state(d: &TestDaemon, id: &str, want: RunState) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let info = d.manager.info(id).expect("identity");
-        if info.state == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{id} is {:?}, expected {want:?}",
-            info.state
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_arrives_exactly_once_while_mixnodes_churn() {
     let net = Arc::new(
@@ -274,10 +258,10 @@ async fn identities_reconnect_after_their_gateway_restarts() {
     // The gateway goes away and comes back (same keys, same port, same
     // clients and stored messages).
     net.stop_node(gateway).await.expect("stop gateway");
-    wait_state(&d, "bob", RunState::Reconnecting).await;
+    d.wait_state("bob", RunState::Reconnecting).await;
     net.start_node(gateway).await.expect("start gateway");
-    wait_state(&d, "alice", RunState::Running).await;
-    wait_state(&d, "bob", RunState::Running).await;
+    d.wait_state("alice", RunState::Running).await;
+    d.wait_state("bob", RunState::Running).await;
     for i in 0..20u8 {
         send(&mut alice, bob_addr, vec![b'a', i]).await;
     }
@@ -317,7 +301,7 @@ async fn identities_reconnect_after_their_gateway_restarts() {
     net.stop_node(gateway).await.expect("stop gateway");
     net.start_node(gateway).await.expect("start gateway");
     d.manager.start("bob").expect("start bob");
-    wait_state(&d, "bob", RunState::Running).await;
+    d.wait_state("bob", RunState::Running).await;
     let mut bob = App::connect(bob_ws).await;
     bob.request_binary(&ClientRequest::SelfAddress).await;
     let mut got = Vec::new();
@@ -447,7 +431,7 @@ async fn lost_ack_across_a_receiver_restart(keep_saved_sets: bool) -> AfterResta
         std::fs::remove_file(&saved).expect("delete received_sets");
     }
     d.manager.start("bob").expect("start bob");
-    wait_state(&d, "bob", RunState::Running).await;
+    d.wait_state("bob", RunState::Running).await;
     let mut bob = App::connect(bob_ws).await;
     // A retransmission reached the new run and was counted as a duplicate
     // (without the saved set ids, only after an earlier one completed the

@@ -7,22 +7,6 @@ use std::time::Duration;
 use nymd::manager::{InitRequest, ManagerEvent, ReloadReport, RunState};
 use nymd_tests::{free_port, TestDaemon, WAIT};
 
-async fn wait_state(d: &TestDaemon, id: &str, want: RunState) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let info = d.manager.info(id).expect("identity");
-        if info.state == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{id}: {:?}, wanted {want:?}",
-            info.state
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Rewrite one identity's `config.toml` with `edit`.
 fn edit_config(state: &Path, id: &str, edit: impl FnOnce(&mut String)) {
     let path = state.join("identities").join(id).join("config.toml");
@@ -40,7 +24,7 @@ async fn reload_applies_each_folder_change_and_leaves_the_rest_alone() {
         d.init(id).await;
     }
     for id in ["alice", "bob", "carol", "erin"] {
-        wait_state(&d, id, RunState::Running).await;
+        d.wait_state(id, RunState::Running).await;
     }
 
     // "dave" is made by another daemon and moved in, enabled.
@@ -110,9 +94,9 @@ async fn reload_applies_each_folder_change_and_leaves_the_rest_alone() {
         "1 added, 1 removed, 1 restarted, 1 stopped, 1 failed to load"
     );
 
-    wait_state(&d, "bob", RunState::Running).await;
-    wait_state(&d, "dave", RunState::Running).await;
-    wait_state(&d, "carol", RunState::Stopped).await;
+    d.wait_state("bob", RunState::Running).await;
+    d.wait_state("dave", RunState::Running).await;
+    d.wait_state("carol", RunState::Stopped).await;
     assert!(d.manager.info("erin").is_err(), "erin is forgotten");
     assert!(d.manager.broken().iter().any(|b| b.id == "junk"));
     let bob = d.manager.info("bob").expect("bob");
