@@ -4,10 +4,11 @@
 #   packaging/check-syscalls.sh NYMD NYMCTL UNIT
 #
 # Runs NYMD under strace on a temp state dir with the embedded local mixnet
-# (start, identity "default" registered and connected, `nymctl list`,
-# SIGHUP reload, SIGTERM), then checks every system call it made against the
-# allow and deny lists of UNIT's SystemCallFilter= lines, expanded with
-# `systemd-analyze syscall-filter`. Prints the calls that would be refused.
+# (start, identity "default" registered and connected, a metrics scrape,
+# `nymctl list`, SIGHUP reload, SIGTERM), then checks every system call it
+# made against the allow and deny lists of UNIT's SystemCallFilter= lines,
+# expanded with `systemd-analyze syscall-filter`. Prints the calls that
+# would be refused.
 # Needs strace, python3, systemd-analyze.
 set -euo pipefail
 
@@ -27,12 +28,15 @@ cleanup() {
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat > "$dir/nymd.toml" <<EOF
 [daemon]
 state_dir = "$dir/state"
 socket = "$dir/run/nymd.sock"
 [identities]
 first_port = $port
+[metrics]
+listen = "127.0.0.1:$mport"
 [identities.traffic]
 disable_cover_traffic = true
 disable_delays = true
@@ -53,6 +57,12 @@ done
 if [ "$listed" != yes ]; then
     echo "nymd did not come up under strace:" >&2
     cat "$dir/nymd.log" >&2
+    exit 1
+fi
+# The metrics endpoint answers a scrape.
+if ! python3 -c 'import sys, urllib.request; b = urllib.request.urlopen(sys.argv[1], timeout=20).read(); sys.exit(b"nymd_identities" not in b)' \
+        "http://127.0.0.1:$mport/metrics"; then
+    echo "nymd's metrics endpoint did not answer under strace" >&2
     exit 1
 fi
 # Signals go to nymd itself: strace blocks them for itself.

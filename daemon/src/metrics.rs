@@ -14,9 +14,9 @@
 //! identity's client last started: a restart resets them, which Prometheus'
 //! `rate()` handles), queued packets, unacknowledged fragments, outbox and
 //! inbox messages, gateway connected and round-trip time, bandwidth left,
-//! connected apps, uptime and the state (gauges). For the daemon:
-//! identities by state, app connections and their limit, resident memory,
-//! version.
+//! connected apps, memory held per store, uptime and the state (gauges).
+//! For the daemon: identities by state, the memory budget's use and limit,
+//! app connections and their limit, resident memory, version.
 //!
 //! The HTTP server is a few lines on tokio: one request per connection
 //! (`Connection: close`), the request head read within
@@ -249,6 +249,19 @@ impl Collector for ManagerCollector {
             None,
             [(Vec::new(), self.max_app_connections as u64)],
         )?;
+        let budget = self.manager.shared().memory_budget();
+        f.gauge(
+            "memory_budget_used",
+            "Memory all identities hold for what other parties send them ([daemon] memory_budget_mib)",
+            Some(&Unit::Bytes),
+            [(Vec::new(), budget.used())],
+        )?;
+        f.gauge(
+            "memory_budget_limit",
+            "[daemon] memory_budget_mib in bytes",
+            Some(&Unit::Bytes),
+            [(Vec::new(), budget.limit())],
+        )?;
         if let Some(rss) = resident_memory_bytes() {
             f.gauge(
                 "process_resident_memory",
@@ -380,6 +393,23 @@ impl Collector for ManagerCollector {
             "Sent messages kept in the outbox until acknowledged",
             None,
             each(|s| s.outbox_messages),
+        )?;
+        f.gauge(
+            "identity_memory",
+            "Memory the identity holds for what others send it, by store (reassembly: incomplete \
+             messages; surbs: reply SURBs received; reply_keys: keys of the reply SURBs handed \
+             out; received: messages on their way to the app port)",
+            Some(&Unit::Bytes),
+            running.iter().flat_map(|(i, s)| {
+                let m = &s.memory;
+                [
+                    ("reassembly", m.reassembly_bytes),
+                    ("surbs", m.surb_store_bytes),
+                    ("reply_keys", m.reply_key_bytes),
+                    ("received", m.received_bytes),
+                ]
+                .map(|(store, v)| (vec![("identity", i.id.as_str()), ("store", store)], v))
+            }),
         )?;
         f.gauge(
             "identity_gateway_connected",

@@ -11,6 +11,20 @@
 //!
 //! Without `NOTIFY_SOCKET` every call here is a no-op, so the daemon behaves
 //! the same by hand, under another supervisor, or in tests.
+//!
+//! Why not the `sd-notify` crate (0.5.0, the latest, checked against it):
+//! 1. it `connect()`s to `NOTIFY_SOCKET` as a file path, so an abstract
+//!    `@name` socket, which `sd_notify(3)` documents and older systemd
+//!    (v208's `@/org/freedesktop/systemd1/notify`) and test harnesses
+//!    use, fails with `ENOENT`:
+//!    `READY=1` never arrives and systemd kills the daemon at its start
+//!    timeout (`daemon/tests/systemd.rs` uses such a socket);
+//! 2. `notify()` has no send timeout: when the manager's queue is full it
+//!    blocks the calling thread (here a tokio worker) for as long as that
+//!    lasts; [`Notifier`] gives up after 1 s and logs it;
+//! 3. `watchdog_enabled()` returns `Some(0)` for `WATCHDOG_USEC=0`, which
+//!    libsystemd treats as "no watchdog" and on which
+//!    `tokio::time::interval` panics ([`parse_watchdog`] returns `None`).
 
 use std::ffi::OsStr;
 use std::io;

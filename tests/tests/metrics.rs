@@ -135,6 +135,10 @@ async fn metrics_endpoint_parses_and_counts_traffic() {
         }
         assert!(value(&m, "nymd_app_connections_limit", &[]).is_some_and(|v| v > 0.0));
         assert!(m.families.contains_key("nymd_build"), "build info");
+        assert!(
+            value(&m, "nymd_memory_budget_limit_bytes", &[]).is_some_and(|v| v > 0.0),
+            "memory budget"
+        );
 
         let _alice = nymctl_json(&sock, &["init", "--id", "alice"]);
         let bob = nymctl_json(&sock, &["init", "--id", "bob"]);
@@ -225,6 +229,12 @@ async fn metrics_endpoint_parses_and_counts_traffic() {
             &[("identity", "bob"), ("kind", "real")]
         )
         .is_some_and(|v| v > 0.0));
+        assert!(value(
+            &m,
+            "nymd_identity_memory_bytes",
+            &[("identity", "bob"), ("store", "reassembly")]
+        )
+        .is_some());
         // Cover traffic is off in this config; the series is there, at 0.
         assert_eq!(
             value(
