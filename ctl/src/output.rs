@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use nymd_ipc::{
     AccessInfo, DaemonInfo, Event, GatewayConnection, GatewayInfo, GatewayStatus, IdentityInfo,
-    IdentityState, Snapshot, TopologySummary, TrafficCounters,
+    IdentityState, MemoryInfo, Snapshot, TopologySummary, TrafficCounters,
 };
 
 /// Version of every JSON document nymctl prints. Additions keep it;
@@ -127,10 +127,41 @@ pub fn identities_table(ids: &[IdentityInfo]) -> String {
             ]
         })
         .collect();
-    table(
+    let mut out = table(
         &["ID", "STATE", "WEBSOCKET", "APPS", "UPTIME", "GATEWAY"],
         &rows,
-    )
+    );
+    // Every running identity reports the daemon's total; one is enough.
+    if let Some(m) = ids.iter().find_map(|i| i.memory.as_ref()) {
+        let _ = writeln!(
+            out,
+            "memory: {} of the {} budget held for what others sent (all identities)",
+            bytes(m.daemon_bytes),
+            bytes(m.daemon_budget)
+        );
+    }
+    out
+}
+
+/// What an identity holds for what others sent it, store by store, and the
+/// daemon's total against its budget.
+pub fn memory_lines(m: &MemoryInfo, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "memory         {} held for what others sent (nymd: {} of its {} budget)",
+        bytes(m.total()),
+        bytes(m.daemon_bytes),
+        bytes(m.daemon_budget)
+    );
+    for (what, used, bound) in [
+        ("inbox          ", m.inbox_bytes, m.inbox_bound),
+        ("to the apps    ", m.received_bytes, m.received_bound),
+        ("incomplete     ", m.reassembly_bytes, m.reassembly_bound),
+        ("SURBs received ", m.surb_store_bytes, m.surb_store_bound),
+        ("reply keys     ", m.reply_key_bytes, m.reply_key_bound),
+    ] {
+        let _ = writeln!(out, "  {what}{} of {}", bytes(used), bytes(bound));
+    }
 }
 
 fn counters_lines(c: &TrafficCounters, out: &mut String) {
@@ -213,6 +244,14 @@ pub fn identity_detail(i: &IdentityInfo) -> String {
         access_lines(a, &user_name, &mut out);
     }
     counters_lines(&i.counters, &mut out);
+    let _ = writeln!(
+        out,
+        "warnings       {} about what others sent (the log shows a few a minute)\nSURB requests  {} refused",
+        i.counters.outside_warnings, i.counters.surb_requests_refused
+    );
+    if let Some(m) = &i.memory {
+        memory_lines(m, &mut out);
+    }
     out
 }
 
@@ -476,6 +515,35 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("remote apps    allowed"), "{out}");
+    }
+
+    #[test]
+    fn memory_reads_store_by_store_against_the_bounds() {
+        let m = MemoryInfo {
+            inbox_bytes: 4096,
+            inbox_bound: 128 << 20,
+            received_bound: 64 << 20,
+            reassembly_bytes: 1024,
+            reassembly_bound: 128 << 20,
+            surb_store_bytes: 2048,
+            surb_store_bound: 32 << 20,
+            reply_key_bytes: 1024,
+            reply_key_bound: 32 << 20,
+            daemon_bytes: 3 << 20,
+            daemon_budget: 1 << 30,
+            ..MemoryInfo::default()
+        };
+        let mut out = String::new();
+        memory_lines(&m, &mut out);
+        assert_eq!(
+            out,
+            "memory         8.0 KiB held for what others sent (nymd: 3.0 MiB of its 1.0 GiB budget)\n\
+             \x20 inbox          4.0 KiB of 128.0 MiB\n\
+             \x20 to the apps    0 B of 64.0 MiB\n\
+             \x20 incomplete     1.0 KiB of 128.0 MiB\n\
+             \x20 SURBs received 2.0 KiB of 32.0 MiB\n\
+             \x20 reply keys     1.0 KiB of 32.0 MiB\n"
+        );
     }
 
     #[test]

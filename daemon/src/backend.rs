@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nymd_ipc::{
     AccessInfo, AccessRequest, DaemonInfo, ErrorCode, Event, GatewayConnection, GatewayInfo,
     GatewayStatus, IdentityInfo, IdentityState, ImportRequest, InitRequest, InitStage, IpcError,
-    NodeInfo, SendRequest, Snapshot, TopologyBrief, TopologyLayer, TopologySummary,
+    MemoryInfo, NodeInfo, SendRequest, Snapshot, TopologyBrief, TopologyLayer, TopologySummary,
     TrafficCounters,
 };
 use nymd_mixnet::ClientStats;
@@ -273,7 +273,30 @@ fn counters_of(s: &ClientStats) -> TrafficCounters {
         queue_depth: s.queued_packets,
         outbox_messages: s.outbox_messages,
         inbox_messages: 0,
+        outside_warnings: s.outside_warnings,
+        surb_requests_refused: s.surb_requests_refused,
     }
+}
+
+/// What a running identity holds, against its bounds and the daemon's
+/// budget.
+fn memory_of(i: &manager::IdentityInfo) -> Option<MemoryInfo> {
+    let m = &i.stats.as_ref()?.memory;
+    let (inbox, inbox_bound) = i.inbox_bytes;
+    Some(MemoryInfo {
+        inbox_bytes: inbox as u64,
+        inbox_bound: inbox_bound as u64,
+        received_bytes: m.received_bytes,
+        received_bound: m.received_bound,
+        reassembly_bytes: m.reassembly_bytes,
+        reassembly_bound: m.reassembly_bound,
+        surb_store_bytes: m.surb_store_bytes,
+        surb_store_bound: m.surb_store_bound,
+        reply_key_bytes: m.reply_key_bytes,
+        reply_key_bound: m.reply_key_bound,
+        daemon_bytes: i.daemon_memory.0,
+        daemon_budget: i.daemon_memory.1,
+    })
 }
 
 fn info_of(i: &manager::IdentityInfo) -> IdentityInfo {
@@ -301,6 +324,12 @@ fn info_of(i: &manager::IdentityInfo) -> IdentityInfo {
             ..i.stats.as_ref().map(counters_of).unwrap_or_default()
         },
         access: Some(access_of(&i.websocket_config)),
+        memory: matches!(
+            i.state,
+            manager::RunState::Running | manager::RunState::Reconnecting
+        )
+        .then(|| memory_of(i))
+        .flatten(),
     }
 }
 

@@ -45,6 +45,17 @@ log_level = "info"
 # connection beyond it is closed before the websocket handshake.
 # max_app_connections = 4096
 
+# Memory, in MiB, that all identities together may hold for what other
+# parties send them: messages waiting for an app, incomplete messages being
+# reassembled, reply SURBs received, keys of the reply SURBs handed out.
+# Each identity also bounds each of these on its own (128, 128, 32 and 32
+# MiB, plus 64 MiB of messages on their way to the app port). When the
+# total is reached, identities stop reading from their gateways (which keep
+# the messages) and evict their own oldest incomplete messages, SURBs and
+# keys first; `nymctl status` shows the use. nymd.service's MemoryHigh= and
+# MemoryMax= are sized from the default: raise them with it.
+# memory_budget_mib = 1024
+
 [network]
 # nym-api endpoints the topology is fetched from (Nym mainnet by default).
 nym_api = ["https://validator.nymtech.net/api/"]
@@ -73,6 +84,12 @@ first_port = 1977
 # (identities/<id>/inbox, mode 0600) until an app takes them, across restarts
 # and crashes. false: they wait in memory only.
 # persist_inbox = true
+# Give up on a message when one of its packets was sent this many times
+# more without being acknowledged (the wait for the acknowledgement doubles
+# each time, from about 1.7 s up to 60 s: 10 gives up after about 7
+# minutes); the app that sent it gets an error and the outbox forgets it.
+# nym-client never gives up.
+# max_retransmissions = 10
 # Testing only: these remove the protection of cover traffic and delays.
 # disable_cover_traffic = false
 # disable_delays = false
@@ -148,6 +165,10 @@ pub struct DaemonSection {
     /// Connections to the app ports of all identities together, at most.
     #[serde(default = "default_max_app_connections")]
     pub max_app_connections: usize,
+    /// MiB all identities together may hold for what others send them
+    /// (see [`nymd_mixnet::MemoryBudget`]).
+    #[serde(default = "default_memory_budget_mib")]
+    pub memory_budget_mib: u64,
 }
 
 impl Default for DaemonSection {
@@ -157,8 +178,23 @@ impl Default for DaemonSection {
             socket: None,
             log_level: default_log_level(),
             max_app_connections: default_max_app_connections(),
+            memory_budget_mib: default_memory_budget_mib(),
         }
     }
+}
+
+impl DaemonSection {
+    /// `memory_budget_mib` in bytes.
+    pub fn memory_budget_bytes(&self) -> u64 {
+        self.memory_budget_mib.saturating_mul(1024 * 1024)
+    }
+}
+
+/// Default of `[daemon] memory_budget_mib`.
+pub const DEFAULT_MEMORY_BUDGET_MIB: u64 = nymd_mixnet::DEFAULT_MEMORY_BUDGET / (1024 * 1024);
+
+fn default_memory_budget_mib() -> u64 {
+    DEFAULT_MEMORY_BUDGET_MIB
 }
 
 /// Default of `[daemon] max_app_connections`.
@@ -391,6 +427,7 @@ mod tests {
                 socket: None,
                 log_level: "info".into(),
                 max_app_connections: DEFAULT_MAX_APP_CONNECTIONS,
+                memory_budget_mib: DEFAULT_MEMORY_BUDGET_MIB,
             },
             ..ConfigFile::default()
         };

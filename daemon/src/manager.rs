@@ -116,8 +116,8 @@ pub enum ManagerEvent {
     Traffic {
         /// Identity.
         id: String,
-        /// Counters.
-        stats: ClientStats,
+        /// Counters (boxed: they are the largest event).
+        stats: Box<ClientStats>,
         /// Apps connected.
         apps: usize,
         /// Messages waiting for an app, kept on disk.
@@ -221,6 +221,12 @@ pub struct IdentityInfo {
     pub stats: Option<ClientStats>,
     /// Messages waiting for an app, kept on disk.
     pub inbox_messages: u64,
+    /// Bytes of the messages held for apps, and their bound (0, 0 when
+    /// not running).
+    pub inbox_bytes: (usize, usize),
+    /// Bytes all identities hold for what others sent them, and the
+    /// daemon's budget ([`Manager::memory_use`]).
+    pub daemon_memory: (u64, u64),
     /// The identity's `[websocket]` section: who may connect, limits.
     pub websocket_config: WebsocketConfig,
 }
@@ -353,6 +359,13 @@ impl Manager {
             slot.config = config;
         }
         Ok(true)
+    }
+
+    /// Bytes every identity together holds for what others sent them, and
+    /// the daemon's budget for that (`[daemon] memory_budget_mib`).
+    pub fn memory_use(&self) -> (u64, u64) {
+        let b = self.inner.shared.memory_budget();
+        (b.used(), b.limit())
     }
 
     /// Set the daemon-wide limit of app connections (`[daemon]
@@ -602,7 +615,11 @@ impl Manager {
         let stop = self.inner.cancel.child_token();
         let (tx, rx) = mpsc::channel(COMMAND_BUFFER);
         let (ping_tx, pings) = health::channel();
-        let hub = AppHub::new(appserver::DEFAULT_PENDING_LIMIT);
+        let hub = AppHub::with_budget(
+            appserver::DEFAULT_PENDING_LIMIT,
+            appserver::hub::DEFAULT_PENDING_BYTES,
+            self.inner.shared.memory_budget(),
+        );
         {
             let events = self.inner.events.clone();
             let id = id.to_string();
@@ -720,7 +737,9 @@ impl Manager {
         let s = slots
             .get(id)
             .ok_or_else(|| ManagerError::NotFound(id.to_string()))?;
-        Ok(info_of(id, s))
+        let mut info = info_of(id, s);
+        info.daemon_memory = self.memory_use();
+        Ok(info)
     }
 
     /// Every identity's row, sorted by name.
@@ -728,6 +747,10 @@ impl Manager {
         let slots = lock(&self.inner.slots);
         let mut v: Vec<IdentityInfo> = slots.iter().map(|(id, s)| info_of(id, s)).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
+        let memory = self.memory_use();
+        for i in &mut v {
+            i.daemon_memory = memory;
+        }
         v
     }
 
@@ -819,7 +842,7 @@ impl Manager {
                 for (id, stats, apps, inbox) in rows {
                     m.emit(ManagerEvent::Traffic {
                         id,
-                        stats,
+                        stats: Box::new(stats),
                         apps,
                         inbox,
                     });
@@ -914,6 +937,12 @@ fn info_of(id: &str, s: &Slot) -> IdentityInfo {
             .as_ref()
             .map(|r| r.hub.inbox_messages())
             .unwrap_or(0),
+        inbox_bytes: s
+            .running
+            .as_ref()
+            .map(|r| r.hub.pending_bytes())
+            .unwrap_or((0, 0)),
+        daemon_memory: (0, 0),
         websocket_config: s.config.websocket.clone(),
     }
 }
@@ -991,6 +1020,9 @@ pub fn client_config(t: &TrafficConfig) -> ClientConfig {
         c.disable_loop_cover = true;
     }
     c.disable_delays = t.disable_delays;
+    if let Some(v) = t.max_retransmissions {
+        c.max_retransmissions = Some(v);
+    }
     c
 }
 

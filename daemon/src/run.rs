@@ -143,6 +143,13 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             crate::config::DEFAULT_MAX_APP_CONNECTIONS
         );
     }
+    if settings.file.daemon.memory_budget_mib == 0 {
+        anyhow::bail!(
+            "[daemon] memory_budget_mib = 0 in {} would let no identity receive anything; set it to 1 or more (default {})",
+            settings.config_path.display(),
+            crate::config::DEFAULT_MEMORY_BUDGET_MIB
+        );
+    }
 
     crate::fsutil::create_private_dir(&settings.state_dir)
         .with_context(|| format!("cannot create state dir {}", settings.state_dir.display()))?;
@@ -165,6 +172,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     };
     let shared = Shared::new(SharedConfig {
         default_source: source,
+        memory_budget: settings.file.daemon.memory_budget_bytes(),
         ..SharedConfig::default()
     })
     .context("cannot set up the HTTP client")?;

@@ -341,6 +341,9 @@ fn restart_only_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<&'static str>
     if old.daemon.max_app_connections != new.daemon.max_app_connections {
         v.push("[daemon] max_app_connections");
     }
+    if old.daemon.memory_budget_mib != new.daemon.memory_budget_mib {
+        v.push("[daemon] memory_budget_mib");
+    }
     if old.network != new.network {
         v.push("[network]");
     }
@@ -369,6 +372,8 @@ mod tests {
             uptime: None,
             stats: None,
             inbox_messages: 0,
+            inbox_bytes: (0, 0),
+            daemon_memory: (0, 0),
             websocket_config: crate::store::WebsocketConfig::new([127, 0, 0, 1].into(), 1977, None),
         }
     }

@@ -287,6 +287,11 @@ pub struct TrafficConfig {
     /// app takes them, across restarts and crashes (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persist_inbox: Option<bool>,
+    /// Give up on a message after this many retransmissions of one of its
+    /// packets (default [`nymd_mixnet::DEFAULT_MAX_RETRANSMISSIONS`]); the
+    /// app that sent it gets an error and its outbox entry is retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retransmissions: Option<u32>,
 }
 
 /// The identity's registration with its gateway (`gateway.toml` plus the

@@ -133,6 +133,7 @@ mod tests {
             uptime_secs: None,
             counters: TrafficCounters::default(),
             access: None,
+            memory: None,
         }]));
         s
     }

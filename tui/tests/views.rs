@@ -131,6 +131,7 @@ fn identity(id: &str, port: u16, gw: &str, apps: u64, uptime: u64) -> IdentityIn
         uptime_secs: Some(uptime),
         counters: TrafficCounters::default(),
         access: None,
+        memory: None,
     }
 }
 

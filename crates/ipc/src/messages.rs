@@ -568,6 +568,54 @@ pub struct IdentityInfo {
     /// predate access control.
     #[serde(default)]
     pub access: Option<AccessInfo>,
+    /// Memory held for what others send the identity, against its bounds
+    /// and the daemon's budget. `None` when not running, or from daemons
+    /// that predate memory budgets.
+    #[serde(default)]
+    pub memory: Option<MemoryInfo>,
+}
+
+/// Memory an identity holds for what other parties send it, each store
+/// against its own bound, and what all identities together hold against
+/// the daemon's budget (`[daemon] memory_budget_mib`). Bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemoryInfo {
+    /// Messages waiting for an app.
+    pub inbox_bytes: u64,
+    /// Bound of `inbox_bytes`.
+    pub inbox_bound: u64,
+    /// Messages on their way from the mixnet client to the app port.
+    pub received_bytes: u64,
+    /// Bound of `received_bytes`.
+    pub received_bound: u64,
+    /// Fragments of incomplete messages.
+    pub reassembly_bytes: u64,
+    /// Bound of `reassembly_bytes`.
+    pub reassembly_bound: u64,
+    /// Reply SURBs received from others.
+    pub surb_store_bytes: u64,
+    /// Bound of `surb_store_bytes`.
+    pub surb_store_bound: u64,
+    /// Keys of the reply SURBs this identity handed out.
+    pub reply_key_bytes: u64,
+    /// Bound of `reply_key_bytes`.
+    pub reply_key_bound: u64,
+    /// What every identity of the daemon holds together.
+    pub daemon_bytes: u64,
+    /// The daemon's budget for that.
+    pub daemon_budget: u64,
+}
+
+impl MemoryInfo {
+    /// This identity's bytes over all its stores.
+    pub fn total(&self) -> u64 {
+        self.inbox_bytes
+            + self.received_bytes
+            + self.reassembly_bytes
+            + self.surb_store_bytes
+            + self.reply_key_bytes
+    }
 }
 
 /// Who may connect to an identity's websocket port, and how many at once.
@@ -666,6 +714,16 @@ pub struct TrafficCounters {
     /// app takes them. Absent from older daemons: 0.
     #[serde(default)]
     pub inbox_messages: u64,
+    /// Warnings caused by what other parties sent (malformed messages,
+    /// refused requests, incomplete messages dropped), also those the
+    /// rate-limited log left out. Absent from older daemons: 0.
+    #[serde(default)]
+    pub outside_warnings: u64,
+    /// Requests for reply SURBs refused (not through one of our SURBs,
+    /// naming a recipient never sent to, over the rate limit). Absent from
+    /// older daemons: 0.
+    #[serde(default)]
+    pub surb_requests_refused: u64,
 }
 
 /// A gateway from the topology.

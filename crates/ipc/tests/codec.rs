@@ -27,6 +27,8 @@ fn counters() -> impl Strategy<Value = TrafficCounters> {
         queue_depth: a[10],
         outbox_messages: a[11],
         inbox_messages: a[12],
+        outside_warnings: a[10] ^ a[12],
+        surb_requests_refused: a[11] ^ a[0],
     })
 }
 
@@ -128,6 +130,11 @@ fn identity() -> impl Strategy<Value = IdentityInfo> {
                 connected_apps,
                 uptime_secs,
                 counters,
+                memory: access.as_ref().map(|a| MemoryInfo {
+                    inbox_bytes: u64::from(a.max_apps),
+                    daemon_budget: 1 << 30,
+                    ..MemoryInfo::default()
+                }),
                 access,
             },
         )

@@ -30,6 +30,8 @@ fn counters() -> TrafficCounters {
         queue_depth: 5,
         outbox_messages: 3,
         inbox_messages: 2,
+        outside_warnings: 17,
+        surb_requests_refused: 4,
     }
 }
 
@@ -66,6 +68,20 @@ fn identity() -> IdentityInfo {
             allowed_origins: vec!["http://localhost:8080".into()],
             allow_remote_apps: false,
             max_apps: 64,
+        }),
+        memory: Some(MemoryInfo {
+            inbox_bytes: 4096,
+            inbox_bound: 128 << 20,
+            received_bytes: 0,
+            received_bound: 64 << 20,
+            reassembly_bytes: 3322,
+            reassembly_bound: 128 << 20,
+            surb_store_bytes: 55_600,
+            surb_store_bound: 32 << 20,
+            reply_key_bytes: 19_200,
+            reply_key_bound: 32 << 20,
+            daemon_bytes: 200_000,
+            daemon_budget: 1 << 30,
         }),
     }
 }
@@ -292,6 +308,10 @@ fn event_samples() -> Vec<Event> {
     ]
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a list of test samples; the sizes follow the messages'"
+)]
 enum Sample {
     Client(ClientMessage),
     Server(ServerMessage),
@@ -514,5 +534,23 @@ fn an_identity_from_a_daemon_without_access_control_still_decodes() {
     let decoded: ServerMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
     let mut want = identity();
     want.access = None;
+    want.memory = None;
+    want.counters.outside_warnings = 0;
+    want.counters.surb_requests_refused = 0;
+    assert_eq!(decoded, response(ResponseBody::Identity(want)));
+}
+
+#[test]
+fn an_identity_from_a_daemon_without_memory_budgets_still_decodes() {
+    // Encoded before `IdentityInfo::memory` and the counters of outside
+    // warnings and refused SURB requests existed.
+    let path = fixtures_dir().join("compat/response_ok_identity_before_memory.hex");
+    let text = std::fs::read_to_string(&path).expect("compat fixture");
+    let frame = parse_hex(&text);
+    let decoded: ServerMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
+    let mut want = identity();
+    want.memory = None;
+    want.counters.outside_warnings = 0;
+    want.counters.surb_requests_refused = 0;
     assert_eq!(decoded, response(ResponseBody::Identity(want)));
 }

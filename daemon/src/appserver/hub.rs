@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nymd_fsutil::journal::{Journal, Record};
+use nymd_mixnet::{Account, MemoryBudget};
 use nymd_proto::appapi::ApiError;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,8 @@ struct HubState {
     next_jid: u64,
     /// The inbox journal (see [`AppHub::attach_inbox`]).
     inbox: Option<Journal>,
+    /// `bytes`, drawn from the daemon's memory budget.
+    account: Option<Account>,
 }
 
 impl HubState {
@@ -85,6 +88,9 @@ impl HubState {
                 j.done(front.jid);
             }
             self.bytes = self.bytes.saturating_sub(front.delivery.data.len());
+            if let Some(a) = &mut self.account {
+                a.give_back(front.delivery.data.len());
+            }
             self.log.pop_front();
             self.base += 1;
             trimmed = true;
@@ -148,8 +154,23 @@ impl AppHub {
 
     /// A hub with explicit bounds: messages and payload bytes.
     pub fn with_limits(pending_limit: usize, pending_bytes: usize) -> Arc<Self> {
+        Self::with_budget(pending_limit, pending_bytes, MemoryBudget::new(u64::MAX))
+    }
+
+    /// A hub with explicit bounds whose bytes also draw on the daemon's
+    /// memory budget: while that is used up (by any identity), the hub
+    /// takes no more ([`AppHub::has_room`]).
+    pub fn with_budget(
+        pending_limit: usize,
+        pending_bytes: usize,
+        budget: Arc<MemoryBudget>,
+    ) -> Arc<Self> {
+        let state = HubState {
+            account: Some(Account::new(budget, pending_bytes.max(1))),
+            ..HubState::default()
+        };
         Arc::new(Self {
-            state: Mutex::new(HubState::default()),
+            state: Mutex::new(state),
             observer: Mutex::new(None),
             pending_limit: pending_limit.max(1),
             pending_bytes: pending_bytes.max(1),
@@ -273,6 +294,9 @@ impl AppHub {
         // The log is renumbered: every app starts again at its beginning.
         st.log = log;
         st.bytes = bytes;
+        if let Some(a) = &mut st.account {
+            a.set_used(bytes);
+        }
         st.high = st.base;
         let base = st.base;
         for s in st.sessions.values_mut() {
@@ -294,8 +318,10 @@ impl AppHub {
     /// them) and waits for [`AppHub::room`].
     pub fn has_room(&self) -> bool {
         let mut st = lock(&self.state);
-        if st.log.len() < self.pending_limit && st.bytes < self.pending_bytes {
-            return true;
+        if self.below_bounds(&st) {
+            // The daemon's budget, used up by any identity, also stops it
+            // (no app is at fault for that: nobody is disconnected).
+            return st.account.as_ref().is_none_or(|a| a.budget().has_room());
         }
         // Full. If what holds the oldest message is an app that fell behind
         // while another app already has it, that app goes.
@@ -320,7 +346,8 @@ impl AppHub {
                     "apps fell too far behind the others: disconnecting them (they can reconnect)"
                 );
                 let trimmed = st.trim();
-                let room = st.log.len() < self.pending_limit && st.bytes < self.pending_bytes;
+                let room = self.below_bounds(&st)
+                    && st.account.as_ref().is_none_or(|a| a.budget().has_room());
                 drop(st);
                 if trimmed {
                     self.room.notify_waiters();
@@ -332,6 +359,15 @@ impl AppHub {
             }
         }
         false
+    }
+
+    fn below_bounds(&self, st: &HubState) -> bool {
+        st.log.len() < self.pending_limit && st.bytes < self.pending_bytes
+    }
+
+    /// Payload bytes of the messages held for apps, and their bound.
+    pub fn pending_bytes(&self) -> (usize, usize) {
+        (lock(&self.state).bytes, self.pending_bytes)
     }
 
     /// Wait until messages leave the log (check [`AppHub::has_room`]
@@ -355,6 +391,9 @@ impl AppHub {
             j.add(jid, encode_delivery(&delivery));
         }
         st.bytes += delivery.data.len();
+        if let Some(a) = &mut st.account {
+            a.force_take(delivery.data.len());
+        }
         st.log.push_back(Entry {
             jid,
             delivery: Arc::new(delivery),
@@ -519,6 +558,46 @@ mod tests {
         assert_eq!(decode_delivery(&[]), None);
         assert_eq!(decode_delivery(&[1, 2, 3]), None);
         assert_eq!(decode_delivery(&[9, 2, 3]), None);
+    }
+
+    /// A flood of received messages with no app reading: each hub takes
+    /// messages while it is below its own bounds and the daemon's budget
+    /// has room (one message may pass a bound, as the runner checks before
+    /// it delivers), then none until apps read; what one identity holds
+    /// also stops the others, without disconnecting anyone.
+    #[test]
+    fn hostile_peer_inbox_stays_within_its_bounds_and_the_daemon_budget() {
+        let budget = MemoryBudget::new(3_000);
+        let a = AppHub::with_budget(1_000, 2_000, budget.clone());
+        let b = AppHub::with_budget(1_000, 2_000, budget.clone());
+        let msg = || Delivery {
+            data: vec![7; 300],
+            sender_tag: None,
+        };
+        let mut taken = 0;
+        while a.has_room() && taken < 100 {
+            a.deliver(msg());
+            taken += 1;
+        }
+        assert_eq!(taken, 7, "2,000 bytes of its own, plus one message");
+        assert_eq!(a.pending_bytes(), (2_100, 2_000));
+        taken = 0;
+        while b.has_room() && taken < 100 {
+            b.deliver(msg());
+            taken += 1;
+        }
+        assert_eq!(taken, 3, "what the daemon's budget had left, plus one");
+        assert_eq!(budget.used(), 3_000);
+        assert!(!b.has_room() && !a.has_room());
+        // An app reads A's messages: the budget is free again for B.
+        let app = a.register(peer());
+        assert_eq!(drain(&a, app.session).len(), 7);
+        assert_eq!(a.pending_bytes().0, 0);
+        assert_eq!(budget.used(), 900);
+        assert!(b.has_room());
+        assert!(a.is_connected(app.session), "nobody was disconnected");
+        drop(b);
+        assert_eq!(budget.used(), 0, "a stopped identity's share goes back");
     }
 
     /// Messages that no app was given outlive the hub (a restart); those

@@ -107,6 +107,7 @@ impl FakeBackend {
             uptime_secs: running.then_some(0),
             counters: TrafficCounters::default(),
             access: None,
+            memory: None,
         }
     }
 

@@ -484,6 +484,7 @@ impl State {
                             uptime_secs: None,
                             counters: TrafficCounters::default(),
                             access: None,
+                            memory: None,
                         }),
                     );
                 }
@@ -604,6 +605,7 @@ mod tests {
             uptime_secs: Some(5),
             counters: TrafficCounters::default(),
             access: None,
+            memory: None,
         }
     }
 
