@@ -25,6 +25,19 @@ fn print_default_config_reproduces_the_shipped_sample() {
     assert_eq!(parsed, nymd::config::ConfigFile::default());
 }
 
+/// A `KEY=` value of the unit with an M or G suffix, in MiB.
+fn memory_mib(unit: &str, key: &str) -> u64 {
+    let v = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .unwrap_or_else(|| panic!("the unit sets {key}"));
+    let (n, mult) = match v.strip_suffix('G') {
+        Some(n) => (n, 1024),
+        None => (v.strip_suffix('M').unwrap_or(v), 1),
+    };
+    n.parse::<u64>().expect("a number") * mult
+}
+
 /// The units name the paths and the user the rest of the package uses.
 #[test]
 fn units_agree_with_sysusers_and_defaults() {
@@ -51,6 +64,15 @@ fn units_agree_with_sysusers_and_defaults() {
         assert!(has(line), "nymd.service lacks {line:?}");
     }
     assert!(unit.lines().any(|l| l.starts_with("WatchdogSec=")));
+    // The memory limits leave room above the default budget of what others
+    // can make nymd hold (`[daemon] memory_budget_mib`).
+    let user_unit = include_str!("../../systemd/user/nymd.service");
+    let budget = nymd::config::DEFAULT_MEMORY_BUDGET_MIB;
+    for u in [unit, user_unit] {
+        let (high, max) = (memory_mib(u, "MemoryHigh="), memory_mib(u, "MemoryMax="));
+        assert!(high >= budget + budget / 4, "MemoryHigh={high}M");
+        assert!(max >= high + 256, "MemoryMax={max}M");
+    }
     assert!(
         !unit.lines().any(|l| l.trim() == "PrivateUsers=yes"),
         "PrivateUsers hides operators' uids from SO_PEERCRED (see the unit)"
