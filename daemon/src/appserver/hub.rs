@@ -16,7 +16,11 @@
 //!   that app is disconnected (nothing is lost: the message was delivered);
 //! - when the log is full of messages no app has had, the runner stops
 //!   taking messages from the mixnet client ([`AppHub::has_room`]), which
-//!   stops reading its gateway: the gateway keeps them meanwhile.
+//!   stops reading its gateway: the gateway keeps them meanwhile;
+//! - a tap (`nymctl listen`, and `nymctl send`/`reply` while they wait for
+//!   their answer) starts at the end of the log and what is written to it
+//!   does not count as delivered: it takes nothing from the apps, and a
+//!   message only a tap has seen still waits for the next app.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -53,6 +57,9 @@ struct SessionState {
     kick: CancellationToken,
     /// Errors that concern only this app (its own sends failed).
     errors: mpsc::Sender<ApiError>,
+    /// A tap (see [`AppHub::register_tap`]): sees what arrives while it is
+    /// connected, takes nothing from the apps.
+    tap: bool,
 }
 
 #[derive(Default)]
@@ -291,16 +298,17 @@ impl AppHub {
                 delivery: e.delivery,
             });
         }
-        // The log is renumbered: every app starts again at its beginning.
+        // The log is renumbered: every app starts again at its beginning
+        // (a tap at its end: it only sees what arrives).
         st.log = log;
         st.bytes = bytes;
         if let Some(a) = &mut st.account {
             a.set_used(bytes);
         }
         st.high = st.base;
-        let base = st.base;
+        let (base, end) = (st.base, st.end());
         for s in st.sessions.values_mut() {
-            s.cursor = base;
+            s.cursor = if s.tap { end } else { base };
         }
         st.inbox = Some(journal);
         drop(st);
@@ -428,7 +436,9 @@ impl AppHub {
             return;
         };
         s.cursor = s.cursor.max(seq + 1);
-        st.high = st.high.max(seq + 1);
+        if !s.tap {
+            st.high = st.high.max(seq + 1);
+        }
         if st.trim() {
             drop(st);
             self.room.notify_waiters();
@@ -455,12 +465,24 @@ impl AppHub {
     /// Register an app that completed its handshake: it starts with the
     /// oldest message no app has been given yet.
     pub(crate) fn register(&self, peer: SocketAddr) -> Registration {
+        self.register_as(peer, false)
+    }
+
+    /// Register a tap: it gets the messages that arrive from now on, like
+    /// any app, but one written to it is not delivered (it stays for the
+    /// apps, and the next app to connect gets it if none had it). It holds
+    /// the log like an app (and is disconnected like one when too slow).
+    pub(crate) fn register_tap(&self, peer: SocketAddr) -> Registration {
+        self.register_as(peer, true)
+    }
+
+    fn register_as(&self, peer: SocketAddr, tap: bool) -> Registration {
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let kick = CancellationToken::new();
         let (etx, erx) = mpsc::channel(ERROR_QUEUE);
         {
             let mut st = lock(&self.state);
-            let cursor = st.high.max(st.base);
+            let cursor = if tap { st.end() } else { st.high.max(st.base) };
             st.sessions.insert(
                 session,
                 SessionState {
@@ -469,6 +491,7 @@ impl AppHub {
                     since: std::time::Instant::now(),
                     kick: kick.clone(),
                     errors: etx,
+                    tap,
                 },
             );
         }
@@ -769,5 +792,41 @@ mod tests {
         assert!(b.errors.try_recv().is_err());
         hub.unregister(b.session);
         assert!(!hub.error_to(b.session, ApiError::other("gone")));
+    }
+
+    /// A tap sees only what arrives after it connected, and what is
+    /// written to it still waits for an app: alone, it takes nothing; next
+    /// to an app, the app's writes decide when a message leaves.
+    #[test]
+    fn a_tap_takes_nothing_from_the_apps() {
+        let hub = AppHub::new(10);
+        hub.deliver(delivery(0, false));
+        let tap = hub.register_tap(peer());
+        assert!(
+            next_now(&hub, tap.session).is_none(),
+            "no backlog for a tap"
+        );
+        hub.deliver(delivery(1, true));
+        assert_eq!(drain(&hub, tap.session), vec![delivery(1, true)]);
+        assert_eq!(hub.pending(), 2, "the tap's write delivered nothing");
+        assert_eq!(hub.undelivered(), 2);
+        hub.unregister(tap.session);
+        assert_eq!(hub.pending(), 2);
+        // The next app gets everything, the tap's message included.
+        let app = hub.register(peer());
+        assert_eq!(
+            drain(&hub, app.session),
+            vec![delivery(0, false), delivery(1, true)]
+        );
+        assert_eq!(hub.pending(), 0);
+
+        // With an app connected, both get a new message; it leaves once
+        // both wrote it, in either order.
+        let tap = hub.register_tap(peer());
+        hub.deliver(delivery(2, false));
+        assert_eq!(drain(&hub, tap.session), vec![delivery(2, false)]);
+        assert_eq!(hub.pending(), 1);
+        assert_eq!(drain(&hub, app.session), vec![delivery(2, false)]);
+        assert_eq!(hub.pending(), 0);
     }
 }

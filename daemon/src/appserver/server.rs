@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -111,7 +112,7 @@ async fn accept_loop(
             if !gate.check_peer(&stream, peer).await {
                 return;
             }
-            let ws = match handshake(stream, peer, &gate, &app.cancel).await {
+            let (ws, tap) = match handshake(stream, peer, &gate, &app.cancel).await {
                 Ok(Some(ws)) => ws,
                 Ok(None) => return,
                 Err(e) => {
@@ -119,7 +120,7 @@ async fn accept_loop(
                     return;
                 }
             };
-            if let Err(e) = session::run(ws, peer, app).await {
+            if let Err(e) = session::run(ws, peer, app, tap).await {
                 tracing::debug!(%peer, "app session ended: {e}");
             }
         };
@@ -144,32 +145,44 @@ const MAX_FRAME_SIZE: usize = 16 << 20;
 
 /// Complete the websocket handshake within [`HANDSHAKE_DEADLINE`]; a
 /// browser page of an origin `gate` does not allow gets HTTP 403. `None`
-/// when nymd is stopping.
+/// when nymd is stopping; else the websocket and whether the URL asked for
+/// a tap ([`nymd_proto::appapi::TAP_QUERY`]).
 async fn handshake(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     gate: &Gate,
     cancel: &CancellationToken,
-) -> Result<Option<WebSocketStream<TcpStream>>, String> {
+) -> Result<Option<(WebSocketStream<TcpStream>, bool)>, String> {
     let _ = stream.set_nodelay(true);
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(APP_READ_BUFFER)
         .max_message_size(Some(MAX_MESSAGE_SIZE))
         .max_frame_size(Some(MAX_FRAME_SIZE));
+    let tap = std::sync::atomic::AtomicBool::new(false);
+    let origin_check = gate.origin_check(peer);
+    #[allow(
+        clippy::result_large_err,
+        reason = "the callback's signature is tungstenite's"
+    )]
+    let callback = |request: &Request, response: Response| {
+        tap.store(
+            nymd_proto::appapi::is_tap_target(
+                request.uri().path_and_query().map_or("", |p| p.as_str()),
+            ),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        origin_check(request, response)
+    };
     let handshake = tokio::time::timeout(
         HANDSHAKE_DEADLINE,
-        tokio_tungstenite::accept_hdr_async_with_config(
-            stream,
-            gate.origin_check(peer),
-            Some(config),
-        ),
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)),
     );
     let handshake = tokio::select! {
         _ = cancel.cancelled() => return Ok(None),
         h = handshake => h,
     };
     match handshake {
-        Ok(Ok(ws)) => Ok(Some(ws)),
+        Ok(Ok(ws)) => Ok(Some((ws, tap.load(std::sync::atomic::Ordering::Relaxed)))),
         Ok(Err(e)) => Err(format!("websocket handshake failed: {e}")),
         Err(_) => Err("websocket handshake not completed in time".into()),
     }

@@ -99,15 +99,22 @@ async fn close(sink: &mut Sink, code: CloseCode, reason: &'static str) {
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(frame)).await;
 }
 
-/// Serve one app until it leaves, nymd stops or the hub drops it.
+/// Serve one app until it leaves, nymd stops or the hub drops it. A `tap`
+/// is registered as one ([`AppHub::register_tap`]): it takes no message
+/// from the apps.
 pub(crate) async fn run(
     ws: WebSocketStream<TcpStream>,
     peer: SocketAddr,
     ctx: SessionContext,
+    tap: bool,
 ) -> Result<(), String> {
-    let mut reg = ctx.hub.register(peer);
+    let mut reg = if tap {
+        ctx.hub.register_tap(peer)
+    } else {
+        ctx.hub.register(peer)
+    };
     let id = reg.session;
-    tracing::info!(%peer, session = id, "app connected");
+    tracing::info!(%peer, session = id, tap, "app connected");
     let (mut sink, mut source) = ws.split();
     let mut mode = ResponseMode::default();
     let mut answers: FuturesOrdered<Answer> = FuturesOrdered::new();

@@ -27,6 +27,28 @@ pub use text::MAX_TEXT_JSON_VALUES;
 #[cfg(test)]
 mod tests;
 
+/// The query of a websocket URL (`ws://127.0.0.1:1977/?nymd-tap`) that
+/// makes a connection to nymd's app port a *tap*, nymd's one extension of
+/// the handshake (nym-client ignores the URL): it receives the messages
+/// that arrive while it is connected, like any app, but takes none of them
+/// from the apps (a message written only to taps still waits for an app).
+/// Requests work as for any app. `nymctl listen`, `send --reply-surbs` and
+/// `reply` connect this way.
+pub const TAP_QUERY: &str = "nymd-tap";
+
+/// Whether a handshake's request target (`/path?query`) asks for a tap:
+/// [`TAP_QUERY`] is one of the query's `&`-separated parameters, alone or
+/// with a value (`nymd-tap=1`).
+pub fn is_tap_target(target: &str) -> bool {
+    let target = target.split('#').next().unwrap_or("");
+    let Some((_, query)) = target.split_once('?') else {
+        return false;
+    };
+    query
+        .split('&')
+        .any(|p| p == TAP_QUERY || p.split_once('=').is_some_and(|(k, _)| k == TAP_QUERY))
+}
+
 /// Most reply SURBs one `sendAnonymous` may ask for. Each SURB is a
 /// precomputed Sphinx header built (and sent) by the sender, so an app
 /// asking for `u32::MAX` would make the identity build and send billions.

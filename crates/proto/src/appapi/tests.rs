@@ -1142,3 +1142,25 @@ fn wide_text_requests_are_refused_before_parsing() {
     let req = format!(r#"{{"type":"send","message":"{text}","recipient":"{ADDR}"}}"#);
     assert!(ClientRequest::parse_text(&req).is_ok());
 }
+
+#[test]
+fn tap_targets() {
+    for t in [
+        "/?nymd-tap",
+        "/x?a=1&nymd-tap",
+        "/?nymd-tap=1&b",
+        "/?nymd-tap#f",
+    ] {
+        assert!(is_tap_target(t), "{t}");
+    }
+    for t in [
+        "/",
+        "/nymd-tap",
+        "/?nymd-tapx",
+        "/?x=nymd-tap",
+        "/#?nymd-tap",
+        "",
+    ] {
+        assert!(!is_tap_target(t), "{t}");
+    }
+}
