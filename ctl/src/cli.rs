@@ -10,7 +10,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// Any other failure.
     pub const OTHER: u8 = 1;
-    /// Bad command line (also: `remove` without a terminal and without `--yes`).
+    /// Bad command line or argument value, found by nymctl or by nymd
+    /// (also: `remove` without a terminal and without `--yes`).
     pub const USAGE: u8 = 2;
     /// nymd is not running (no socket, or nobody listening on it).
     pub const DAEMON_DOWN: u8 = 3;
@@ -26,7 +27,7 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  success
   1  other failure
-  2  usage error
+  2  usage error: a bad command line or argument value
   3  nymd is not running
   4  permission denied
   5  identity not found
@@ -82,6 +83,10 @@ pub enum Command {
     Topology,
     /// Send a message through an identity
     Send(SendArgs),
+    /// Print the messages an identity receives, as they arrive
+    Listen(ListenArgs),
+    /// Answer an anonymous sender through the reply SURBs it sent
+    Reply(ReplyArgs),
     /// Show the current state, and follow changes
     Events(EventsArgs),
     /// Import a nym-client identity folder (~/.nym/clients/<id>)
@@ -194,6 +199,15 @@ pub struct GatewaysArgs {
 /// `send`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("payload").required(true).args(["message", "file"])))]
+#[command(after_help = "\
+Without --reply-surbs the message carries no sender tag: the recipient cannot
+answer it. With --reply-surbs N it is repliable (nym-client's sendAnonymous):
+it carries the identity's sender tag and N reply SURBs, through which the
+recipient answers without learning the address (nymctl reply, or an app's
+reply). nymctl then sends as an app on the identity's websocket port, so your
+user must be allowed to connect to it (nymctl access ID); it takes no
+received message from the identity's apps. N is at most 500; 0 relies on
+SURBs sent before.")]
 pub struct SendArgs {
     /// Identity that sends
     #[arg(value_name = "ID")]
@@ -201,6 +215,62 @@ pub struct SendArgs {
     /// Recipient Nym address
     #[arg(long, value_name = "ADDRESS")]
     pub to: String,
+    /// The message text
+    #[arg(value_name = "MESSAGE")]
+    pub message: Option<String>,
+    /// Send the contents of a file instead ("-" for standard input)
+    #[arg(long, value_name = "F")]
+    pub file: Option<PathBuf>,
+    /// Send anonymously with N reply SURBs, so the recipient can answer
+    #[arg(long, value_name = "N")]
+    pub reply_surbs: Option<u32>,
+}
+
+/// `listen`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+nymctl connects to the identity's websocket port as one more app (in binary
+mode, so payloads arrive intact) and prints what arrives from then on. nymd
+gives every message to every connected app, and nymctl takes none from the
+others: a message that only nymctl saw still waits for the identity's apps.
+Your user must be allowed to connect to the port (nymctl access ID).
+
+Text: one line per message, as UTF-8 (invalid bytes as U+FFFD, control
+characters escaped); a message sent anonymously starts with its sender tag in
+brackets: answer it with nymctl reply ID --tag TAG.
+--json: one JSON object per line: id, bytes, message_base64 (the exact
+payload), text (the payload if it is UTF-8, else null), sender_tag (or null).
+
+Exit status: 0 after --count messages, or when --timeout ends without
+--count; 1 if --timeout ends before --count messages came, or the identity
+stops.")]
+pub struct ListenArgs {
+    /// Identity whose messages to print
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Exit after N messages
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after SECS seconds
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+/// `reply`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("payload").required(true).args(["message", "file"])))]
+#[command(after_help = "\
+The tag is the sender tag of a message the identity received (nymctl listen
+shows it); the answer travels in the reply SURBs that sender attached, and
+the identity asks the sender for more when they run out. nymctl sends as an
+app on the identity's websocket port (see nymctl listen --help).")]
+pub struct ReplyArgs {
+    /// Identity that received the anonymous message
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Sender tag of the anonymous sender (base58, from nymctl listen)
+    #[arg(long, value_name = "TAG")]
+    pub tag: String,
     /// The message text
     #[arg(value_name = "MESSAGE")]
     pub message: Option<String>,

@@ -13,9 +13,15 @@ use nymd_ipc::{
 };
 use serde_json::{json, Value};
 
-use crate::cli::{AccessArgs, Cli, Command, DaemonCommand, EventsArgs, InitArgs, SendArgs};
+use crate::app::{self, AppConn, Received};
+use crate::cli::{
+    AccessArgs, Cli, Command, DaemonCommand, EventsArgs, InitArgs, ListenArgs, ReplyArgs, SendArgs,
+};
 use crate::output::{self, SCHEMA_VERSION};
-use crate::{import, Failure};
+use crate::{import, validate, Failure};
+use base64::Engine as _;
+use nymd_proto::appapi::ClientRequest;
+use nymd_proto::{Recipient, SenderTag};
 
 /// Time to connect and complete the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,7 +171,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             other => Err(unexpected(&other)),
         },
-        Command::Send(args) => send(&mut client, args, prepared.message, json).await,
+        Command::Send(args) => send(&mut client, args, prepared, json).await,
+        Command::Reply(args) => reply(&mut client, args, prepared, json).await,
+        Command::Listen(args) => listen(&mut client, args, json).await,
         Command::Events(args) => events(&mut client, args, json).await,
         Command::Import(args) => {
             let Some(imported) = prepared.import else {
@@ -216,34 +224,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Local inputs read before connecting.
+/// Local inputs read (and argument values checked) before connecting.
 #[derive(Default)]
 struct Prepared {
     message: Option<Vec<u8>>,
     import: Option<import::Imported>,
+    recipient: Option<Recipient>,
+    tag: Option<SenderTag>,
+}
+
+/// The payload of `send` and `reply`: the MESSAGE argument or `--file`.
+fn payload(message: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    Ok(match (message, file) {
+        (Some(m), _) => m.clone().into_bytes(),
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            io::stdin()
+                .lock()
+                .read_to_end(&mut buf)
+                .context("cannot read standard input")?;
+            buf
+        }
+        (None, Some(f)) => {
+            std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?
+        }
+        (None, None) => return Err(Failure::usage("give a MESSAGE or --file", None).into()),
+    })
 }
 
 fn prepare(cmd: &Command) -> anyhow::Result<Prepared> {
     let mut p = Prepared::default();
     match cmd {
-        Command::Send(SendArgs { message, file, .. }) => {
-            p.message = Some(match (message, file) {
-                (Some(m), _) => m.clone().into_bytes(),
-                (None, Some(f)) if f.as_os_str() == "-" => {
-                    let mut buf = Vec::new();
-                    io::stdin()
-                        .lock()
-                        .read_to_end(&mut buf)
-                        .context("cannot read standard input")?;
-                    buf
-                }
-                (None, Some(f)) => {
-                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?
-                }
-                (None, None) => return Err(Failure::usage("give a MESSAGE or --file", None).into()),
-            });
+        Command::Init(a) => {
+            validate::identity_id(&a.id)?;
+            validate::port(a.port)?;
+            validate::host(a.host.as_deref())?;
+            validate::gateway(a.gateway.as_deref())?;
+        }
+        Command::Send(SendArgs {
+            message,
+            file,
+            to,
+            reply_surbs,
+            ..
+        }) => {
+            p.recipient = Some(validate::recipient(to)?);
+            validate::reply_surbs(*reply_surbs)?;
+            p.message = Some(payload(message, file)?);
+        }
+        Command::Reply(ReplyArgs {
+            message, file, tag, ..
+        }) => {
+            p.tag = Some(validate::sender_tag(tag)?);
+            p.message = Some(payload(message, file)?);
+        }
+        Command::Listen(a) => {
+            validate::at_least_one("--count", a.count)?;
+            validate::at_least_one("--timeout", a.timeout)?;
         }
         Command::Import(args) => {
+            validate::identity_id(&args.id)?;
             p.import = Some(import::read_client_dir(&args.id, &args.path)?);
         }
         _ => {}
@@ -465,24 +505,157 @@ async fn access(
 async fn send(
     client: &mut Client,
     a: SendArgs,
-    message: Option<Vec<u8>>,
+    prepared: Prepared,
     json: bool,
 ) -> anyhow::Result<()> {
-    let message = message.unwrap_or_default();
+    let message = prepared.message.unwrap_or_default();
     let len = message.len();
-    client
-        .request(RequestBody::Send(SendRequest {
-            id: a.id.clone(),
-            to: a.to.clone(),
-            message,
-        }))
-        .await?;
+    match (a.reply_surbs, prepared.recipient) {
+        (Some(reply_surbs), Some(recipient)) => {
+            // Anonymous: as an app on the identity's port (the control
+            // socket's Send is plain only).
+            let (mut conn, _) = AppConn::connect(client, &a.id).await?;
+            conn.submit(ClientRequest::SendAnonymous {
+                recipient,
+                message,
+                reply_surbs,
+                connection_id: None,
+            })
+            .await?;
+            conn.close().await;
+        }
+        _ => {
+            client
+                .request(RequestBody::Send(SendRequest {
+                    id: a.id.clone(),
+                    to: a.to.clone(),
+                    message,
+                }))
+                .await?;
+        }
+    }
     if json {
-        print_json(json!({ "ok": true, "id": a.id, "to": a.to, "bytes": len }))?;
+        print_json(json!({
+            "ok": true, "id": a.id, "to": a.to, "bytes": len, "reply_surbs": a.reply_surbs,
+        }))?;
+    } else if let Some(n) = a.reply_surbs {
+        print(&format!(
+            "{}: sent {len} bytes anonymously with {n} reply SURBs\n",
+            a.id
+        ))?;
     } else {
         print(&format!("{}: sent {len} bytes\n", a.id))?;
     }
     Ok(())
+}
+
+async fn reply(
+    client: &mut Client,
+    a: ReplyArgs,
+    prepared: Prepared,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(sender_tag) = prepared.tag else {
+        anyhow::bail!("internal error: reply not prepared");
+    };
+    let message = prepared.message.unwrap_or_default();
+    let len = message.len();
+    let (mut conn, _) = AppConn::connect(client, &a.id).await?;
+    conn.submit(ClientRequest::Reply {
+        sender_tag,
+        message,
+        connection_id: None,
+    })
+    .await?;
+    conn.close().await;
+    if json {
+        print_json(json!({ "ok": true, "id": a.id, "tag": a.tag, "bytes": len }))?;
+    } else {
+        print(&format!("{}: replied {len} bytes to {}\n", a.id, a.tag))?;
+    }
+    Ok(())
+}
+
+/// One received message for `listen`.
+fn print_received(id: &str, r: &Received, json: bool) -> io::Result<()> {
+    if json {
+        print_json(json!({
+            "type": "received",
+            "id": id,
+            "bytes": r.message.len(),
+            "message_base64": base64::engine::general_purpose::STANDARD.encode(&r.message),
+            "text": std::str::from_utf8(&r.message).ok(),
+            "sender_tag": r.sender_tag.map(|t| t.to_string()),
+        }))
+    } else {
+        print(&app::text_line(r))
+    }
+}
+
+async fn listen(client: &mut Client, a: ListenArgs, json: bool) -> anyhow::Result<()> {
+    let deadline = a
+        .timeout
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let (mut conn, early) = AppConn::connect(client, &a.id).await?;
+    note(&format!(
+        "listening on '{}' (ws://{}){}",
+        a.id,
+        conn.endpoint(),
+        match (a.count, a.timeout) {
+            (Some(n), Some(t)) => format!(" for {n} messages, at most {t} s"),
+            (Some(n), None) => format!(" for {n} messages"),
+            (None, Some(t)) => format!(" for {t} s"),
+            (None, None) => "; Ctrl-C stops".into(),
+        }
+    ));
+    let mut got = 0u64;
+    let done = |got: u64| a.count.is_some_and(|n| got >= n);
+    for r in &early {
+        if done(got) {
+            break;
+        }
+        print_received(&a.id, r, json)?;
+        got += 1;
+    }
+    while !done(got) {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, conn.next()).await {
+                Ok(r) => r?,
+                Err(_) => break,
+            },
+            None => conn.next().await?,
+        };
+        if let nymd_proto::appapi::ServerResponse::Received {
+            message,
+            sender_tag,
+        } = next
+        {
+            print_received(
+                &a.id,
+                &Received {
+                    message,
+                    sender_tag,
+                },
+                json,
+            )?;
+            got += 1;
+        }
+    }
+    conn.close().await;
+    match a.count {
+        Some(n) if got < n => Err(Failure {
+            exit: crate::cli::exit::OTHER,
+            code: "Timeout",
+            message: format!(
+                "'{}' received {got} of {n} messages within {} s",
+                a.id,
+                a.timeout.unwrap_or(0)
+            ),
+            hint: None,
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 async fn events(client: &mut Client, a: EventsArgs, json: bool) -> anyhow::Result<()> {

@@ -5,14 +5,19 @@
 //! - [`commands`]: one function per command: request, then print.
 //! - [`output`]: tables and event lines for people.
 //! - [`import`]: reading a nym-client folder for `nymctl import`.
+//! - [`app`]: nymctl as an app on an identity's websocket port (`listen`,
+//!   `reply`, `send --reply-surbs`).
+//! - [`validate`]: argument values checked before connecting.
 //!
 //! The binary (`src/main.rs`) maps errors to the exit codes of
 //! [`cli::exit`] and exits quietly when stdout is a closed pipe.
 
+pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod import;
 pub mod output;
+pub mod validate;
 
 use std::io;
 
@@ -104,6 +109,9 @@ pub fn classify(err: &anyhow::Error, socket: Option<&std::path::Path>) -> Failur
                     ErrorCode::PermissionDenied => cli::exit::PERMISSION,
                     ErrorCode::NotFound => cli::exit::NOT_FOUND,
                     ErrorCode::VersionMismatch => cli::exit::VERSION_MISMATCH,
+                    // A value nymd refused (a bad name, address or key):
+                    // a usage error, as when nymctl finds it itself.
+                    ErrorCode::InvalidArgument => cli::exit::USAGE,
                     _ => cli::exit::OTHER,
                 };
                 return Failure {

@@ -22,6 +22,9 @@ mod nym_client_db;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// A valid Nym address (the one of Nym's unit tests).
+const ADDR: &str = "CytBseW6yFXUMzz4SGAKdNLGR7q3sJLLYxyBGvutNEQV.4QXYyEVc5fUDjmmi8PrHN9tdUFV4PCvSJE1278cHyvoe@4sBbL1ngf1vtNqykydQKTFh26sQCw888GpUqvPvyNB4f";
+
 fn tempdir() -> tempfile::TempDir {
     let _g = UMASK_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     tempfile::tempdir().expect("tempdir")
@@ -196,12 +199,12 @@ fn identity_lifecycle_through_nymctl() {
         "alice"
     );
 
-    ok(&d.ctl(&["send", "alice", "--to", "somebody", "hello"]));
+    ok(&d.ctl(&["send", "alice", "--to", ADDR, "hello"]));
     let tmp = tempdir();
     let file = tmp.path().join("msg");
     std::fs::write(&file, b"from a file").expect("write");
     let f = file.to_string_lossy().into_owned();
-    ok(&d.ctl(&["send", "alice", "--to", "somebody", "--file", &f]));
+    ok(&d.ctl(&["send", "alice", "--to", ADDR, "--file", &f]));
     let sent = d.backend.sent();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[1].message, b"from a file");
@@ -339,7 +342,7 @@ fn observe_tier_is_exit_4_on_changes_only() {
         &["init", "--id", "bob"][..],
         &["stop", "alice"],
         &["remove", "alice", "--yes"],
-        &["send", "alice", "--to", "x", "hi"],
+        &["send", "alice", "--to", ADDR, "hi"],
         &["daemon", "shutdown"],
     ] {
         let out = d.ctl(args);
@@ -600,9 +603,10 @@ fn access_shows_and_changes_who_may_connect() {
     let out = ok(&d.ctl(&["access", "alice", "--any-local-user"]));
     assert!(out.contains("nothing changed"), "{out}");
 
-    // A bad origin changes nothing and says how to write one.
+    // A bad origin changes nothing and says how to write one; nymd calls
+    // it an invalid argument, which is a usage error (2).
     let bad = d.ctl(&["access", "alice", "--allow-origin", "http://x.example/app"]);
-    assert_eq!(code(&bad), 1, "{}", stderr(&bad));
+    assert_eq!(code(&bad), 2, "{}", stderr(&bad));
     assert!(
         stderr(&bad).contains("scheme://host[:port]"),
         "{}",
@@ -621,4 +625,153 @@ fn access_needs_the_operate_tier() {
         .insert(FakeBackend::identity("alice", 2000, "127.0.0.1", true));
     let out = d.ctl(&["access", "alice", "--allow-user", "1000"]);
     assert_eq!(code(&out), 4, "{}", stderr(&out));
+}
+
+/// Every bad argument value is a usage error (exit 2) that says what to
+/// fix, found before connecting: the same with a daemon and without one.
+#[test]
+fn validation_errors_exit_2_with_or_without_a_daemon() {
+    let d = Daemon::start(same_user());
+    ok(&d.ctl(&["init", "--id", "alice", "--port", "2000"]));
+    let tmp = tempdir();
+    let missing = tmp.path().join("nope/nymd.sock");
+    let cases: &[(&[&str], &str)] = &[
+        (&["init", "--id", "x", "--port", "0"], "--port 0"),
+        (&["init", "--id", "../evil"], "invalid identity name"),
+        (&["init", "--id", ".hidden"], "invalid identity name"),
+        (
+            &["init", "--id", "x", "--host", "999.1.1.1"],
+            "not an IP address",
+        ),
+        (
+            &["init", "--id", "x", "--gateway", "nope"],
+            "gateway identity key",
+        ),
+        (&["init", "--id", "x", "--gateway", "0OIl"], "not base58"),
+        (
+            &["import", "--id", "a/b", "/nonexistent"],
+            "invalid identity name",
+        ),
+        (&["send", "alice", "--to", "bad", "hi"], "not a Nym address"),
+        (
+            &["send", "alice", "--to", ADDR, "--reply-surbs", "501", "hi"],
+            "at most 500",
+        ),
+        (
+            &["reply", "alice", "--tag", "bad!", "hi"],
+            "not a sender tag",
+        ),
+        (
+            &["reply", "alice", "--tag", "abc", "hi"],
+            "not a sender tag",
+        ),
+        (&["listen", "alice", "--count", "0"], "--count 0"),
+        (&["listen", "alice", "--timeout", "0"], "--timeout 0"),
+    ];
+    for (args, says) in cases {
+        for socket in [d.path.as_path(), missing.as_path()] {
+            let out = nymctl(Some(socket), args);
+            assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("hint: "),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        let v = json(&d.ctl(&with_json));
+        assert_eq!(v["error"]["exit_code"], 2, "{args:?}: {v}");
+        assert_eq!(v["error"]["code"], "Usage", "{args:?}: {v}");
+    }
+    assert_eq!(d.backend.sent().len(), 0, "nothing reached the daemon");
+    assert!(!ok(&d.ctl(&["list"])).contains(" x "));
+    // Values only nymd can judge: its InvalidArgument is exit 2 as well.
+    let out = d.ctl(&["access", "alice", "--allow-origin", "not an origin"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let v = json(&d.ctl(&["--json", "access", "alice", "--allow-origin", "x"]));
+    assert_eq!(v["error"]["code"], "InvalidArgument", "{v}");
+    assert_eq!(v["error"]["exit_code"], 2, "{v}");
+}
+
+/// The commands that use an identity's websocket port say what is wrong
+/// when they cannot: a stopped identity, nothing listening, a port that
+/// closes the connection before the handshake (as nymd does for a user it
+/// does not let in).
+#[test]
+fn listen_and_reply_say_why_the_port_is_unusable() {
+    let d = Daemon::start(same_user());
+    d.backend
+        .insert(FakeBackend::identity("stopped", 2001, "127.0.0.1", false));
+    let out = d.ctl(&["listen", "stopped"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("stopped"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nymctl start stopped"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A running identity whose port has nobody listening.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("addr").port();
+    drop(free);
+    d.backend
+        .insert(FakeBackend::identity("deaf", port, "127.0.0.1", true));
+    let out = d.ctl(&["reply", "deaf", "--tag", "6CzGHguLGCk1f416kwDZB7", "hi"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing listens"), "{}", stderr(&out));
+
+    // A port that closes every connection before the handshake: the
+    // error names the likely cause and how to get in (exit 4).
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closer.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in closer.incoming() {
+            drop(conn);
+        }
+    });
+    d.backend
+        .insert(FakeBackend::identity("guarded", port, "127.0.0.1", true));
+    for args in [
+        &["listen", "guarded", "--count", "1"][..],
+        &["send", "guarded", "--to", ADDR, "--reply-surbs", "3", "hi"],
+    ] {
+        let out = d.ctl(args);
+        assert_eq!(code(&out), 4, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nymctl access guarded"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(d.backend.sent().len(), 0);
+}
+
+/// nymctl's identity-name rule is nymd's.
+#[test]
+fn identity_names_are_checked_as_nymd_checks_them() {
+    for id in [
+        "a",
+        "alice",
+        "A-b_9",
+        ".x",
+        "",
+        "a/b",
+        "../evil",
+        "a b",
+        "ä",
+        "x.y",
+        "-",
+        "_",
+        &"n".repeat(64),
+        &"n".repeat(65),
+    ] {
+        assert_eq!(
+            nymctl::validate::identity_id(id).is_ok(),
+            nymd::store::validate_id(id).is_ok(),
+            "{id:?}"
+        );
+    }
 }

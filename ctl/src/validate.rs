@@ -1,0 +1,120 @@
+//! Checks of argument values made before connecting, so that a bad value is
+//! a usage error (exit 2) that says what to fix, whether or not nymd runs.
+//! nymd checks the same again (and its `InvalidArgument` answers exit 2
+//! too); these rules are its rules.
+
+use std::net::IpAddr;
+
+use nymd_proto::appapi::MAX_REPLY_SURBS;
+use nymd_proto::{Recipient, SenderTag};
+
+use crate::Failure;
+
+/// Longest identity name (nymd's `store::MAX_ID_LEN`).
+pub const MAX_ID_LEN: usize = 64;
+
+/// An identity name for `init` and `import`: 1-64 characters from
+/// `A-Z a-z 0-9 _ -`, not starting with `.` (nymd's `store::validate_id`).
+pub fn identity_id(id: &str) -> Result<(), Failure> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::usage(
+            format!(
+                "invalid identity name {id:?}: use 1-{MAX_ID_LEN} characters from A-Z a-z 0-9 _ -"
+            ),
+            Some("for example --id alice"),
+        ))
+    }
+}
+
+/// `--port`: 0 is no port (leave `--port` out to take the next free one).
+pub fn port(port: Option<u16>) -> Result<(), Failure> {
+    match port {
+        Some(0) => Err(Failure::usage(
+            "--port 0 is not a port",
+            Some("give a port from 1 to 65535, or leave --port out to take the next free one from 1977"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `--host`: an IP address.
+pub fn host(host: Option<&str>) -> Result<(), Failure> {
+    match host {
+        Some(h) if h.parse::<IpAddr>().is_err() => Err(Failure::usage(
+            format!("--host {h:?} is not an IP address"),
+            Some("give an address such as 127.0.0.1 or ::1 (a host name is not accepted)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `--gateway`: a base58 ed25519 identity key (32 bytes).
+pub fn gateway(gateway: Option<&str>) -> Result<(), Failure> {
+    let Some(g) = gateway else {
+        return Ok(());
+    };
+    match bs58::decode(g).into_vec() {
+        Ok(v) if v.len() == 32 => Ok(()),
+        Ok(v) => Err(Failure::usage(
+            format!(
+                "--gateway {g:?} is not a gateway identity key: it decodes to {} bytes, a key has 32",
+                v.len()
+            ),
+            Some("nymctl gateways lists the gateways' identity keys"),
+        )),
+        Err(e) => Err(Failure::usage(
+            format!("--gateway {g:?} is not a gateway identity key: not base58 ({e})"),
+            Some("nymctl gateways lists the gateways' identity keys"),
+        )),
+    }
+}
+
+/// `--to`: a Nym address.
+pub fn recipient(to: &str) -> Result<Recipient, Failure> {
+    to.parse::<Recipient>().map_err(|e| {
+        Failure::usage(
+            format!("--to {to:?} is not a Nym address: {}", e.to_string().trim_end()),
+            Some("a Nym address has the form IDENTITY.ENCRYPTION@GATEWAY; nymctl address ID prints an identity's"),
+        )
+    })
+}
+
+/// `--tag`: a sender tag (base58 of 16 bytes).
+pub fn sender_tag(tag: &str) -> Result<SenderTag, Failure> {
+    tag.parse::<SenderTag>().map_err(|e| {
+        Failure::usage(
+            format!("--tag {tag:?} is not a sender tag: {e}"),
+            Some("use the tag nymctl listen printed in brackets (or its JSON sender_tag)"),
+        )
+    })
+}
+
+/// `--reply-surbs`: at most [`MAX_REPLY_SURBS`] (what nymd accepts).
+pub fn reply_surbs(n: Option<u32>) -> Result<(), Failure> {
+    match n {
+        Some(n) if n > MAX_REPLY_SURBS => Err(Failure::usage(
+            format!("--reply-surbs {n} is too many: one message carries at most {MAX_REPLY_SURBS}"),
+            Some("the recipient asks for more when it runs out"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `--count` and `--timeout` of `listen`: at least 1.
+pub fn at_least_one(flag: &str, v: Option<u64>) -> Result<(), Failure> {
+    match v {
+        Some(0) => Err(Failure::usage(
+            format!("{flag} 0 means nothing: give 1 or more"),
+            Some("leave it out to listen until Ctrl-C"),
+        )),
+        _ => Ok(()),
+    }
+}
