@@ -314,7 +314,7 @@ fn dashboard_of_a_real_daemon_on_the_localnet() {
             row_running(s, "default")
                 && row_running(s, "second")
                 && s.contains("connection  connected")
-                && nonzero_after(s, "total sent ")
+                && nonzero_after(s, "since start: sent ")
                 && three_layers(s)
         },
     );
@@ -323,7 +323,7 @@ fn dashboard_of_a_real_daemon_on_the_localnet() {
     // Real traffic both ways, cumulative, on the traffic page.
     tui.key("2");
     let traffic_page = tui.wait_for("real traffic sent and received", deadline, |s| {
-        s.contains("Traffic since start")
+        s.contains("Totals since the identity started")
             && nonzero_after(s, "sent  real ")
             && nonzero_after(s, "recv  real ")
     });
@@ -359,8 +359,12 @@ fn dashboard_of_a_real_daemon_on_the_localnet() {
     let _ = nymd.0.kill();
     let _ = nymd.0.wait();
     let _ = traffic.join();
+    // Its rows no longer claim a state.
     tui.wait_for("the daemon gone", deadline, |s| {
-        s.contains("reconnecting in") || s.contains("retrying in")
+        (s.contains("reconnecting in") || s.contains("retrying in"))
+            && s.lines()
+                .any(|l| l.contains(" default ") && l.contains("unknown"))
+            && !row_running(s, "default")
     });
 
     // 7. Quit: exit 0, terminal restored.

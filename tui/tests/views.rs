@@ -50,12 +50,15 @@ const GOLDENS: &[&str] = &[
     "not_running_80x24",
     "observe_stop_refused_80x24",
     "overview_120x32",
+    "overview_60x24",
     "overview_80x24",
     "overview_second_bytes_80x24",
     "reconnecting_80x24",
+    "stopped_identity_80x24",
     "topology_80x24",
     "topology_scrolled_80x12",
     "traffic_80x24",
+    "traffic_bytes_80x24",
     "traffic_total_80x24",
 ];
 
@@ -248,6 +251,34 @@ fn overview_second_selected_in_bytes() {
     golden("overview_second_bytes_80x24", &screen(&s, 80, 24));
 }
 
+/// 60 columns: the identities table keeps ID, state and the rates (then
+/// port and uptime) and leaves out what does not fit.
+#[test]
+fn overview_60x24() {
+    golden("overview_60x24", &screen(&busy(Tier::Operate), 60, 24));
+}
+
+/// A stopped identity: its rates are zero (not its last ones), its uptime
+/// is gone; the header counts one running.
+#[test]
+fn stopped_identity_80x24() {
+    let mut s = busy(Tier::Operate);
+    s.apply(Update::Event(Event::IdentityState {
+        identity: "second".into(),
+        state: IdentityState::Stopped,
+    }));
+    golden("stopped_identity_80x24", &screen(&s, 80, 24));
+}
+
+/// Bytes mode: rates carry their unit once (`4.9kB/s`, not `4.9kB B/s`).
+#[test]
+fn traffic_bytes_80x24() {
+    let mut s = busy(Tier::Operate);
+    s.ui.view = ViewKind::Traffic;
+    s.ui.unit = Unit::Bytes;
+    golden("traffic_bytes_80x24", &screen(&s, 80, 24));
+}
+
 #[test]
 fn traffic_80x24() {
     let mut s = busy(Tier::Operate);
@@ -342,6 +373,8 @@ fn daemon_not_running() {
     golden("not_running_80x24", &screen(&s, 80, 24));
 }
 
+/// The daemon went away: the last picture stays, but what may have changed
+/// since is not claimed: states read "unknown", rates and uptimes "–".
 #[test]
 fn daemon_went_away_keeps_the_last_picture() {
     let mut s = busy(Tier::Operate);

@@ -112,6 +112,15 @@ impl Sample {
         }
     }
 
+    /// The sample of an interval with no traffic after this one: every
+    /// rate zero, the queue depth (a level) kept.
+    pub fn idle(&self) -> Self {
+        Self {
+            queue_depth: self.queue_depth,
+            ..Self::default()
+        }
+    }
+
     /// Sent, real and cover.
     pub fn sent(&self, unit: Unit) -> u64 {
         self.get(Series::RealSent, unit) + self.get(Series::CoverSent, unit)

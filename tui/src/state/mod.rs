@@ -164,6 +164,28 @@ impl Identity {
     pub fn last_sample(&self) -> Option<&Sample> {
         self.history.last()
     }
+
+    /// Whether the identity sends and receives nothing in `state` (nymd
+    /// sends no `Traffic` events for it then, so its last rate would
+    /// otherwise stay on screen).
+    fn is_idle(state: &IdentityState) -> bool {
+        matches!(state, IdentityState::Stopped | IdentityState::Failed { .. })
+    }
+
+    /// Take a new state: a stopped or failed identity's rates go to zero
+    /// (one zero sample), and its next run counts from its first event.
+    fn set_state(&mut self, state: IdentityState) {
+        if Self::is_idle(&state) {
+            self.last_counters = None;
+            if let Some(last) = self.history.last() {
+                let idle = last.idle();
+                if *last != idle {
+                    self.history.push(idle);
+                }
+            }
+        }
+        self.info.state = state;
+    }
 }
 
 /// A line for the operator at the bottom: an action's outcome or why a key
@@ -448,7 +470,9 @@ impl State {
             .map(|info| match old.iter().position(|o| o.info.id == info.id) {
                 Some(pos) => {
                     let mut kept = old.swap_remove(pos);
+                    let state = info.state.clone();
                     kept.info = info;
+                    kept.set_state(state);
                     kept
                 }
                 None => Identity::new(info),
@@ -463,7 +487,7 @@ impl State {
                     if matches!(state, IdentityState::Stopped) {
                         i.info.uptime_secs = None;
                     }
-                    i.info.state = state;
+                    i.set_state(state);
                 }
                 None => {
                     let pos = self
@@ -643,6 +667,58 @@ mod tests {
                 .series(Series::RealSent, Unit::Packets),
             vec![3, 7, 2]
         );
+    }
+
+    #[test]
+    fn a_stopped_identity_s_rates_go_to_zero() {
+        let mut s = State::new("/s");
+        s.apply(Update::Status(vec![info("a"), info("b")]));
+        for n in [0, 10, 20] {
+            s.apply(traffic("a", n, n));
+            s.apply(traffic("b", n, n));
+        }
+        s.apply(Update::Event(Event::IdentityState {
+            identity: "a".into(),
+            state: IdentityState::Stopped,
+        }));
+        let a = &s.identities[0];
+        assert_eq!(a.last_sample(), Some(&Sample::default()));
+        assert_eq!(
+            a.history.series(Series::RealSent, Unit::Packets),
+            vec![10, 10, 0]
+        );
+        // The status poll says stopped again: no second zero sample.
+        let mut stopped = info("a");
+        stopped.state = IdentityState::Stopped;
+        s.apply(Update::Status(vec![stopped, info("b")]));
+        assert_eq!(s.identities[0].history.len(), 3);
+        // The total's newest sample no longer counts it.
+        s.apply(traffic("b", 25, 25));
+        s.ui.scope = Scope::Total;
+        assert_eq!(
+            s.scoped_history().last().map(|x| x.real_sent_packets),
+            Some(5)
+        );
+        // Started again, with counters from zero: the first event is no
+        // rate, the second is.
+        s.apply(Update::Event(Event::IdentityState {
+            identity: "a".into(),
+            state: IdentityState::Running,
+        }));
+        s.apply(traffic("a", 2, 2));
+        assert_eq!(s.identities[0].history.len(), 3);
+        s.apply(traffic("a", 5, 5));
+        assert_eq!(
+            s.identities[0].last_sample().map(|x| x.real_sent_packets),
+            Some(3)
+        );
+        // A failed identity (found by a status poll) goes to zero too.
+        let mut failed = info("b");
+        failed.state = IdentityState::Failed {
+            reason: "gone".into(),
+        };
+        s.apply(Update::Status(vec![info("a"), failed]));
+        assert_eq!(s.identities[1].last_sample(), Some(&Sample::default()));
     }
 
     #[test]

@@ -68,11 +68,21 @@ pub fn in_unit(n: u64, unit: Unit) -> String {
     }
 }
 
-/// The unit's per-second suffix.
+/// The unit of the rates a title or header stands over: packets are bare
+/// numbers under `pk/s`; bytes carry their own unit (`4.9kB`), so only the
+/// time is left to say.
 pub fn unit_rate(unit: Unit) -> &'static str {
     match unit {
         Unit::Packets => "pk/s",
-        Unit::Bytes => "B/s",
+        Unit::Bytes => "bytes/s",
+    }
+}
+
+/// A rate that stands alone, with its unit: `7 pk/s`, `4.9kB/s`.
+pub fn rate(n: u64, unit: Unit) -> String {
+    match unit {
+        Unit::Packets => format!("{} pk/s", count(n)),
+        Unit::Bytes => format!("{}/s", bytes(n)),
     }
 }
 
@@ -119,5 +129,8 @@ mod tests {
         assert_eq!(uptime(3725), "1h02m");
         assert_eq!(uptime(90_000), "1d01h");
         assert_eq!(duration_short(Duration::from_millis(250)), "250ms");
+        assert_eq!(rate(7, Unit::Packets), "7 pk/s");
+        assert_eq!(rate(4_900, Unit::Bytes), "4.9kB/s");
+        assert_eq!(in_unit(4_900, Unit::Bytes), "4.9kB");
     }
 }

@@ -11,7 +11,7 @@ use ratatui::widgets::{
 use ratatui::Frame;
 
 use super::fmt;
-use crate::state::{Identity, Scope, Series, State, Unit};
+use crate::state::{ConnState, Identity, Scope, Series, State, Unit};
 
 /// Rows of the gateway/traffic band and of the topology box.
 const MIDDLE_HEIGHT: u16 = 9;
@@ -25,8 +25,14 @@ pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
     ])
     .areas(area);
     render_identities(frame, ids, state);
-    let [gw, traffic] =
-        Layout::horizontal([Constraint::Length(36), Constraint::Min(0)]).areas(middle);
+    // The gateway box wants 36 columns; below 80 the two boxes share the
+    // width, so the traffic box keeps room for its numbers.
+    let gw_width = if middle.width >= 80 {
+        Constraint::Length(36)
+    } else {
+        Constraint::Ratio(1, 2)
+    };
+    let [gw, traffic] = Layout::horizontal([gw_width, Constraint::Min(0)]).areas(middle);
     render_gateway(frame, gw, state);
     render_traffic(frame, traffic, state);
     render_topology(frame, topo, state);
@@ -41,80 +47,160 @@ pub(super) fn state_style(s: &IdentityState) -> Style {
     }
 }
 
-fn rate(i: &Identity, unit: Unit, sent: bool) -> String {
+/// The columns of the identities table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Id,
+    State,
+    Port,
+    Apps,
+    Gateway,
+    Uptime,
+    Sent,
+    Recv,
+}
+
+impl Col {
+    /// Left to right.
+    const ORDER: [Col; 8] = [
+        Col::Id,
+        Col::State,
+        Col::Port,
+        Col::Apps,
+        Col::Gateway,
+        Col::Uptime,
+        Col::Sent,
+        Col::Recv,
+    ];
+    /// Most important first: a narrow terminal drops from the end.
+    const PRIORITY: [Col; 8] = [
+        Col::Id,
+        Col::State,
+        Col::Sent,
+        Col::Recv,
+        Col::Port,
+        Col::Uptime,
+        Col::Apps,
+        Col::Gateway,
+    ];
+
+    fn width(self) -> u16 {
+        match self {
+            Col::Id => 10,
+            Col::State => 12,
+            Col::Port => 5,
+            Col::Apps => 4,
+            Col::Gateway => 11,
+            Col::Uptime => 6,
+            Col::Sent | Col::Recv => 9,
+        }
+    }
+}
+
+/// The columns that fit in `width` cells (the table's inside, after the
+/// selection mark), in display order: the most important ones first.
+fn columns(width: u16) -> Vec<Col> {
+    let mut used = 0u16;
+    let mut keep = Vec::new();
+    for c in Col::PRIORITY {
+        let need = c.width() + u16::from(!keep.is_empty());
+        if used + need > width {
+            break;
+        }
+        used += need;
+        keep.push(c);
+    }
+    Col::ORDER
+        .into_iter()
+        .filter(|c| keep.contains(c))
+        .collect()
+}
+
+/// A rate column's value: a bare number of packets (the header says
+/// pk/s), or bytes with their unit (the header says /s).
+fn rate(i: &Identity, unit: Unit, sent: bool, known: bool) -> String {
     match i.last_sample() {
-        Some(s) if sent => fmt::in_unit(s.sent(unit), unit),
-        Some(s) => fmt::in_unit(s.received(unit), unit),
-        None => "–".into(),
+        Some(s) if known && sent => fmt::in_unit(s.sent(unit), unit),
+        Some(s) if known => fmt::in_unit(s.received(unit), unit),
+        _ => "–".into(),
     }
 }
 
 fn render_identities(frame: &mut Frame, area: Rect, state: &State) {
     let unit = state.ui.unit;
+    // While the daemon is away, what it last said may no longer be true:
+    // the state is unknown, and so are the rates and the uptime.
+    let known = matches!(state.conn, ConnState::Connected);
     let per = match unit {
-        Unit::Packets => "pk/s",
-        Unit::Bytes => "B/s",
+        Unit::Packets => " pk/s",
+        Unit::Bytes => "/s",
     };
-    let header = Row::new(vec![
-        Cell::from("ID"),
-        Cell::from("STATE"),
-        Cell::from("PORT"),
-        Cell::from("APPS"),
-        Cell::from("GATEWAY"),
-        Cell::from("UPTIME"),
-        Cell::from(format!("SENT {per}")),
-        Cell::from(format!("RECV {per}")),
-    ])
-    .style(Style::default().add_modifier(Modifier::BOLD));
+    // Inside the borders, after the selection mark.
+    let cols = columns(area.width.saturating_sub(2 + 2));
+    let title = |c: Col| match c {
+        Col::Id => "ID".to_string(),
+        Col::State => "STATE".into(),
+        Col::Port => "PORT".into(),
+        Col::Apps => "APPS".into(),
+        Col::Gateway => "GATEWAY".into(),
+        Col::Uptime => "UPTIME".into(),
+        Col::Sent => format!("SENT{per}"),
+        Col::Recv => format!("RECV{per}"),
+    };
+    let header = Row::new(cols.iter().map(|c| Cell::from(title(*c))))
+        .style(Style::default().add_modifier(Modifier::BOLD));
+    let unknown = Style::default().fg(Color::DarkGray);
     let rows: Vec<Row> = state
         .identities
         .iter()
         .map(|i| {
             let info = &i.info;
-            Row::new(vec![
-                Cell::from(fmt::cut(&info.id, 10)),
-                Cell::from(info.state.label()).style(state_style(&info.state)),
-                Cell::from(if info.websocket_port == 0 {
+            let cell = |c: Col| match c {
+                Col::Id => Cell::from(fmt::cut(&info.id, 10)),
+                Col::State if known => {
+                    Cell::from(info.state.label()).style(state_style(&info.state))
+                }
+                Col::State => Cell::from("unknown"),
+                Col::Port => Cell::from(if info.websocket_port == 0 {
                     "–".to_string()
                 } else {
                     info.websocket_port.to_string()
                 }),
-                Cell::from(format!("{:>4}", info.connected_apps.len())),
-                Cell::from(
+                Col::Apps => Cell::from(if known {
+                    format!("{:>4}", info.connected_apps.len())
+                } else {
+                    format!("{:>4}", "–")
+                }),
+                Col::Gateway => Cell::from(
                     info.gateway_id
                         .as_deref()
                         .map(|g| fmt::short_key(g, 11))
                         .unwrap_or_else(|| "–".into()),
                 ),
-                Cell::from(format!(
+                Col::Uptime => Cell::from(format!(
                     "{:>6}",
                     info.uptime_secs
+                        .filter(|_| known)
                         .map(fmt::uptime)
                         .unwrap_or_else(|| "–".into())
                 )),
-                Cell::from(format!("{:>9}", rate(i, unit, true))),
-                Cell::from(format!("{:>9}", rate(i, unit, false))),
-            ])
+                Col::Sent => Cell::from(format!("{:>9}", rate(i, unit, true, known))),
+                Col::Recv => Cell::from(format!("{:>9}", rate(i, unit, false, known))),
+            };
+            let row = Row::new(cols.iter().map(|c| cell(*c)));
+            if known {
+                row
+            } else {
+                row.style(unknown)
+            }
         })
         .collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(10),
-            Constraint::Length(12),
-            Constraint::Length(5),
-            Constraint::Length(4),
-            Constraint::Length(11),
-            Constraint::Length(6),
-            Constraint::Length(9),
-            Constraint::Length(9),
-        ],
-    )
-    .header(header)
-    .block(Block::bordered().title(format!(" Identities ({}) ", state.identities.len())))
-    .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-    .highlight_symbol("▶ ")
-    .highlight_spacing(HighlightSpacing::Always);
+    let table = Table::new(rows, cols.iter().map(|c| Constraint::Length(c.width())))
+        .header(header)
+        .block(Block::bordered().title(format!(" Identities ({}) ", state.identities.len())))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("▶ ")
+        .highlight_spacing(HighlightSpacing::Always);
     // A local table state: drawing never writes to `State`.
     let mut ts = TableState::default().with_selected(state.selected_index());
     frame.render_stateful_widget(table, area, &mut ts);
@@ -131,8 +217,9 @@ fn render_gateway(frame: &mut Frame, area: Rect, state: &State) {
     let info = &sel.info;
     let width = usize::from(area.width.saturating_sub(2 + 12));
     let label = |l: &str| Span::styled(format!("{l:<11} "), Style::default().fg(Color::Gray));
+    let known = matches!(state.conn, ConnState::Connected);
     let status = info.gateway_status.as_ref();
-    let (conn_text, conn_style) = match status.map(|s| s.connection) {
+    let (conn_text, conn_style) = match status.map(|s| s.connection).filter(|_| known) {
         Some(GatewayConnection::Connected) => ("connected", Style::default().fg(Color::Green)),
         Some(GatewayConnection::Reconnecting) => {
             ("reconnecting", Style::default().fg(Color::Yellow))
@@ -226,22 +313,23 @@ fn render_traffic(frame: &mut Frame, area: Rect, state: &State) {
     frame.render_widget(block, area);
     let history = state.scoped_history();
     let unit = state.ui.unit;
+    let known = matches!(state.conn, ConnState::Connected);
     let rows = Layout::vertical([Constraint::Length(1); 7]).split(inner);
     for (n, series) in Series::ALL.iter().enumerate() {
         let [label, spark] =
             Layout::horizontal([Constraint::Length(17), Constraint::Min(0)]).areas(rows[n]);
-        let now = history.last().map(|s| s.get(*series, unit)).unwrap_or(0);
+        let now = match history.last() {
+            Some(s) if known => fmt::in_unit(s.get(*series, unit), unit),
+            Some(_) => "–".into(),
+            None => fmt::in_unit(0, unit),
+        };
         let style = if matches!(series, Series::RealSent | Series::RealRecv) {
             Style::default().fg(Color::Cyan)
         } else {
             Style::default().fg(Color::DarkGray)
         };
         frame.render_widget(
-            Paragraph::new(format!(
-                "{:<10} {:>5}",
-                series.label(),
-                fmt::in_unit(now, unit)
-            )),
+            Paragraph::new(format!("{:<10} {now:>5}", series.label())),
             label,
         );
         frame.render_widget(
@@ -256,23 +344,40 @@ fn render_traffic(frame: &mut Frame, area: Rect, state: &State) {
         .last()
         .map(|s| s.queue_depth)
         .unwrap_or(c.queue_depth);
+    let narrow = inner.width < 40;
     frame.render_widget(
         Paragraph::new(format!(
-            "acks {}  retransmitted {}  queue {}",
+            "acks {}  {} {}  queue {}",
             fmt::count(c.acks_received),
+            if narrow { "retx" } else { "retransmitted" },
             fmt::count(c.retransmissions),
             fmt::count(queue)
         )),
         rows[5],
     );
-    frame.render_widget(
-        Paragraph::new(format!(
-            "total sent {} ({})  recv {} ({})",
-            fmt::count(c.real_packets_sent + c.cover_packets_sent),
+    // Totals, not rates, in the box's unit.
+    let (sent, recv) = match unit {
+        Unit::Packets => (
+            format!(
+                "{} pk",
+                fmt::count(c.real_packets_sent + c.cover_packets_sent)
+            ),
+            format!(
+                "{} pk",
+                fmt::count(c.real_packets_received + c.cover_packets_received)
+            ),
+        ),
+        Unit::Bytes => (
             fmt::bytes(c.real_bytes_sent + c.cover_bytes_sent),
-            fmt::count(c.real_packets_received + c.cover_packets_received),
             fmt::bytes(c.real_bytes_received + c.cover_bytes_received),
-        )),
+        ),
+    };
+    frame.render_widget(
+        Paragraph::new(if narrow {
+            format!("since start ↑{sent} ↓{recv}")
+        } else {
+            format!("since start: sent {sent}  recv {recv}")
+        }),
         rows[6],
     );
 }
@@ -341,4 +446,21 @@ fn render_topology(frame: &mut Frame, area: Rect, state: &State) {
     }));
     lines.push(Line::from(spans));
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrow_tables_keep_the_important_columns() {
+        use Col::*;
+        assert_eq!(columns(76), Col::ORDER.to_vec(), "80 columns: all");
+        // 60 columns: 56 inside.
+        assert_eq!(columns(56), vec![Id, State, Port, Uptime, Sent, Recv]);
+        assert_eq!(columns(42), vec![Id, State, Sent]);
+        assert_eq!(columns(32), vec![Id, State]);
+        assert_eq!(columns(12), vec![Id]);
+        assert_eq!(columns(0), vec![]);
+    }
 }

@@ -8,7 +8,6 @@ use ratatui::widgets::{Block, Paragraph, Sparkline};
 use ratatui::Frame;
 
 use super::fmt;
-use super::overview::scope_title;
 use crate::state::{Scope, Series, State};
 
 pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
@@ -24,11 +23,10 @@ pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
         let now = history.last().map(|s| s.get(*series, unit)).unwrap_or(0);
         let peak = history.peak(*series, unit);
         let block = Block::bordered().title(format!(
-            " {} · {} {} · peak {} ",
+            " {} · {} · peak {} ",
             series.label(),
-            fmt::in_unit(now, unit),
-            fmt::unit_rate(unit),
-            fmt::in_unit(peak, unit),
+            fmt::rate(now, unit),
+            fmt::rate(peak, unit),
         ));
         let inner = block.inner(area);
         let style = if matches!(series, Series::RealSent | Series::RealRecv) {
@@ -50,14 +48,14 @@ pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
     let last = history.last().copied().unwrap_or_default();
     let lines = vec![
         Line::from(format!(
-            "sent  real {} ({})  cover {} ({})",
+            "sent  real {} pk ({})  cover {} pk ({})",
             fmt::count(c.real_packets_sent),
             fmt::bytes(c.real_bytes_sent),
             fmt::count(c.cover_packets_sent),
             fmt::bytes(c.cover_bytes_sent),
         )),
         Line::from(format!(
-            "recv  real {} ({})  cover {} ({})",
+            "recv  real {} pk ({})  cover {} pk ({})",
             fmt::count(c.real_packets_received),
             fmt::bytes(c.real_bytes_received),
             fmt::count(c.cover_packets_received),
@@ -82,10 +80,20 @@ pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
             Scope::Total => "t: selected identity  b: packets/bytes".to_string(),
         }),
     ];
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered().title(format!(" Traffic since start · {} ", scope_title(state))),
+    // Counts since each identity (re)started, not rates: the title names
+    // no unit.
+    let title = match state.ui.scope {
+        Scope::Selected => format!(
+            " Totals since the identity started · {} ",
+            state
+                .selected()
+                .map(|i| fmt::cut(&i.info.id, 16))
+                .unwrap_or_else(|| "–".into())
         ),
+        Scope::Total => " Totals since each identity started · all identities ".into(),
+    };
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(title)),
         summary,
     );
 }
