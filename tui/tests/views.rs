@@ -251,6 +251,42 @@ fn overview_second_selected_in_bytes() {
     golden("overview_second_bytes_80x24", &screen(&s, 80, 24));
 }
 
+/// The READMEs (the project's and nym-tui's) show this screen: the
+/// fenced block after the marker line must be the overview golden's text.
+/// `NYMD_BLESS=1` rewrites the blocks.
+#[test]
+fn readme_samples_are_the_overview_screen() {
+    const MARKER: &str = "<!-- tui/tests/golden/overview_80x24.txt -->\n```\n";
+    let now = screen(&busy(Tier::Operate), 80, 24);
+    let bless = std::env::var_os("NYMD_BLESS").is_some_and(|v| v == "1");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for readme in [manifest.join("../README.md"), manifest.join("README.md")] {
+        let text = std::fs::read_to_string(&readme).expect("README");
+        let start = text.find(MARKER).unwrap_or_else(|| {
+            panic!(
+                "{}: no line `<!-- tui/tests/golden/overview_80x24.txt -->` before the sample",
+                readme.display()
+            )
+        }) + MARKER.len();
+        let Some(len) = text[start..].find("```\n") else {
+            panic!("{}: the sample's block is not closed", readme.display());
+        };
+        if text[start..start + len] == now {
+            continue;
+        }
+        if bless {
+            let new = format!("{}{now}{}", &text[..start], &text[start + len..]);
+            std::fs::write(&readme, new).expect("write README");
+            continue;
+        }
+        panic!(
+            "{}: the sample differs from the overview screen; copy tui/tests/golden/overview_80x24.txt into it, or run NYMD_BLESS=1 cargo test -p nym-tui --test views\n--- README\n{}\n--- screen\n{now}",
+            readme.display(),
+            &text[start..start + len]
+        );
+    }
+}
+
 /// 60 columns: the identities table keeps ID, state and the rates (then
 /// port and uptime) and leaves out what does not fit.
 #[test]
