@@ -978,10 +978,10 @@ impl Actor {
 
     fn reassemble(&mut self, fragment: Fragment, via: Via) {
         let now = Instant::now();
-        // The bound in force: the reassembler's own, or less while the
-        // daemon's budget is short (the oldest incomplete messages go).
-        self.reassembler
-            .set_max_buffered_bytes(self.reassembly_bytes.ceiling());
+        // The reassembler keeps to its own bound (its oldest incomplete
+        // messages go first); the daemon's budget is kept by reading no
+        // fragments while it is used up, so that no message whose
+        // fragments the sender saw acknowledged is dropped for it.
         let inserted = self.reassembler.insert(fragment, now);
         self.reassembly_bytes
             .set_used(self.reassembler.buffered_bytes());
@@ -1317,10 +1317,7 @@ impl Actor {
                 tag,
                 now,
             ) {
-                return Err(
-                    "nymd's memory budget is used up: no room for the keys of more reply SURBs"
-                        .into(),
-                );
+                return Err("no room for the keys of reply SURBs (reply_key_bytes)".into());
             }
             out.push(surb);
         }

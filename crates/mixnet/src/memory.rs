@@ -116,11 +116,18 @@ impl Account {
         self.used < self.bound && self.budget.has_room()
     }
 
-    /// The most the store may hold now: its bound, or what it holds plus
-    /// what is left of the daemon's budget if that is less.
-    pub fn ceiling(&self) -> usize {
-        let left = usize::try_from(self.budget.available()).unwrap_or(usize::MAX);
-        self.bound.min(self.used.saturating_add(left))
+    /// Take `n` bytes if they fit under the store's own bound; the daemon's
+    /// budget is charged whatever it has left (for what the identity makes
+    /// itself, not what others send it: it counts against the budget, and
+    /// so stops others' input sooner, but is never refused for it).
+    pub fn try_take_within_bound(&mut self, n: usize) -> bool {
+        match self.used.checked_add(n) {
+            Some(total) if total <= self.bound => {
+                self.force_take(n);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Take `n` bytes if they fit under both bounds.
@@ -179,9 +186,7 @@ mod tests {
         assert!(y.try_take(40));
         assert!(!y.try_take(1), "the daemon's budget is used up");
         assert_eq!((b.used(), b.available()), (100, 0));
-        assert_eq!(y.ceiling(), 40);
         x.give_back(10);
-        assert_eq!(y.ceiling(), 50);
         assert!(y.try_take(10));
         y.force_take(5);
         assert_eq!(b.used(), 105);
@@ -189,6 +194,11 @@ mod tests {
         assert_eq!((y.used(), b.used()), (20, 70));
         drop(x);
         assert_eq!(b.used(), 20, "a dropped account gives everything back");
+        let mut own = Account::new(b.clone(), 100);
+        assert!(own.try_take_within_bound(90), "past the daemon's budget");
+        assert!(!own.try_take_within_bound(11), "not past its own bound");
+        assert_eq!(b.used(), 110);
+        drop(own);
         y.give_back(1000);
         assert_eq!((y.used(), b.used()), (0, 0));
     }

@@ -186,8 +186,10 @@ impl ReplyKeys {
     }
 
     /// Keep the key of a SURB made for `tag`; older keys are evicted (the
-    /// fullest tag's first) to make room. False when there is no room even
-    /// then (the daemon's budget is used up by others).
+    /// fullest tag's first) to keep within the bound. The keys count
+    /// against the daemon's budget but are not refused for it: they are
+    /// made by our own sends (and rate-limited answers), and evicting them
+    /// would lose genuine replies. False only if the bound holds no key.
     pub(crate) fn insert(
         &mut self,
         digest: [u8; 32],
@@ -195,7 +197,7 @@ impl ReplyKeys {
         tag: SenderTag,
         now: Instant,
     ) -> bool {
-        while !self.account.try_take(REPLY_KEY_COST) {
+        while !self.account.try_take_within_bound(REPLY_KEY_COST) {
             if !self.evict_fullest() {
                 return false;
             }
@@ -366,13 +368,18 @@ mod tests {
     }
 
     #[test]
-    fn reply_keys_refuse_when_the_daemon_budget_is_used_up() {
+    fn reply_keys_count_against_the_daemon_budget_but_are_kept_when_it_is_used_up() {
         let budget = MemoryBudget::new(3 * REPLY_KEY_COST as u64);
         let mut other = Account::new(budget.clone(), usize::MAX);
         assert!(other.try_take(3 * REPLY_KEY_COST));
         let mut k = ReplyKeys::new(Account::new(budget.clone(), 1000 * REPLY_KEY_COST));
-        assert!(!k.insert(digest(1, 1), [0; 16], SenderTag([1; 16]), Instant::now()));
-        other.give_back(REPLY_KEY_COST);
-        assert!(k.insert(digest(1, 1), [0; 16], SenderTag([1; 16]), Instant::now()));
+        let now = Instant::now();
+        for i in 0..10 {
+            assert!(k.insert(digest(i, 1), [0; 16], SenderTag([1; 16]), now));
+        }
+        assert_eq!(k.len(), 10, "none evicted for the others' use");
+        assert_eq!(budget.used(), 13 * REPLY_KEY_COST as u64);
+        let mut none = ReplyKeys::new(Account::new(budget, REPLY_KEY_COST - 1));
+        assert!(!none.insert(digest(1, 2), [0; 16], SenderTag([2; 16]), now));
     }
 }

@@ -1037,14 +1037,6 @@ impl Reassembler {
         self.buffered_bytes
     }
 
-    /// Change the memory bound. Takes effect with the next insert, which
-    /// evicts the least recently active sets until its fragment fits (so
-    /// a caller sharing a budget with others can lower it while memory is
-    /// short and raise it again later).
-    pub fn set_max_buffered_bytes(&mut self, bytes: usize) {
-        self.config.max_buffered_bytes = bytes;
-    }
-
     /// Sets currently buffered (complete or not).
     pub fn buffered_sets(&self) -> usize {
         self.sets.len()
@@ -1984,31 +1976,6 @@ mod tests {
             tiny.insert(msgs[0].1[0].clone(), t0),
             Err(ReassemblyError::TooLarge { .. })
         ));
-    }
-
-    #[test]
-    fn a_lowered_bound_evicts_on_the_next_insert() {
-        let cap = 100;
-        let per = unlinked_payload_len(cap);
-        let charged = per + FRAGMENT_ACCOUNTING_OVERHEAD;
-        let mut r = rng();
-        let t0 = Instant::now();
-        let mut re = Reassembler::new(ReassemblyConfig {
-            max_buffered_bytes: 10 * charged,
-            ..ReassemblyConfig::default()
-        });
-        let msgs: Vec<_> = (0..4)
-            .map(|_| fragments_of(&mut r, 2 * per + 10, cap))
-            .collect();
-        for (_, f) in &msgs[..3] {
-            re.insert(f[0].clone(), t0).expect("insert");
-        }
-        assert_eq!(re.buffered_bytes(), 3 * charged);
-        re.set_max_buffered_bytes(2 * charged);
-        let ins = re.insert(msgs[3].1[0].clone(), t0).expect("insert");
-        assert_eq!(ins.evicted.len(), 2, "{:?}", ins.evicted);
-        assert_eq!(re.buffered_bytes(), 2 * charged);
-        assert_eq!(re.config().max_buffered_bytes, 2 * charged);
     }
 
     #[test]
