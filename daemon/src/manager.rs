@@ -1028,6 +1028,9 @@ pub fn client_config(t: &TrafficConfig) -> ClientConfig {
 
 /// The folder, inside an identity's folder, of its persisted outbox.
 pub const OUTBOX_DIR: &str = "outbox";
+/// The file of an identity's persisted reply state (sender tags, reply
+/// keys, received reply SURBs), under its folder, mode 0600.
+pub const REPLIES_FILE: &str = "replies";
 /// The folder, inside an identity's folder, of the messages that wait for
 /// an app.
 pub const INBOX_DIR: &str = "inbox";

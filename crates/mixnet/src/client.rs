@@ -23,6 +23,7 @@ use nymd_proto::params::FragmentId;
 use tracing::Instrument as _;
 
 use crate::outbox::{Outbox, OutboxEntry};
+use crate::replies::{self, Snapshot};
 use nymd_proto::payload::{
     classify_pushed, decrypt_message, prepare_fragment, reply_plaintext, PushedKind,
 };
@@ -268,6 +269,8 @@ pub(crate) struct ActorParts {
     pub requests: mpsc::Receiver<OutgoingMessage>,
     pub cancel: CancellationToken,
     pub outbox: Option<Outbox>,
+    /// The file of the persisted reply state (see [`crate::replies`]).
+    pub replies: Option<std::path::PathBuf>,
     /// The daemon's memory budget, shared by every identity.
     pub budget: Arc<MemoryBudget>,
 }
@@ -361,6 +364,18 @@ pub(crate) struct Actor {
     /// number of its fragments not acknowledged yet.
     outbox: Option<Outbox>,
     journalled: HashMap<u64, usize>,
+    /// The persisted reply state: rewritten on the housekeeping tick (at
+    /// most once a second) when it changed.
+    replies: Option<RepliesFile>,
+}
+
+/// Where the reply state is written, and whether it changed since.
+#[derive(Debug)]
+struct RepliesFile {
+    path: std::path::PathBuf,
+    dirty: bool,
+    /// A write is under way (on a blocking thread).
+    writing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn exp_sample<R: Rng>(rng: &mut R, mean: Duration) -> Duration {
@@ -470,6 +485,11 @@ impl Actor {
             cover_markers: CoverMarkers::default(),
             outbox: parts.outbox,
             journalled: HashMap::new(),
+            replies: parts.replies.map(|path| RepliesFile {
+                path,
+                dirty: false,
+                writing: Arc::default(),
+            }),
         }
     }
 
@@ -506,6 +526,82 @@ impl Actor {
                 o.done(e.message);
             }
         }
+    }
+
+    /// Take back the reply state saved by a previous run (already pruned of
+    /// expired keys and rotated SURBs): sender tags, reply keys, and the
+    /// SURBs received per tag, within the stores' bounds.
+    pub(crate) fn restore_replies(&mut self, snap: Snapshot) {
+        let now = Instant::now();
+        let burst = self.config.reply_surbs.answer_burst;
+        let (tags, keys, surbs) = (
+            snap.tags.len(),
+            snap.keys.len(),
+            snap.stores.iter().map(|(_, s)| s.len()).sum::<usize>(),
+        );
+        for (recipient, tag) in snap.tags {
+            self.sender_tags.restore(recipient, tag, now, burst);
+        }
+        for k in snap.keys {
+            let at = now.checked_sub(k.age).unwrap_or(now);
+            self.reply_keys.insert(k.digest, k.key, k.tag, at);
+        }
+        for (tag, list) in snap.stores {
+            self.store_surbs(tag, list);
+        }
+        if tags + keys + surbs > 0 {
+            tracing::info!(
+                sender_tags = tags,
+                reply_keys = keys,
+                reply_surbs = surbs,
+                "restored the reply state of the previous run"
+            );
+        }
+        self.mark_replies();
+    }
+
+    /// The reply state changed (written on the next housekeeping tick).
+    fn mark_replies(&mut self) {
+        if let Some(r) = &mut self.replies {
+            r.dirty = true;
+        }
+    }
+
+    fn replies_snapshot(&self) -> Snapshot {
+        Snapshot {
+            saved_unix_ms: replies::unix_ms(std::time::SystemTime::now()),
+            rotation_id: self.topology.current().map_or(0, |t| t.key_rotation_id()),
+            tags: self.sender_tags.entries(),
+            keys: self.reply_keys.entries(Instant::now()),
+            stores: self
+                .stores
+                .iter()
+                .filter(|(_, s)| !s.surbs.is_empty())
+                .map(|(t, s)| (*t, s.surbs.iter().cloned().collect()))
+                .collect(),
+        }
+    }
+
+    /// Write the reply state if it changed and no write is under way, on
+    /// a blocking thread (the task does not wait for the disk).
+    fn save_replies(&mut self) {
+        let Some(r) = &self.replies else {
+            return;
+        };
+        if !r.dirty || r.writing.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let bytes = replies::encode(&self.replies_snapshot());
+        let Some(r) = &mut self.replies else {
+            return;
+        };
+        r.dirty = false;
+        r.writing.store(true, std::sync::atomic::Ordering::Release);
+        let (path, writing) = (r.path.clone(), r.writing.clone());
+        tokio::task::spawn_blocking(move || {
+            replies::save(&path, &bytes);
+            writing.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// One fragment of `message` was acknowledged (or will never be sent).
@@ -667,6 +763,22 @@ impl Actor {
         // What is journalled is written before the next run can open it.
         if let Some(mut o) = self.outbox.take() {
             let _ = tokio::task::spawn_blocking(move || o.close()).await;
+        }
+        // The reply state as it is now, after any write under way.
+        if self.replies.is_some() {
+            let bytes = replies::encode(&self.replies_snapshot());
+            if let Some(r) = self.replies.take() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while r.writing.load(std::sync::atomic::Ordering::Acquire)
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    replies::save(&r.path, &bytes);
+                })
+                .await;
+            }
         }
         if let Some(r) = self.reconnect.take() {
             r.abort();
@@ -937,13 +1049,20 @@ impl Actor {
                 }
                 let reply_keys = &mut self.reply_keys;
                 let mut surb_tag = None;
+                let mut used_key = false;
                 let decrypted =
                     decrypt_message(&self.keys.encryption, &plain, &mut |d: &[u8; 32]| {
                         reply_keys.take(d).map(|(key, tag)| {
+                            used_key = true;
                             surb_tag = Some(tag);
                             key
                         })
                     });
+                if used_key {
+                    if let Some(r) = &mut self.replies {
+                        r.dirty = true;
+                    }
+                }
                 let decrypted = match decrypted {
                     Ok(d) => d,
                     Err(e) => return self.outside_warning("ignored an undecryptable message", &e),
@@ -1064,6 +1183,7 @@ impl Actor {
     /// no reply waiting goes), and `surb_store_bytes` in all (the oldest
     /// SURBs of the tag holding the most go first).
     fn store_surbs(&mut self, tag: SenderTag, surbs: Vec<ReplySurb>) {
+        self.mark_replies();
         let now = Instant::now();
         let cfg = &self.config.reply_surbs;
         let max = cfg.max_stored_per_tag;
@@ -1156,6 +1276,7 @@ impl Actor {
     fn take_surb(&mut self, tag: &SenderTag) -> Option<ReplySurb> {
         let surb = self.stores.get_mut(tag)?.surbs.pop_front()?;
         self.surb_bytes.give_back(surb_cost(&surb));
+        self.mark_replies();
         Some(surb)
     }
 
@@ -1164,6 +1285,7 @@ impl Actor {
         if let Some(store) = self.stores.get_mut(tag) {
             self.surb_bytes.force_take(surb_cost(&surb));
             store.surbs.push_front(surb);
+            self.mark_replies();
         }
     }
 
@@ -1280,6 +1402,8 @@ impl Actor {
         let tag =
             self.sender_tags
                 .tag_for(&recipient.to_bytes(), &mut self.rng, Instant::now(), burst);
+        // Also a use of a known tag: its place in the order changed.
+        self.mark_replies();
         if self.sender_tags.len() > known {
             tracing::debug!(%tag, "using a new sender tag for anonymous messages to {recipient}");
         }
@@ -1295,6 +1419,7 @@ impl Actor {
         tag: SenderTag,
     ) -> Result<Vec<ReplySurb>, String> {
         let count = (count as usize).min(MAX_SURBS_PER_LIST);
+        self.mark_replies();
         let mut out = Vec::with_capacity(count);
         let now = Instant::now();
         for _ in 0..count {
@@ -1987,8 +2112,13 @@ impl Actor {
         }
         self.reassembly_bytes
             .set_used(self.reassembler.buffered_bytes());
+        let keys = self.reply_keys.len();
         self.reply_keys
             .expire(now, self.config.reply_surbs.max_key_age);
+        if self.reply_keys.len() != keys {
+            self.mark_replies();
+        }
+        self.save_replies();
         self.warnings.roll(now);
         self.publish_memory();
         // Re-ask for SURBs, or give up.

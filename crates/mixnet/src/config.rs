@@ -171,6 +171,12 @@ pub struct ClientConfig {
     /// `sendAnonymous`) not yet acknowledged are journalled there and sent
     /// again when the client next starts. `None`: they live in memory only.
     pub outbox: Option<std::path::PathBuf>,
+    /// A file (in a private folder) for the persisted reply state: sender
+    /// tags, keys of the reply SURBs handed out, and the SURBs received
+    /// per sender tag (see the crate's `replies` module), rewritten at most
+    /// once a second and read when the client next starts. `None`: they
+    /// live in memory only.
+    pub replies: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -203,6 +209,7 @@ impl Default for ClientConfig {
             gateway: GatewayConfig::default(),
             topology: None,
             outbox: None,
+            replies: None,
         }
     }
 }

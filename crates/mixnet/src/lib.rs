@@ -25,6 +25,7 @@ mod error;
 mod gateway;
 mod memory;
 mod outbox;
+mod replies;
 mod surbs;
 mod topology;
 mod types;
@@ -181,6 +182,37 @@ pub async fn start(
         }
         None => (None, Vec::new()),
     };
+    // The reply state the previous run saved, less what expired or rotated.
+    let saved_replies = match config.replies.clone() {
+        Some(path) => {
+            let max_key_age = config.reply_surbs.max_key_age;
+            let rotation = topology.current().map(|t| t.key_rotation_id());
+            let loaded = tokio::task::spawn_blocking(move || replies::load(&path))
+                .await
+                .map_err(|e| ClientError::Protocol(format!("reply state task: {e}")))?;
+            loaded.map(|mut snap| {
+                let now = replies::unix_ms(std::time::SystemTime::now());
+                let dropped = snap.prune(now, max_key_age, rotation);
+                let st = &handle_shared.stats;
+                types::StatsCounters::add(
+                    &st.reply_keys_expired_on_load,
+                    dropped.expired_keys as u64,
+                );
+                types::StatsCounters::add(
+                    &st.reply_surbs_rotated_on_load,
+                    dropped.rotated_surbs as u64,
+                );
+                if dropped.rotated_surbs > 0 {
+                    tracing::info!(
+                        surbs = dropped.rotated_surbs,
+                        "dropped saved reply SURBs of a key rotation that is gone"
+                    );
+                }
+                snap
+            })
+        }
+        None => None,
+    };
     let own_id = keys.identity.public_bytes();
     let session = match shared.take_warm(&own_id) {
         Some(w) if w.gateway == reg.gateway_id => w.session,
@@ -200,6 +232,7 @@ pub async fn start(
     let (req_tx, req_rx) = mpsc::channel(config.request_buffer.max(1));
     let cancel = cancel.child_token();
     let event_buffer = config.event_buffer.max(1);
+    let config_replies = config.replies.clone();
     let mut actor = Actor::new(ActorParts {
         keys,
         own: address,
@@ -212,9 +245,13 @@ pub async fn start(
         requests: req_rx,
         cancel: cancel.clone(),
         outbox,
+        replies: config_replies,
         budget: shared.memory_budget(),
     });
     actor.restore(restored);
+    if let Some(snap) = saved_replies {
+        actor.restore_replies(snap);
+    }
     actor.install_session(session);
     // In the caller's span (nymd's `identity` span): the client's records
     // say which identity they are about.

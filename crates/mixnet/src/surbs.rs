@@ -122,6 +122,48 @@ impl SenderTags {
             .map_or(SenderTag([0; 16]), |e| e.tag)
     }
 
+    /// `(recipient, tag)`, least recently used first (for the persisted
+    /// reply state).
+    pub(crate) fn entries(&self) -> Vec<([u8; 96], SenderTag)> {
+        self.order
+            .values()
+            .filter_map(|r| self.map.get(r).map(|e| (*r, e.tag)))
+            .collect()
+    }
+
+    /// Put back a saved recipient's tag (as the most recently used; a full
+    /// table forgets its least recently used recipient). A recipient that
+    /// already has a tag keeps it.
+    pub(crate) fn restore(
+        &mut self,
+        recipient: [u8; 96],
+        tag: SenderTag,
+        now: Instant,
+        burst: u32,
+    ) {
+        if self.map.contains_key(&recipient) {
+            return;
+        }
+        while self.map.len() >= self.max {
+            let Some((_, old)) = self.order.pop_first() else {
+                break;
+            };
+            self.map.remove(&old);
+        }
+        self.next += 1;
+        let stamp = self.next;
+        self.map.insert(
+            recipient,
+            TagEntry {
+                tag,
+                stamp,
+                tokens: f64::from(burst),
+                refilled: now,
+            },
+        );
+        self.order.insert(stamp, recipient);
+    }
+
     /// The entry of a recipient we sent anonymous messages to (marked as
     /// used).
     pub(crate) fn get_mut(&mut self, recipient: &[u8; 96]) -> Option<&mut TagEntry> {
@@ -212,6 +254,23 @@ impl ReplyKeys {
         t.order.push_back((digest, now));
         t.live += 1;
         true
+    }
+
+    /// The unused keys with their ages at `now`, oldest first (for the
+    /// persisted reply state).
+    pub(crate) fn entries(&self, now: Instant) -> Vec<crate::replies::SavedKey> {
+        let mut out: Vec<crate::replies::SavedKey> = self
+            .keys
+            .iter()
+            .map(|(d, k)| crate::replies::SavedKey {
+                digest: *d,
+                key: k.key,
+                tag: k.tag,
+                age: now.saturating_duration_since(k.at),
+            })
+            .collect();
+        out.sort_by_key(|k| std::cmp::Reverse(k.age));
+        out
     }
 
     /// Use (and forget) the key named by `digest`: the key and the tag its
@@ -365,6 +424,41 @@ mod tests {
         k.expire(now + Duration::from_secs(10), Duration::from_secs(5));
         assert_eq!((k.len(), k.bytes()), (0, 0));
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn saved_entries_restore_in_order() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let now = Instant::now();
+        let mut t = SenderTags::new(4);
+        let a = t.tag_for(&[1; 96], &mut rng, now, 10);
+        let b = t.tag_for(&[2; 96], &mut rng, now, 10);
+        t.get_mut(&[1; 96]);
+        let saved = t.entries();
+        assert_eq!(saved, vec![([2; 96], b), ([1; 96], a)]);
+        let mut u = SenderTags::new(4);
+        for (r, tag) in saved {
+            u.restore(r, tag, now, 10);
+        }
+        assert_eq!(u.entries(), t.entries());
+        assert_eq!(
+            u.tag_for(&[1; 96], &mut rng, now, 10),
+            a,
+            "same tag after restore"
+        );
+
+        let budget = MemoryBudget::new(u64::MAX);
+        let mut k = ReplyKeys::new(Account::new(budget, 1000 * REPLY_KEY_COST));
+        let t0 = now;
+        k.insert(digest(1, 1), [1; 16], a, t0);
+        k.insert(digest(2, 1), [2; 16], b, t0 + Duration::from_secs(5));
+        let e = k.entries(t0 + Duration::from_secs(10));
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            (e[0].digest, e[0].age),
+            (digest(1, 1), Duration::from_secs(10))
+        );
+        assert_eq!((e[1].key, e[1].tag), ([2; 16], b));
     }
 
     #[test]

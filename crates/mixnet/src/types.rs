@@ -263,6 +263,12 @@ pub struct ClientStats {
     /// Messages written to the persisted outbox and not yet acknowledged
     /// (sent again if the client restarts now); 0 without an outbox.
     pub outbox_messages: u64,
+    /// Reply keys of the persisted reply state found expired when the
+    /// client started (older than `max_key_age`).
+    pub reply_keys_expired_on_load: u64,
+    /// Received reply SURBs of the persisted reply state dropped when the
+    /// client started because their key rotation is gone.
+    pub reply_surbs_rotated_on_load: u64,
     /// Gateway connection state.
     pub gateway_state: GatewayState,
     /// Last measured websocket round trip to the gateway.
@@ -344,6 +350,8 @@ pub(crate) struct StatsCounters {
     pub unacked_fragments: AtomicU64,
     /// Written by the outbox's writer thread after each synced batch.
     pub outbox_messages: Arc<AtomicU64>,
+    pub reply_keys_expired_on_load: AtomicU64,
+    pub reply_surbs_rotated_on_load: AtomicU64,
     pub gateway_state: AtomicU8,
     pub gateway_rtt_us: AtomicU64,
     pub reconnects: AtomicU64,
@@ -384,6 +392,8 @@ impl StatsCounters {
             peak_queued_packets: l(&self.peak_queued_packets),
             unacked_fragments: l(&self.unacked_fragments),
             outbox_messages: l(&self.outbox_messages),
+            reply_keys_expired_on_load: l(&self.reply_keys_expired_on_load),
+            reply_surbs_rotated_on_load: l(&self.reply_surbs_rotated_on_load),
             gateway_state: GatewayState::from_u8(self.gateway_state.load(Ordering::Relaxed)),
             gateway_rtt: (rtt > 0).then(|| Duration::from_micros(rtt)),
             reconnects: l(&self.reconnects),

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{
     client_config, to_client_keys, RunState, StatusHandle, FIRST_BACKOFF, INBOX_DIR, MAX_BACKOFF,
-    OUTBOX_DIR, RECEIVED_SAVE_TICKS,
+    OUTBOX_DIR, RECEIVED_SAVE_TICKS, REPLIES_FILE,
 };
 use crate::appserver::access::ConnectionLimit;
 use crate::appserver::{self, AppCommand, AppHub, AppServerConfig, Delivery};
@@ -321,6 +321,9 @@ impl Runner {
         if stored.config.traffic.persist_outbox.unwrap_or(true) {
             config.outbox = Some(self.ctx.store.dir(&self.id).join(OUTBOX_DIR));
         }
+        // Sender tags, reply keys and received reply SURBs: a restart keeps
+        // anonymous conversations going.
+        config.replies = Some(self.ctx.store.dir(&self.id).join(REPLIES_FILE));
         // The topology handle is held until the client has its own, so the
         // topology is fetched once. The fetch may take long (nym-api
         // unreachable): pings are answered and requests kept meanwhile.
