@@ -3,7 +3,10 @@
 //! reply SURBs to B; B's nymd is SIGKILLed and started again, B's app
 //! replies with the sender tag it had, and A's app gets the reply; then
 //! A's nymd is SIGKILLed and started again too (its reply keys come from
-//! its `replies` file), and B's second reply still arrives at A.
+//! its `replies` file), and B's second reply still arrives at A. Last
+//! (#14 part 2), a reply B queues while the mixnet cannot carry it is
+//! journalled in B's outbox, B is SIGKILLed, the mixnet comes back, and
+//! after B's restart the reply reaches A.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -97,6 +100,32 @@ async fn reply(port: u16, tag: SenderTag, message: &[u8]) {
     b.close().await;
 }
 
+async fn set_layer(net: &nymd_localnet::Localnet, running: bool) {
+    for n in net.layer(1) {
+        if running {
+            net.start_node(n.id).await.expect("start mixnode");
+        } else {
+            net.stop_node(n.id).await.expect("stop mixnode");
+        }
+    }
+}
+
+/// The identity's `outbox_messages` once it has reached `want`.
+async fn wait_outbox(h: &NymdHarness, id: &str, want: u64) {
+    let start = Instant::now();
+    loop {
+        let st = h.ctl(&["status", id]).await;
+        if st["identity"]["counters"]["outbox_messages"].as_u64() == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "outbox of {id} never showed {want} messages: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_survive_sigkill_of_either_side() {
     let test = async {
@@ -120,7 +149,7 @@ async fn replies_survive_sigkill_of_either_side() {
             .request_binary(&ClientRequest::SendAnonymous {
                 recipient: b_addr,
                 message: b"hello b".to_vec(),
-                reply_surbs: 10,
+                reply_surbs: 40,
                 connection_id: None,
             })
             .await;
@@ -149,6 +178,19 @@ async fn replies_survive_sigkill_of_either_side() {
         reply(pb, tag, b"second reply").await;
         let (m, _) = receive(&mut app_a, "B's second reply after A's restart").await;
         assert_eq!(m, b"second reply");
+
+        // A reply queued while the mixnet cannot carry it (every layer-1
+        // mixnode stopped) is journalled, and survives B's SIGKILL.
+        set_layer(&net, false).await;
+        reply(pb, tag, b"third reply").await;
+        wait_outbox(&hb, "b", 1).await;
+        wait_saved(&dir_b, "b").await;
+        kill(&mut db);
+        set_layer(&net, true).await;
+        db = hb.start().await;
+        let (m, _) = receive(&mut app_a, "the reply journalled before B's SIGKILL").await;
+        assert_eq!(m, b"third reply");
+        wait_outbox(&hb, "b", 0).await;
 
         // Both restarts took the saved state back (not a lucky new one).
         for (h, run) in [(&ha, 2), (&hb, 2)] {

@@ -22,7 +22,7 @@ use nymd_proto::mixpacket::MixPacket;
 use nymd_proto::params::FragmentId;
 use tracing::Instrument as _;
 
-use crate::outbox::{Outbox, OutboxEntry};
+use crate::outbox::{Outbox, OutboxEntry, REPLY_BIT};
 use crate::replies::{self, Snapshot};
 use nymd_proto::payload::{
     classify_pushed, decrypt_message, prepare_fragment, reply_plaintext, PushedKind,
@@ -497,7 +497,9 @@ impl Actor {
     /// general lane: the app connections they came from are gone).
     pub(crate) fn restore(&mut self, entries: Vec<OutboxEntry>) {
         for e in entries {
-            self.next_message = self.next_message.max(e.message.wrapping_add(1));
+            self.next_message = self
+                .next_message
+                .max((e.message & !REPLY_BIT).wrapping_add(1));
             let recipient = Box::new(e.recipient);
             let mut queued = 0;
             for (id, fragment) in e.fragments {
@@ -525,6 +527,56 @@ impl Actor {
             } else if let Some(o) = &self.outbox {
                 o.done(e.message);
             }
+        }
+    }
+
+    /// Queue again the `reply` messages the outbox kept from a previous run
+    /// (on the general lane), after [`Actor::restore_replies`]: they wait
+    /// for SURBs of their sender tag like any reply.
+    pub(crate) fn restore_journalled_replies(&mut self) {
+        let Some(entries) = self.outbox.as_mut().map(Outbox::take_replies) else {
+            return;
+        };
+        let mut tags = Vec::new();
+        for e in entries {
+            self.next_message = self
+                .next_message
+                .max((e.message & !REPLY_BIT).wrapping_add(1));
+            let mut queued = 0;
+            for (id, fragment) in e.fragments {
+                if self.pending.contains_key(&id) {
+                    continue;
+                }
+                self.pending.insert(
+                    id,
+                    Pending {
+                        fragment,
+                        dest: Dest::Reply {
+                            tag: e.tag,
+                            surb: None,
+                        },
+                        lane: Lane::General,
+                        message: e.message,
+                        internal: false,
+                        retransmissions: 0,
+                        reached_gateway: false,
+                        timer: None,
+                    },
+                );
+                self.push_waiting(e.tag, id, Lane::General, false, true);
+                queued += 1;
+            }
+            if queued > 0 {
+                self.journalled.insert(e.message, queued);
+                if !tags.contains(&e.tag) {
+                    tags.push(e.tag);
+                }
+            } else if let Some(o) = &self.outbox {
+                o.done(e.message);
+            }
+        }
+        for tag in tags {
+            self.pump_replies(tag);
         }
     }
 
@@ -1528,12 +1580,17 @@ impl Actor {
                         Some(lane),
                     );
                 }
-                let message = self.new_message_id();
+                // Journalled under its own numbers (see the outbox).
+                let message = self.new_message_id() | REPLY_BIT;
                 let Some(fragments) =
                     self.fragment(NymMessage::Reply(ReplyMessage::Data(data)), lane)
                 else {
                     return;
                 };
+                if let Some(o) = &self.outbox {
+                    self.journalled.insert(message, fragments.len());
+                    o.add_reply(message, &sender_tag, &fragments);
+                }
                 for (id, bytes) in fragments {
                     self.pending.insert(
                         id,

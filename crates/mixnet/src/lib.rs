@@ -252,6 +252,7 @@ pub async fn start(
     if let Some(snap) = saved_replies {
         actor.restore_replies(snap);
     }
+    actor.restore_journalled_replies();
     actor.install_session(session);
     // In the caller's span (nymd's `identity` span): the client's records
     // say which identity they are about.

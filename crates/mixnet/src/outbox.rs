@@ -7,7 +7,11 @@
 //!
 //! A record's payload (our format): `recipient: 96 bytes | count: u16 |
 //! count × (set_id: i32 LE | position: u8 | len: u32 LE | fragment)`, keyed
-//! by the client's message number. The journal's writer thread does the
+//! by the client's message number. `reply` messages are journalled too:
+//! their message numbers have the top bit set ([`REPLY_BIT`]) and their
+//! payload starts with the 16-byte sender tag instead of a recipient; after
+//! a restart they wait for SURBs of that tag (the persisted reply state
+//! brings the stored ones back). The journal's writer thread does the
 //! disk work, so the client task never waits: a message is written shortly
 //! after its first packets leave, and a crash within that window
 //! (milliseconds) can still lose it.
@@ -18,7 +22,7 @@ use std::sync::Arc;
 
 use nymd_fsutil::journal::Journal;
 use nymd_proto::params::FragmentId;
-use nymd_proto::Recipient;
+use nymd_proto::{Recipient, SenderTag};
 
 /// Errors opening the outbox (another writer holds it).
 pub use nymd_fsutil::journal::JournalError as OutboxError;
@@ -34,10 +38,24 @@ pub(crate) struct OutboxEntry {
     pub fragments: Vec<(FragmentId, Vec<u8>)>,
 }
 
+/// The top bit of the message numbers of `reply` messages (the client's
+/// message numbers count up from 0 and never reach it).
+pub(crate) const REPLY_BIT: u64 = 1 << 63;
+
+/// A `reply` message that was queued and not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReplyEntry {
+    pub message: u64,
+    pub tag: SenderTag,
+    pub fragments: Vec<(FragmentId, Vec<u8>)>,
+}
+
 /// The client task's side of the journal (never blocks).
 #[derive(Debug)]
 pub(crate) struct Outbox {
     journal: Journal,
+    /// The `reply` messages found at open, until the client takes them.
+    replies: Vec<ReplyEntry>,
 }
 
 impl Outbox {
@@ -50,6 +68,18 @@ impl Outbox {
         journalled: Arc<AtomicU64>,
     ) -> Result<(Outbox, Vec<OutboxEntry>), OutboxError> {
         let (journal, records) = Journal::open(dir, HEADER, journalled)?;
+        let (replies, records): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|(m, _)| m & REPLY_BIT != 0);
+        let replies: Vec<ReplyEntry> = replies
+            .into_iter()
+            .filter_map(|(message, payload)| {
+                let e = decode_reply(message, &payload);
+                if e.is_none() {
+                    tracing::warn!(message, "skipping an unreadable outbox reply entry");
+                }
+                e
+            })
+            .collect();
         let entries: Vec<OutboxEntry> = records
             .into_iter()
             .filter_map(|(message, payload)| {
@@ -60,13 +90,33 @@ impl Outbox {
                 e
             })
             .collect();
-        if !entries.is_empty() {
+        if !entries.is_empty() || !replies.is_empty() {
             tracing::info!(
                 messages = entries.len(),
+                replies = replies.len(),
                 "sending again the messages not acknowledged before the restart"
             );
         }
-        Ok((Outbox { journal }, entries))
+        Ok((Outbox { journal, replies }, entries))
+    }
+
+    /// The `reply` messages found at open (once).
+    pub(crate) fn take_replies(&mut self) -> Vec<ReplyEntry> {
+        std::mem::take(&mut self.replies)
+    }
+
+    /// Record a queued `reply` message; `message` has [`REPLY_BIT`] set.
+    pub(crate) fn add_reply(
+        &self,
+        message: u64,
+        tag: &SenderTag,
+        fragments: &[(FragmentId, Vec<u8>)],
+    ) {
+        if self.journal.enabled() {
+            let mut out = tag.0.to_vec();
+            encode_fragments(&mut out, fragments);
+            self.journal.add(message | REPLY_BIT, out);
+        }
     }
 
     /// Record a queued message (its fragments are encoded straight into
@@ -98,6 +148,11 @@ fn encode_payload(recipient: &Recipient, fragments: &[(FragmentId, Vec<u8>)]) ->
     let size: usize = fragments.iter().map(|(_, f)| 9 + f.len()).sum();
     let mut out = Vec::with_capacity(98 + size);
     out.extend_from_slice(&recipient.to_bytes());
+    encode_fragments(&mut out, fragments);
+    out
+}
+
+fn encode_fragments(out: &mut Vec<u8>, fragments: &[(FragmentId, Vec<u8>)]) {
     // Messages have far fewer than 65,536 fragments (the set format caps
     // them well below).
     let count = fragments.len().min(usize::from(u16::MAX));
@@ -108,12 +163,9 @@ fn encode_payload(recipient: &Recipient, fragments: &[(FragmentId, Vec<u8>)]) ->
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         out.extend_from_slice(bytes);
     }
-    out
 }
 
-fn decode_entry(message: u64, payload: &[u8]) -> Option<OutboxEntry> {
-    let mut r = Reader(payload);
-    let recipient = Recipient::from_bytes(r.take(96)?).ok()?;
+fn decode_fragments(r: &mut Reader<'_>) -> Option<Vec<(FragmentId, Vec<u8>)>> {
     let count = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
     let mut fragments = Vec::with_capacity(usize::from(count).min(4096));
     for _ in 0..count {
@@ -122,7 +174,25 @@ fn decode_entry(message: u64, payload: &[u8]) -> Option<OutboxEntry> {
         let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
         fragments.push((FragmentId { set_id, position }, r.take(len)?.to_vec()));
     }
-    (r.0.is_empty() && !fragments.is_empty()).then_some(OutboxEntry {
+    (r.0.is_empty() && !fragments.is_empty()).then_some(fragments)
+}
+
+fn decode_reply(message: u64, payload: &[u8]) -> Option<ReplyEntry> {
+    let mut r = Reader(payload);
+    let tag = SenderTag(r.take(16)?.try_into().ok()?);
+    let fragments = decode_fragments(&mut r)?;
+    Some(ReplyEntry {
+        message,
+        tag,
+        fragments,
+    })
+}
+
+fn decode_entry(message: u64, payload: &[u8]) -> Option<OutboxEntry> {
+    let mut r = Reader(payload);
+    let recipient = Recipient::from_bytes(r.take(96)?).ok()?;
+    let fragments = decode_fragments(&mut r)?;
+    Some(OutboxEntry {
         message,
         recipient,
         fragments,
@@ -218,6 +288,38 @@ mod tests {
         ob.done(0);
         ob.close();
         assert_eq!(counter.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn replies_survive_a_reopen_apart_from_sends() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("outbox");
+        let (mut ob, _) = Outbox::open(&path, Arc::default()).expect("open");
+        let e = entry(1, 2);
+        add(&ob, &e);
+        let frags = entry(2, 3).fragments;
+        ob.add_reply(2 | REPLY_BIT, &SenderTag([7; 16]), &frags);
+        ob.add_reply(3 | REPLY_BIT, &SenderTag([8; 16]), &frags);
+        ob.done(3 | REPLY_BIT);
+        ob.close();
+        let (mut ob, restored) = Outbox::open(&path, Arc::default()).expect("reopen");
+        assert_eq!(restored, vec![e]);
+        let replies = ob.take_replies();
+        assert_eq!(
+            replies,
+            vec![ReplyEntry {
+                message: 2 | REPLY_BIT,
+                tag: SenderTag([7; 16]),
+                fragments: frags.clone(),
+            }]
+        );
+        assert!(ob.take_replies().is_empty(), "once");
+        let mut payload = vec![7; 16];
+        encode_fragments(&mut payload, &frags);
+        for cut in 0..payload.len() {
+            assert_eq!(decode_reply(1, &payload[..cut]), None, "cut at {cut}");
+        }
+        ob.close();
     }
 
     #[test]
