@@ -126,7 +126,8 @@ pub struct ClientConfig {
     /// gateway's socket count.
     pub max_retransmissions: Option<u32>,
     /// The wait for an ack doubles with each retransmission of a fragment,
-    /// up to this (60 s) or the first wait if that is longer.
+    /// up to this (60 s) or the first wait if that is longer. Zero keeps
+    /// the first wait for every retransmission (nym-client's timing).
     pub ack_wait_max: Duration,
     /// Packet size of real traffic and cover (Regular).
     pub packet_size: PacketSize,
@@ -319,6 +320,12 @@ mod tests {
         assert_eq!(c.ack_wait(d, 3), first * 8);
         assert_eq!(c.ack_wait(d, 9), Duration::from_secs(60));
         assert_eq!(c.ack_wait(d, u32::MAX), Duration::from_secs(60));
+        // No cap: nym-client's constant wait.
+        let nym = ClientConfig {
+            ack_wait_max: Duration::ZERO,
+            ..ClientConfig::default()
+        };
+        assert_eq!(nym.ack_wait(d, 5), nym.ack_timeout(d));
         // A first wait above the cap is kept, not shortened.
         let slow = Duration::from_secs(100);
         assert_eq!(c.ack_wait(slow, 4), c.ack_timeout(slow));
