@@ -85,11 +85,11 @@ first_port = 1977
 # and crashes. false: they wait in memory only.
 # persist_inbox = true
 # Give up on a message when one of its packets was sent this many times
-# more without being acknowledged (the wait for the acknowledgement doubles
-# each time, from about 1.7 s up to 60 s: 10 gives up after about 7
-# minutes); the app that sent it gets an error and the outbox forgets it.
-# nym-client never gives up.
-# max_retransmissions = 10
+# more without being acknowledged: the first 20 at nym-client's pace (about
+# every 1.7 s), then the wait doubles up to 60 s, so 30 gives up after about
+# 7 1/2 minutes. The app that sent it gets an error and the outbox forgets
+# it. nym-client never gives up.
+# max_retransmissions = 30
 # Testing only: these remove the protection of cover traffic and delays.
 # disable_cover_traffic = false
 # disable_delays = false

@@ -61,12 +61,19 @@ impl Default for ReplySurbConfig {
     }
 }
 
-/// Default of [`ClientConfig::max_retransmissions`]. With the ack wait
-/// doubling from about 1.7 s (Nym's default delays) up to 60 s, a message
-/// whose recipient's gateway never acknowledges is given up about 7
-/// minutes after it was first sent (plus any time its packets waited in
-/// the send queue or for our gateway connection).
-pub const DEFAULT_MAX_RETRANSMISSIONS: u32 = 10;
+/// Default of [`ClientConfig::max_retransmissions`]. The first 20
+/// retransmissions of a fragment come at nym-client's pace (an ack wait of
+/// about 1.7 s at Nym's default delays, so a lossy route recovers as fast
+/// as with nym-client); then the wait doubles up to 60 s, so a gateway that
+/// is down for minutes does not lose the message. One whose recipient's
+/// gateway never acknowledges is given up about 7½ minutes after it was
+/// first sent (plus any time its packets waited in the send queue or for
+/// our gateway connection). Even with half of all attempts lost, a
+/// fragment is given up with a probability of 2^-31.
+pub const DEFAULT_MAX_RETRANSMISSIONS: u32 = 30;
+
+/// Default of [`ClientConfig::ack_backoff_after`].
+pub const DEFAULT_ACK_BACKOFF_AFTER: u32 = 20;
 
 /// Gateway connection settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,8 +132,11 @@ pub struct ClientConfig {
     /// `None`: never, as nym-client). Only transmissions that reached our
     /// gateway's socket count.
     pub max_retransmissions: Option<u32>,
-    /// The wait for an ack doubles with each retransmission of a fragment,
-    /// up to this (60 s) or the first wait if that is longer. Zero keeps
+    /// Retransmissions of a fragment made at nym-client's constant ack
+    /// wait ([`DEFAULT_ACK_BACKOFF_AFTER`]); after them the wait doubles
+    /// with each one, up to [`ClientConfig::ack_wait_max`].
+    pub ack_backoff_after: u32,
+    /// Longest ack wait (60 s; the first wait if that is longer). Zero keeps
     /// the first wait for every retransmission (nym-client's timing).
     pub ack_wait_max: Duration,
     /// Packet size of real traffic and cover (Regular).
@@ -193,6 +203,7 @@ impl Default for ClientConfig {
             ack_wait_multiplier: 1.5,
             ack_wait_addition: Duration::from_millis(1500),
             max_retransmissions: Some(DEFAULT_MAX_RETRANSMISSIONS),
+            ack_backoff_after: DEFAULT_ACK_BACKOFF_AFTER,
             ack_wait_max: Duration::from_secs(60),
             packet_size: PacketSize::Regular,
             sphinx_version: SphinxVersion::Seeds259,
@@ -254,15 +265,17 @@ impl ClientConfig {
             .saturating_add(self.ack_wait_addition)
     }
 
-    /// The wait for the ack of a fragment sent for the `attempt`-th time
-    /// (0: first transmission): [`ClientConfig::ack_timeout`] doubled per
-    /// retransmission, at most [`ClientConfig::ack_wait_max`] (or the
-    /// first wait, if that is longer).
+    /// The wait for the ack of a fragment after its `attempt`-th
+    /// retransmission (0: the first transmission):
+    /// [`ClientConfig::ack_timeout`] up to
+    /// [`ClientConfig::ack_backoff_after`], then doubled per retransmission,
+    /// at most [`ClientConfig::ack_wait_max`] (or the first wait, if that
+    /// is longer).
     pub(crate) fn ack_wait(&self, total_delay: Duration, attempt: u32) -> Duration {
         let base = self.ack_timeout(total_delay);
         let cap = self.ack_wait_max.max(base);
-        let factor = 1u32 << attempt.min(20);
-        base.saturating_mul(factor).min(cap)
+        let doublings = attempt.saturating_sub(self.ack_backoff_after).min(20);
+        base.saturating_mul(1u32 << doublings).min(cap)
     }
 }
 
@@ -280,7 +293,7 @@ mod tests {
         assert!(!c.disable_main_poisson && !c.disable_loop_cover && !c.disable_delays);
         assert_eq!(
             c.max_retransmissions,
-            Some(10),
+            Some(30),
             "nymd gives up; nym-client does not"
         );
         let r = ReplySurbConfig::default();
@@ -316,9 +329,10 @@ mod tests {
         let d = Duration::from_millis(120);
         let first = c.ack_timeout(d);
         assert_eq!(c.ack_wait(d, 0), first);
-        assert_eq!(c.ack_wait(d, 1), first * 2);
-        assert_eq!(c.ack_wait(d, 3), first * 8);
-        assert_eq!(c.ack_wait(d, 9), Duration::from_secs(60));
+        assert_eq!(c.ack_wait(d, 20), first, "nym-client's pace first");
+        assert_eq!(c.ack_wait(d, 21), first * 2);
+        assert_eq!(c.ack_wait(d, 23), first * 8);
+        assert_eq!(c.ack_wait(d, 29), Duration::from_secs(60));
         assert_eq!(c.ack_wait(d, u32::MAX), Duration::from_secs(60));
         // No cap: nym-client's constant wait.
         let nym = ClientConfig {
@@ -329,12 +343,12 @@ mod tests {
         // A first wait above the cap is kept, not shortened.
         let slow = Duration::from_secs(100);
         assert_eq!(c.ack_wait(slow, 4), c.ack_timeout(slow));
-        // Eleven waits (the first transmission and ten retransmissions) at
-        // Nym's default delays (8 hops of 15 ms): about 7 minutes.
+        // 31 waits (the first transmission and 30 retransmissions) at
+        // Nym's default delays (8 hops of 15 ms): about 7 1/2 minutes.
         let max = c.max_retransmissions.unwrap_or(0);
         let total: Duration = (0..=max).map(|n| c.ack_wait(d, n)).sum();
         assert!(
-            total > Duration::from_secs(360) && total < Duration::from_secs(480),
+            total > Duration::from_secs(420) && total < Duration::from_secs(480),
             "{total:?}"
         );
     }

@@ -232,8 +232,9 @@ async fn retransmission_when_a_mixnode_stops_mid_transfer() {
     // With half of layer 2 gone and the topology still listing it, about
     // three attempts in four fail (the packet or its ack goes through the
     // dead node): nym-client's policy (a constant wait, no cap) is what
-    // this test is about. nymd's default gives up after 10 doubling waits,
-    // which at that loss rate a message of ~250 fragments would often hit.
+    // this test is about. nymd's default (30 retransmissions, waits that
+    // double after the 20th) would slow the last fragments down and give
+    // up on some at that loss rate (0.75^31 a fragment).
     let paced = ClientConfig {
         disable_main_poisson: false,
         message_sending_average_delay: Duration::from_millis(20),
