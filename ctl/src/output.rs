@@ -249,6 +249,13 @@ pub fn identity_detail(i: &IdentityInfo) -> String {
         "warnings       {} about what others sent (the log shows a few a minute)\nSURB requests  {} refused",
         i.counters.outside_warnings, i.counters.surb_requests_refused
     );
+    if i.counters.reply_keys_expired_on_load + i.counters.reply_surbs_rotated_on_load > 0 {
+        let _ = writeln!(
+            out,
+            "reply state    at start: {} reply keys too old, {} SURBs of a gone key rotation dropped",
+            i.counters.reply_keys_expired_on_load, i.counters.reply_surbs_rotated_on_load
+        );
+    }
     if let Some(m) = &i.memory {
         memory_lines(m, &mut out);
     }

@@ -275,6 +275,8 @@ fn counters_of(s: &ClientStats) -> TrafficCounters {
         inbox_messages: 0,
         outside_warnings: s.outside_warnings,
         surb_requests_refused: s.surb_requests_refused,
+        reply_keys_expired_on_load: s.reply_keys_expired_on_load,
+        reply_surbs_rotated_on_load: s.reply_surbs_rotated_on_load,
     }
 }
 

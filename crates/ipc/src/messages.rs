@@ -724,6 +724,15 @@ pub struct TrafficCounters {
     /// older daemons: 0.
     #[serde(default)]
     pub surb_requests_refused: u64,
+    /// Reply keys of SURBs handed out before the last restart that were too
+    /// old to keep when the saved reply state was loaded. Absent from older
+    /// daemons: 0.
+    #[serde(default)]
+    pub reply_keys_expired_on_load: u64,
+    /// Received reply SURBs dropped when the saved reply state was loaded
+    /// because their key rotation is gone. Absent from older daemons: 0.
+    #[serde(default)]
+    pub reply_surbs_rotated_on_load: u64,
 }
 
 /// A gateway from the topology.

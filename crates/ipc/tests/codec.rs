@@ -29,6 +29,8 @@ fn counters() -> impl Strategy<Value = TrafficCounters> {
         inbox_messages: a[12],
         outside_warnings: a[10] ^ a[12],
         surb_requests_refused: a[11] ^ a[0],
+        reply_keys_expired_on_load: a[1] ^ a[2],
+        reply_surbs_rotated_on_load: a[3] ^ a[4],
     })
 }
 

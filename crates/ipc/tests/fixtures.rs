@@ -32,6 +32,8 @@ fn counters() -> TrafficCounters {
         inbox_messages: 2,
         outside_warnings: 17,
         surb_requests_refused: 4,
+        reply_keys_expired_on_load: 6,
+        reply_surbs_rotated_on_load: 9,
     }
 }
 
@@ -537,6 +539,8 @@ fn an_identity_from_a_daemon_without_access_control_still_decodes() {
     want.memory = None;
     want.counters.outside_warnings = 0;
     want.counters.surb_requests_refused = 0;
+    want.counters.reply_keys_expired_on_load = 0;
+    want.counters.reply_surbs_rotated_on_load = 0;
     assert_eq!(decoded, response(ResponseBody::Identity(want)));
 }
 
@@ -552,5 +556,7 @@ fn an_identity_from_a_daemon_without_memory_budgets_still_decodes() {
     want.memory = None;
     want.counters.outside_warnings = 0;
     want.counters.surb_requests_refused = 0;
+    want.counters.reply_keys_expired_on_load = 0;
+    want.counters.reply_surbs_rotated_on_load = 0;
     assert_eq!(decoded, response(ResponseBody::Identity(want)));
 }
