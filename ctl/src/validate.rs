@@ -10,19 +10,14 @@ use nymd_proto::{Recipient, SenderTag};
 
 use crate::Failure;
 
-/// Longest identity name (nymd's `store::MAX_ID_LEN`).
-pub const MAX_ID_LEN: usize = 64;
+/// Longest identity name (nymd's rule, from `nymd-ipc`).
+pub const MAX_ID_LEN: usize = nymd_ipc::MAX_IDENTITY_NAME_LEN;
 
 /// An identity name for `init` and `import`: 1-64 characters from
-/// `A-Z a-z 0-9 _ -`, not starting with `.` (nymd's `store::validate_id`).
+/// `A-Z a-z 0-9 _ -`, not starting with `.` (the rule nymd applies,
+/// `nymd_ipc::is_valid_identity_name`).
 pub fn identity_id(id: &str) -> Result<(), Failure> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if nymd_ipc::is_valid_identity_name(id) {
         Ok(())
     } else {
         Err(Failure::usage(

@@ -44,7 +44,7 @@ const STAGING_PREFIX: &str = ".staging-";
 const TRASH_PREFIX: &str = ".removing-";
 
 /// Longest identity name accepted.
-pub const MAX_ID_LEN: usize = 64;
+pub const MAX_ID_LEN: usize = nymd_ipc::MAX_IDENTITY_NAME_LEN;
 
 /// Errors of the identity store. Each says which file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -132,13 +132,7 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 
 /// Check an identity name.
 pub fn validate_id(id: &str) -> Result<(), StoreError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if nymd_ipc::is_valid_identity_name(id) {
         Ok(())
     } else {
         Err(StoreError::InvalidId(id.to_string()))

@@ -307,6 +307,21 @@ pub struct SendRequest {
     pub message: Vec<u8>,
 }
 
+/// Longest identity name nymd accepts.
+pub const MAX_IDENTITY_NAME_LEN: usize = 64;
+
+/// Whether `id` is a usable identity name (it names a folder in nymd's
+/// state dir): 1-64 characters from `A-Z a-z 0-9 _ -`, not starting with
+/// `.`. nymd and nymctl both check names with it.
+pub fn is_valid_identity_name(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_IDENTITY_NAME_LEN
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Secret key bytes on the control socket: encoded as MessagePack bytes
 /// (as a plain `Vec<u8>` with `serde_bytes` would be), wiped from memory
 /// when dropped, and never shown by `Debug`.
