@@ -48,6 +48,13 @@ const MAX_RECORD: usize = 512 * 1024 * 1024;
 const COMPACT_AT: u64 = 4 * 1024 * 1024;
 /// Operations written per batch at most (one fdatasync each).
 const BATCH: usize = 1024;
+/// Bytes of operations queued for the writer (or kept after a failed
+/// write) above which [`Journal::has_room`] says no: callers stop taking new
+/// records until the disk catches up, and are never blocked by it.
+pub const MAX_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
+/// What one operation counts for in the backlog besides its payload.
+const OP_OVERHEAD: usize = 4 + 1 + 8 + CHECK;
+
 /// How long [`Journal::open`] waits for a previous writer to let go.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -87,6 +94,19 @@ enum Op {
 pub struct Journal {
     tx: Option<mpsc::Sender<Op>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Bytes of operations not yet on disk (see [`MAX_BACKLOG_BYTES`]).
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Op {
+    /// What the operation counts for in the backlog.
+    fn cost(&self) -> usize {
+        OP_OVERHEAD
+            + match self {
+                Op::Add(_, p) => p.len(),
+                Op::Done(_) => 0,
+            }
+    }
 }
 
 impl std::fmt::Debug for Op {
@@ -133,7 +153,21 @@ impl Journal {
         Journal {
             tx: None,
             thread: None,
+            backlog: Arc::default(),
         }
+    }
+
+    /// Whether the writer keeps up: `false` while more than
+    /// [`MAX_BACKLOG_BYTES`] wait for the disk (a slow or failing disk).
+    /// Callers then take no new records (their own backpressure) until it
+    /// is `true` again; [`Journal::add`] itself never blocks.
+    pub fn has_room(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed) < MAX_BACKLOG_BYTES
+    }
+
+    /// Bytes of operations waiting for the disk.
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Whether records reach the disk.
@@ -180,7 +214,9 @@ impl Journal {
             std::fs::rename(&path, &aside).map_err(io(&aside))?;
             tracing::warn!(path = %aside.display(), "a damaged journal was moved aside");
         }
-        let writer = Writer::rewrite(&path, header, &records, live)?;
+        let mut writer = Writer::rewrite(&path, header, &records, live)?;
+        let backlog: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        writer.backlog = backlog.clone();
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("nymd-journal".into())
@@ -190,6 +226,7 @@ impl Journal {
             Journal {
                 tx: Some(tx),
                 thread: Some(thread),
+                backlog,
             },
             records,
         ))
@@ -197,15 +234,21 @@ impl Journal {
 
     /// Record `payload` under `id`.
     pub fn add(&self, id: u64, payload: Vec<u8>) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Op::Add(id, payload));
-        }
+        self.send(Op::Add(id, payload));
     }
 
     /// Mark `id` done (unknown ids are ignored).
     pub fn done(&self, id: u64) {
+        self.send(Op::Done(id));
+    }
+
+    fn send(&self, op: Op) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(Op::Done(id));
+            let cost = op.cost();
+            self.backlog.fetch_add(cost, Ordering::Relaxed);
+            if tx.send(op).is_err() {
+                self.backlog.fetch_sub(cost, Ordering::Relaxed);
+            }
         }
     }
 
@@ -368,6 +411,9 @@ struct Writer {
     /// order, before anything newer.
     pending: Vec<Op>,
     live_count: Arc<AtomicU64>,
+    /// The journal's backlog, lowered as operations reach the disk (or
+    /// cancel out).
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How often a failing journal tries again while nothing new comes.
@@ -409,6 +455,7 @@ impl Writer {
             failing: false,
             pending: Vec::new(),
             live_count,
+            backlog: Arc::default(),
         })
     }
 
@@ -461,9 +508,16 @@ impl Writer {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
-        if let Err(batch) = self.write_batch(batch) {
-            self.pending = coalesce(batch);
-        }
+        let before: usize = batch.iter().map(Op::cost).sum();
+        let left = match self.write_batch(batch) {
+            Ok(()) => 0,
+            Err(batch) => {
+                self.pending = coalesce(batch);
+                self.pending.iter().map(Op::cost).sum()
+            }
+        };
+        self.backlog
+            .fetch_sub(before.saturating_sub(left), Ordering::Relaxed);
     }
 
     /// Make the file end at the last whole record again after a failed
@@ -906,5 +960,63 @@ mod tests {
         let want: Vec<Record> = records.into_iter().filter(|(id, _)| *id != 5).collect();
         assert_eq!(got.len(), want.len(), "every record that was not done");
         assert_eq!(got, want);
+    }
+
+    /// The backlog counts what waits for the disk and empties as it is
+    /// written; `has_room` turns false above the bound.
+    #[test]
+    fn the_backlog_is_counted_and_drains() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        assert!(j.has_room());
+        // Far more than the bound at once: the writer cannot have written
+        // it all before the next line (one add of the bound's size).
+        j.add(1, vec![0; MAX_BACKLOG_BYTES]);
+        j.add(2, vec![1; 10]);
+        let seen = j.backlog_bytes();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while j.backlog_bytes() > 0 {
+            assert!(Instant::now() < deadline, "the backlog never drained");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(j.has_room());
+        assert!(seen > 0, "the backlog was counted");
+        j.close();
+        let (_j, got) = Journal::open(&path, H, Arc::default()).expect("reopen");
+        assert_eq!(got.len(), 2);
+    }
+
+    /// While writes fail, what waits stays counted (so callers hold back);
+    /// cancelled pairs leave the count.
+    #[test]
+    fn a_failing_disk_keeps_the_backlog_counted() {
+        let mut w = Writer {
+            path: PathBuf::from("/nonexistent/j"),
+            header: H,
+            file: File::open("/dev/null").expect("null"),
+            len: 0,
+            live: HashMap::new(),
+            live_bytes: 0,
+            failing: false,
+            pending: Vec::new(),
+            live_count: Arc::default(),
+            backlog: Arc::default(),
+        };
+        let ops = vec![
+            Op::Add(1, vec![0; 100]),
+            Op::Add(2, vec![0; 50]),
+            Op::Done(1),
+        ];
+        let total: usize = ops.iter().map(Op::cost).sum();
+        w.backlog.store(total, Ordering::Relaxed);
+        w.pending = ops;
+        // /dev/null opened read-only: every write fails.
+        w.flush();
+        assert_eq!(w.pending.len(), 1, "add 1 and its done cancelled");
+        assert_eq!(
+            w.backlog.load(Ordering::Relaxed),
+            Op::Add(2, vec![0; 50]).cost()
+        );
     }
 }

@@ -699,7 +699,11 @@ impl Actor {
             self.publish_counters();
             let can_send = self.can_send();
             let topology_ok = self.topology.current().is_some();
-            let accept_requests = self.lanes.queued() < self.config.max_queued_packets;
+            // New app messages wait while the queue is full, or while the
+            // outbox journal is behind the disk (checked again at every
+            // wake-up; the disk is never waited for here).
+            let accept_requests = self.lanes.queued() < self.config.max_queued_packets
+                && self.outbox.as_ref().is_none_or(Outbox::has_room);
             // Also while the daemon's memory budget is used up: the gateway
             // keeps what comes meanwhile.
             let read_gateway = self.event_bytes.has_room();

@@ -134,6 +134,13 @@ impl Outbox {
     }
 
     /// Record that a message needs no more sending.
+    /// Whether the journal keeps up with the disk (see
+    /// `nymd_fsutil::journal::Journal::has_room`): while it does not, the
+    /// client takes no new app messages.
+    pub(crate) fn has_room(&self) -> bool {
+        self.journal.has_room()
+    }
+
     pub(crate) fn done(&self, message: u64) {
         self.journal.done(message);
     }

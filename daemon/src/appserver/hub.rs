@@ -326,6 +326,11 @@ impl AppHub {
     /// them) and waits for [`AppHub::room`].
     pub fn has_room(&self) -> bool {
         let mut st = lock(&self.state);
+        // The inbox journal behind a slow or failing disk stops intake too
+        // (the gateway keeps what comes meanwhile).
+        if st.inbox.as_ref().is_some_and(|j| !j.has_room()) {
+            return false;
+        }
         if self.below_bounds(&st) {
             // The daemon's budget, used up by any identity, also stops it
             // (no app is at fault for that: nobody is disconnected).
