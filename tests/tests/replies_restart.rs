@@ -6,7 +6,8 @@
 //! its `replies` file), and B's second reply still arrives at A. Last
 //! (#14 part 2), a reply B queues while the mixnet cannot carry it is
 //! journalled in B's outbox, B is SIGKILLed, the mixnet comes back, and
-//! after B's restart the reply reaches A.
+//! after B's restart the reply reaches A; likewise for a reply made while
+//! B's gateway is down (its link cut).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -190,6 +191,28 @@ async fn replies_survive_sigkill_of_either_side() {
         db = hb.start().await;
         let (m, _) = receive(&mut app_a, "the reply journalled before B's SIGKILL").await;
         assert_eq!(m, b"third reply");
+        wait_outbox(&hb, "b", 0).await;
+
+        // A reply made while B's gateway link is cut (its gateway is down)
+        // is journalled, and survives B's SIGKILL too.
+        let st = hb.ctl(&["status", "b"]).await;
+        let gw_id = st["identity"]["gateway_id"]
+            .as_str()
+            .expect("b's gateway")
+            .to_owned();
+        let gw = net
+            .gateways()
+            .into_iter()
+            .find(|g| g.identity_bs58() == gw_id)
+            .expect("b's gateway is a localnet gateway");
+        net.stop_node(gw.id).await.expect("stop b's gateway");
+        reply(pb, tag, b"fourth reply").await;
+        wait_outbox(&hb, "b", 1).await;
+        kill(&mut db);
+        net.start_node(gw.id).await.expect("start b's gateway");
+        db = hb.start().await;
+        let (m, _) = receive(&mut app_a, "the reply made while B's gateway link was cut").await;
+        assert_eq!(m, b"fourth reply");
         wait_outbox(&hb, "b", 0).await;
 
         // Both restarts took the saved state back (not a lucky new one).
