@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
@@ -169,6 +169,27 @@ struct Family<'e, 'a> {
 }
 
 impl Family<'_, '_> {
+    /// A family of `kind` with one sample per label set (none at all when
+    /// there is no sample: the exposition format has no empty families).
+    fn family<'l, M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<&Unit>,
+        kind: MetricType,
+        samples: impl Iterator<Item = (Vec<(&'static str, &'l str)>, M)>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut samples = samples.peekable();
+        if samples.peek().is_none() {
+            return Ok(());
+        }
+        let mut m = self.encoder.encode_descriptor(name, help, unit, kind)?;
+        for (labels, v) in samples {
+            v.encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
     fn counter<'l>(
         &mut self,
         name: &str,
@@ -176,17 +197,8 @@ impl Family<'_, '_> {
         unit: Option<&Unit>,
         samples: impl IntoIterator<Item = (Vec<(&'static str, &'l str)>, u64)>,
     ) -> Result<(), std::fmt::Error> {
-        let mut samples = samples.into_iter().peekable();
-        if samples.peek().is_none() {
-            return Ok(()); // No family without a sample.
-        }
-        let mut m = self
-            .encoder
-            .encode_descriptor(name, help, unit, MetricType::Counter)?;
-        for (labels, v) in samples {
-            ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
-        }
-        Ok(())
+        let samples = samples.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+        self.family(name, help, unit, MetricType::Counter, samples)
     }
 
     fn gauge<'l, N: prometheus_client::encoding::EncodeGaugeValue>(
@@ -196,17 +208,8 @@ impl Family<'_, '_> {
         unit: Option<&Unit>,
         samples: impl IntoIterator<Item = (Vec<(&'static str, &'l str)>, N)>,
     ) -> Result<(), std::fmt::Error> {
-        let mut samples = samples.into_iter().peekable();
-        if samples.peek().is_none() {
-            return Ok(()); // No family without a sample.
-        }
-        let mut m = self
-            .encoder
-            .encode_descriptor(name, help, unit, MetricType::Gauge)?;
-        for (labels, v) in samples {
-            ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
-        }
-        Ok(())
+        let samples = samples.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+        self.family(name, help, unit, MetricType::Gauge, samples)
     }
 }
 

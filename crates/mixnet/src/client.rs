@@ -493,39 +493,57 @@ impl Actor {
         }
     }
 
+    /// Take back one message the outbox kept from a previous run: its
+    /// fragments not already pending become pending on the general lane
+    /// with `dest`, and their ids are returned for the caller to queue. A
+    /// message with none left is marked done in the outbox.
+    fn restore_message(
+        &mut self,
+        message: u64,
+        fragments: Vec<(FragmentId, Vec<u8>)>,
+        dest: impl Fn() -> Dest,
+    ) -> Vec<FragmentId> {
+        self.next_message = self
+            .next_message
+            .max((message & !REPLY_BIT).wrapping_add(1));
+        let mut ids = Vec::with_capacity(fragments.len());
+        for (id, fragment) in fragments {
+            if self.pending.contains_key(&id) {
+                continue;
+            }
+            self.pending.insert(
+                id,
+                Pending {
+                    fragment,
+                    dest: dest(),
+                    lane: Lane::General,
+                    message,
+                    internal: false,
+                    retransmissions: 0,
+                    reached_gateway: false,
+                    timer: None,
+                },
+            );
+            ids.push(id);
+        }
+        if !ids.is_empty() {
+            self.journalled.insert(message, ids.len());
+        } else if let Some(o) = &self.outbox {
+            o.done(message);
+        }
+        ids
+    }
+
     /// Queue again the messages the outbox kept from a previous run (on the
     /// general lane: the app connections they came from are gone).
     pub(crate) fn restore(&mut self, entries: Vec<OutboxEntry>) {
         for e in entries {
-            self.next_message = self
-                .next_message
-                .max((e.message & !REPLY_BIT).wrapping_add(1));
             let recipient = Box::new(e.recipient);
-            let mut queued = 0;
-            for (id, fragment) in e.fragments {
-                if self.pending.contains_key(&id) {
-                    continue;
-                }
-                self.pending.insert(
-                    id,
-                    Pending {
-                        fragment,
-                        dest: Dest::Recipient(recipient.clone()),
-                        lane: Lane::General,
-                        message: e.message,
-                        internal: false,
-                        retransmissions: 0,
-                        reached_gateway: false,
-                        timer: None,
-                    },
-                );
+            let ids = self.restore_message(e.message, e.fragments, || {
+                Dest::Recipient(recipient.clone())
+            });
+            for id in ids {
                 self.lanes.push(QueueLane::General, id, false);
-                queued += 1;
-            }
-            if queued > 0 {
-                self.journalled.insert(e.message, queued);
-            } else if let Some(o) = &self.outbox {
-                o.done(e.message);
             }
         }
     }
@@ -539,40 +557,17 @@ impl Actor {
         };
         let mut tags = Vec::new();
         for e in entries {
-            self.next_message = self
-                .next_message
-                .max((e.message & !REPLY_BIT).wrapping_add(1));
-            let mut queued = 0;
-            for (id, fragment) in e.fragments {
-                if self.pending.contains_key(&id) {
-                    continue;
-                }
-                self.pending.insert(
-                    id,
-                    Pending {
-                        fragment,
-                        dest: Dest::Reply {
-                            tag: e.tag,
-                            surb: None,
-                        },
-                        lane: Lane::General,
-                        message: e.message,
-                        internal: false,
-                        retransmissions: 0,
-                        reached_gateway: false,
-                        timer: None,
-                    },
-                );
-                self.push_waiting(e.tag, id, Lane::General, false, true);
-                queued += 1;
+            let tag = e.tag;
+            let ids =
+                self.restore_message(e.message, e.fragments, || Dest::Reply { tag, surb: None });
+            if ids.is_empty() {
+                continue;
             }
-            if queued > 0 {
-                self.journalled.insert(e.message, queued);
-                if !tags.contains(&e.tag) {
-                    tags.push(e.tag);
-                }
-            } else if let Some(o) = &self.outbox {
-                o.done(e.message);
+            for id in ids {
+                self.push_waiting(tag, id, Lane::General, false, true);
+            }
+            if !tags.contains(&tag) {
+                tags.push(tag);
             }
         }
         for tag in tags {
