@@ -1,0 +1,1 @@
+//! nymd-client: the client state machine of one Nym identity, sans IO.
