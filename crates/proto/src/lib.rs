@@ -16,7 +16,8 @@
 //! - [`ack`]: SURB-ACKs and ack recognition.
 //! - [`cover`]: loop cover packets.
 //! - [`payload`]: per-packet payload encryption (plain, repliable, reply).
-//! - [`chunking`]: message padding, fragmentation and reassembly.
+//! - [`message`]: `NymMessage`, its framing and padding.
+//! - [`chunking`]: fragmentation and reassembly.
 //! - [`replies`]: reply SURBs, repliable and reply message bodies.
 //! - [`gateway`]: the client-gateway protocol, both sides.
 //! - [`appapi`]: nym-client's websocket app API codec.
@@ -31,6 +32,7 @@ pub mod crypto;
 pub mod fastsphinx;
 pub mod gateway;
 pub mod keys;
+pub mod message;
 pub mod mixpacket;
 pub mod params;
 pub mod payload;
