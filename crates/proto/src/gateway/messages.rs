@@ -115,6 +115,15 @@ pub enum ClientControlRequest {
     },
 }
 
+// `AuthenticateV2` is defined in `auth`, which does not depend on this
+// module; wrapping it into the request that carries it belongs here.
+impl AuthenticateV2 {
+    /// Wrap into the control request.
+    pub fn into_request(self) -> ClientControlRequest {
+        ClientControlRequest::AuthenticateV2(Box::new(self))
+    }
+}
+
 impl ClientControlRequest {
     /// Read a text frame.
     pub fn parse(text: &str) -> Result<Self, MessageError> {
@@ -466,80 +475,15 @@ impl SensitiveResponse {
     }
 }
 
-/// Serde helpers for the fixed-size byte fields of `authenticateV2`: written
-/// as JSON arrays of numbers, read from a sequence (or raw bytes).
-pub(crate) mod byte_array {
-    use serde::de::{Error, SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-
-    pub(crate) fn serialize<S: Serializer, const N: usize>(
-        bytes: &[u8; N],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    struct ArrayVisitor<const N: usize>;
-
-    impl<'de, const N: usize> Visitor<'de> for ArrayVisitor<N> {
-        type Value = [u8; N];
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "an array of {N} bytes")
-        }
-
-        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-            v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = [0u8; N];
-            let mut n = 0usize;
-            while let Some(b) = seq.next_element::<u8>()? {
-                match out.get_mut(n) {
-                    Some(slot) => *slot = b,
-                    None => return Err(A::Error::invalid_length(n + 1, &self)),
-                }
-                n += 1;
-            }
-            if n != N {
-                return Err(A::Error::invalid_length(n, &self));
-            }
-            Ok(out)
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
-        d: D,
-    ) -> Result<[u8; N], D::Error> {
-        d.deserialize_bytes(ArrayVisitor::<N>)
-    }
-}
-
-/// Serde helper: standard base64 with padding.
-pub(crate) mod base64_padded {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gateway::auth::AuthenticateV2;
+    use crate::gateway::CURRENT_PROTOCOL_VERSION;
     use crate::keys::IdentityKeyPair;
     use base64::Engine;
     use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
 
     /// Parse `text` with `parse`, compare with `value`, and check that `value`
     /// serialises back to exactly `text`.
@@ -714,6 +658,22 @@ mod tests {
             PreAuthRejection::InvalidRequest.to_string(),
             "Only 'Register' or 'Authenticate' requests are allowed"
         );
+    }
+
+    /// A request built by the client survives the trip through the JSON
+    /// control request (moved from `auth`'s `build_then_verify`).
+    #[test]
+    fn authenticate_v2_through_control_request() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let id = IdentityKeyPair::generate(&mut rng);
+        let key = GatewaySharedKey::from_bytes([9u8; 32]);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let req = AuthenticateV2::new(&mut rng, &key, &id, CURRENT_PROTOCOL_VERSION, 1_700_000_000);
+        let text = req.clone().into_request().to_json();
+        match ClientControlRequest::parse(&text).expect("parse") {
+            ClientControlRequest::AuthenticateV2(back) => assert_eq!(*back, req),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     /// authenticateV2 with the RFC 8032 test-1 key, a fixed shared key,

@@ -15,11 +15,14 @@
 //! - [`handshake`]: registration handshake state machines (client, gateway).
 //! - [`auth`]: building and verifying `authenticateV2`.
 //! - [`frames`]: binary frame sealing and opening.
+//! - `serde_helpers.rs`: serde helpers for byte fields of the JSON messages
+//!   (used by [`auth`]).
 
 pub mod auth;
 pub mod frames;
 pub mod handshake;
 pub mod messages;
+mod serde_helpers;
 
 pub use auth::{AuthError, AuthenticateV2, StoredClient, VerifiedAuth};
 pub use frames::{ClientFrameKind, FrameError, GatewayFrameKind};
