@@ -24,9 +24,6 @@ mod text;
 
 pub use text::MAX_TEXT_JSON_VALUES;
 
-#[cfg(test)]
-mod tests;
-
 /// The query of a websocket URL (`ws://127.0.0.1:1977/?nymd-tap`) that
 /// makes a connection to nymd's app port a *tap*, nymd's one extension of
 /// the handshake (nym-client ignores the URL): it receives the messages
@@ -374,3 +371,6 @@ impl ClientRequest {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
