@@ -323,7 +323,7 @@ async fn under_systemd_records_go_to_journald_with_the_identity() {
     let d = Nymd(
         wrapped
             .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-            .env("NYMD_LOG", "info,nymd_mixnet=debug")
+            .env("NYMD_LOG", "info,nymd_mixnet=debug,nymd_client=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr"))
@@ -392,7 +392,7 @@ async fn under_systemd_records_go_to_journald_with_the_identity() {
     .await
     .expect("send");
     journal.expect("a mixnet client record of identity default", |r| {
-        has(r, "TARGET", "nymd_mixnet::client")
+        has(r, "TARGET", "nymd_client::sending")
             && message_has(r, "sending a message")
             && has(r, "NYMD_IDENTITY", "default")
     });

@@ -19,17 +19,14 @@
 //! No byte layout lives here: packets, frames, handshakes and messages come
 //! from `nymd-proto`.
 
-mod client;
 mod config;
+mod driver;
 mod error;
 mod gateway;
-mod memory;
 mod outbox;
 mod replies;
-mod surbs;
 mod topology;
 mod types;
-mod warnings;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,9 +38,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ClientConfig, GatewayConfig, ReplySurbConfig, DEFAULT_MAX_RETRANSMISSIONS};
+pub use config::{
+    ClientConfig, CoreConfig, GatewayConfig, ReplySurbConfig, DEFAULT_MAX_RETRANSMISSIONS,
+};
 pub use error::ClientError;
-pub use memory::{Account, MemoryBudget, DEFAULT_MEMORY_BUDGET};
+pub use nymd_client::{Account, MemoryBudget, DEFAULT_MEMORY_BUDGET};
 pub use outbox::OutboxError;
 pub use topology::{
     Shared, SharedConfig, TopologyHandle, TopologySource, Url, MAINNET_NYM_API, ROUTE_GATEWAYS,
@@ -54,7 +53,7 @@ pub use types::{
     GatewayState, Lane, MemoryUse, OutgoingMessage, ReceivedMessage,
 };
 
-use crate::client::{Actor, ActorParts};
+use crate::driver::{Command, Driver, DriverParts};
 use crate::gateway::{AuthClock, WarmConnection};
 use crate::types::{bs58_str, HandleShared};
 
@@ -174,7 +173,7 @@ pub async fn start(
     // Messages not acknowledged when the previous run ended.
     let (outbox, restored) = match config.outbox.clone() {
         Some(dir) => {
-            let counter = handle_shared.stats.outbox_messages.clone();
+            let counter = handle_shared.published.stats.outbox_messages.clone();
             let (o, r) = tokio::task::spawn_blocking(move || outbox::Outbox::open(&dir, counter))
                 .await
                 .map_err(|e| ClientError::Protocol(format!("outbox task: {e}")))??;
@@ -191,14 +190,14 @@ pub async fn start(
                 .await
                 .map_err(|e| ClientError::Protocol(format!("reply state task: {e}")))?;
             loaded.map(|mut snap| {
-                let now = replies::unix_ms(std::time::SystemTime::now());
+                let now = nymd_client::snapshot::unix_ms(std::time::SystemTime::now());
                 let dropped = snap.prune(now, max_key_age, rotation);
-                let st = &handle_shared.stats;
-                types::StatsCounters::add(
+                let st = &handle_shared.published.stats;
+                nymd_client::Stats::add(
                     &st.reply_keys_expired_on_load,
                     dropped.expired_keys as u64,
                 );
-                types::StatsCounters::add(
+                nymd_client::Stats::add(
                     &st.reply_surbs_rotated_on_load,
                     dropped.rotated_surbs as u64,
                 );
@@ -230,42 +229,56 @@ pub async fn start(
     };
     let address = keys.address(gateway);
     let (req_tx, req_rx) = mpsc::channel(config.request_buffer.max(1));
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let cancel = cancel.child_token();
-    let event_buffer = config.event_buffer.max(1);
-    let config_replies = config.replies.clone();
-    let mut actor = Actor::new(ActorParts {
-        keys,
+    let mut outbox = outbox;
+    let journalled_replies = outbox
+        .as_mut()
+        .map(outbox::Outbox::take_replies)
+        .unwrap_or_default();
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let now = Instant::now();
+    let mut core = nymd_client::Client::new(nymd_client::ClientParams {
+        keys: keys.clone(),
         own: address,
+        config: config.core.clone(),
+        budget: shared.memory_budget(),
+        published: handle_shared.published.clone(),
+        seed,
+        journal: outbox.map(|o| Box::new(o) as Box<dyn nymd_client::Journal>),
+        now,
+    });
+    core.set_topology(now, topology.current());
+    core.restore(now, restored, saved_replies, journalled_replies);
+    let mut driver = Driver::new(DriverParts {
+        core,
+        identity: keys.identity,
         listener: reg.listener.clone(),
         fallback: reg.fallback_listener.clone(),
         shared_key: reg.shared_key.clone(),
-        config,
+        gateway: config.gateway.clone(),
         topology,
         shared: handle_shared.clone(),
         requests: req_rx,
+        commands: cmd_rx,
         cancel: cancel.clone(),
-        outbox,
-        replies: config_replies,
-        budget: shared.memory_budget(),
+        replies: config.replies.clone(),
     });
-    actor.restore(restored);
-    if let Some(snap) = saved_replies {
-        actor.restore_replies(snap);
-    }
-    actor.restore_journalled_replies();
-    actor.install_session(session);
+    driver.install_session(session);
     // In the caller's span (nymd's `identity` span): the client's records
     // say which identity they are about.
-    let task = tokio::spawn(tracing::Instrument::in_current_span(actor.run()));
+    let task = tokio::spawn(tracing::Instrument::in_current_span(driver.run()));
     tracing::info!("client started");
     tracing::debug!(address = %address, "client address");
     Ok(ClientHandle {
         address,
         requests: req_tx,
+        commands: cmd_tx,
         shared: handle_shared,
         cancel,
         task,
-        event_buffer,
+        event_buffer: config.event_buffer.max(1),
     })
 }
 
@@ -274,6 +287,7 @@ pub async fn start(
 pub struct ClientHandle {
     address: Recipient,
     requests: mpsc::Sender<OutgoingMessage>,
+    commands: mpsc::UnboundedSender<Command>,
     shared: Arc<HandleShared>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -297,21 +311,14 @@ impl ClientHandle {
     /// Packets queued on a connection lane, including replies waiting for
     /// reply SURBs.
     pub fn lane_queue_length(&self, conn: u64) -> usize {
-        self.shared
-            .lanes
-            .lock()
-            .map(|m| m.get(&conn).copied().unwrap_or(0))
-            .unwrap_or(0)
+        self.shared.published.lane_queue_length(conn)
     }
 
     /// Drop the packets still queued on a connection lane.
     pub fn close_lane(&self, conn: u64) {
-        if let Ok(mut c) = self.shared.control.lock() {
-            if !c.closed_lanes.contains(&conn) {
-                c.closed_lanes.push(conn);
-            }
-        }
-        self.shared.notify.notify_one();
+        // Unbounded: one small command per closed app connection, taken at
+        // the task's next turn; a send fails only once the task is gone.
+        let _ = self.commands.send(Command::CloseLane(conn));
     }
 
     /// Receive this identity's events. There is one subscription at a
@@ -321,16 +328,13 @@ impl ClientHandle {
     /// gateway rather than dropping messages).
     pub fn subscribe(&self) -> mpsc::Receiver<ClientEvent> {
         let (tx, rx) = mpsc::channel(self.event_buffer);
-        if let Ok(mut c) = self.shared.control.lock() {
-            c.new_subscriber = Some(tx);
-        }
-        self.shared.notify.notify_one();
+        let _ = self.commands.send(Command::Subscribe(tx));
         rx
     }
 
     /// Counters.
     pub fn stats(&self) -> ClientStats {
-        self.shared.stats.snapshot()
+        self.shared.published.stats.snapshot()
     }
 
     /// Set ids of the messages this identity received, oldest first
@@ -339,19 +343,13 @@ impl ClientHandle {
     /// retransmission of a message delivered before the restart is not
     /// delivered again.
     pub fn completed_sets(&self) -> Vec<i32> {
-        self.shared
-            .completed
-            .lock()
-            .map(|c| c.iter().copied().collect())
-            .unwrap_or_default()
+        self.shared.published.completed_sets()
     }
 
     /// Messages completed since the client started (changes when
     /// [`ClientHandle::completed_sets`] does).
     pub fn completions(&self) -> u64 {
-        self.shared
-            .completions
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.published.completions()
     }
 
     /// The last `authenticateV2` timestamp used; persist it with the

@@ -29,26 +29,7 @@ pub use nymd_fsutil::journal::JournalError as OutboxError;
 
 const HEADER: &[u8] = b"nymd-outbox v1\n";
 
-/// A message that was queued and not acknowledged when the journal was last
-/// written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OutboxEntry {
-    pub message: u64,
-    pub recipient: Recipient,
-    pub fragments: Vec<(FragmentId, Vec<u8>)>,
-}
-
-/// The top bit of the message numbers of `reply` messages (the client's
-/// message numbers count up from 0 and never reach it).
-pub(crate) const REPLY_BIT: u64 = 1 << 63;
-
-/// A `reply` message that was queued and not acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ReplyEntry {
-    pub message: u64,
-    pub tag: SenderTag,
-    pub fragments: Vec<(FragmentId, Vec<u8>)>,
-}
+pub(crate) use nymd_client::{Journalled as OutboxEntry, JournalledReply as ReplyEntry, REPLY_BIT};
 
 /// The client task's side of the journal (never blocks).
 #[derive(Debug)]
@@ -133,7 +114,6 @@ impl Outbox {
         }
     }
 
-    /// Record that a message needs no more sending.
     /// Whether the journal keeps up with the disk (see
     /// `nymd_fsutil::journal::Journal::has_room`): while it does not, the
     /// client takes no new app messages.
@@ -141,6 +121,7 @@ impl Outbox {
         self.journal.has_room()
     }
 
+    /// Record that a message needs no more sending.
     pub(crate) fn done(&self, message: u64) {
         self.journal.done(message);
     }
@@ -148,6 +129,29 @@ impl Outbox {
     /// Write what is queued and stop the writer (blocking).
     pub(crate) fn close(&mut self) {
         self.journal.close();
+    }
+}
+
+/// The core's journal is this outbox.
+impl nymd_client::Journal for Outbox {
+    fn add(&self, message: u64, recipient: &Recipient, fragments: &[(FragmentId, Vec<u8>)]) {
+        Outbox::add(self, message, recipient, fragments);
+    }
+
+    fn add_reply(&self, message: u64, tag: &SenderTag, fragments: &[(FragmentId, Vec<u8>)]) {
+        Outbox::add_reply(self, message, tag, fragments);
+    }
+
+    fn done(&self, message: u64) {
+        Outbox::done(self, message);
+    }
+
+    fn has_room(&self) -> bool {
+        Outbox::has_room(self)
+    }
+
+    fn close(&mut self) {
+        Outbox::close(self);
     }
 }
 

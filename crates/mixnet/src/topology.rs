@@ -97,7 +97,7 @@ impl Default for SharedConfig {
             max_refresh_failures: 10,
             http_timeout: Duration::from_secs(30),
             thresholds: PerformanceThresholds::default(),
-            memory_budget: crate::memory::DEFAULT_MEMORY_BUDGET,
+            memory_budget: nymd_client::DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -148,7 +148,7 @@ pub(crate) struct SharedInner {
     /// Connections left open by `register` for `start` to take over (so
     /// that messages the gateway pushes right after registration are kept).
     pub(crate) warm: Mutex<HashMap<[u8; 32], WarmConnection>>,
-    memory: Arc<crate::memory::MemoryBudget>,
+    memory: Arc<nymd_client::MemoryBudget>,
 }
 
 /// Resources shared by every identity of a daemon: the HTTP client and the
@@ -176,7 +176,7 @@ impl Shared {
             .connect_timeout(config.http_timeout)
             .user_agent(concat!("nymd/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let memory = crate::memory::MemoryBudget::new(config.memory_budget);
+        let memory = nymd_client::MemoryBudget::new(config.memory_budget);
         Ok(Self {
             inner: Arc::new(SharedInner {
                 http,
@@ -199,7 +199,7 @@ impl Shared {
     }
 
     /// The memory budget every identity's bounded stores draw on.
-    pub fn memory_budget(&self) -> Arc<crate::memory::MemoryBudget> {
+    pub fn memory_budget(&self) -> Arc<nymd_client::MemoryBudget> {
         self.inner.memory.clone()
     }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use hostile::support::Client as Raw;
 use hostile::*;
 use nymd_mixnet::{
-    start, ClientConfig, ClientEvent, ErrorKind, Lane, OutgoingMessage, ReplySurbConfig,
+    start, ClientConfig, ClientEvent, CoreConfig, ErrorKind, Lane, OutgoingMessage, ReplySurbConfig,
 };
 use nymd_proto::chunking::{NymMessage, Reassembler};
 use nymd_proto::replies::{RepliableMessage, ReplySurb};
@@ -198,14 +198,14 @@ async fn hostile_peer_1000_valid_surb_requests_stay_within_the_rate_limit() {
     let net = localnet().await;
     let shared = shared_api(&net);
     let topology = net.topology().clone();
-    let config = ClientConfig {
+    let config = ClientConfig::with_core(CoreConfig {
         reply_surbs: ReplySurbConfig {
             answer_burst: 100,
             answer_rate: 20,
             ..ReplySurbConfig::default()
         },
-        ..ClientConfig::for_tests()
-    };
+        ..CoreConfig::for_tests()
+    });
     let (burst, rate) = (100u64, 20u64);
     let half_queue = config.max_queued_packets as u64 / 2;
     let v = peer(&shared, &net, 0, config).await;
@@ -287,7 +287,7 @@ async fn hostile_peer_floods_keep_surb_store_reassembly_reply_keys_and_sender_ta
     let net = localnet().await;
     let shared = shared_api(&net);
     let topology = net.topology().clone();
-    let config = ClientConfig {
+    let config = ClientConfig::with_core(CoreConfig {
         surb_store_bytes: 200 * 1024,
         reply_key_bytes: 64 * 1024,
         reassembly: nymd_proto::chunking::ReassemblyConfig {
@@ -298,8 +298,8 @@ async fn hostile_peer_floods_keep_surb_store_reassembly_reply_keys_and_sender_ta
             max_sender_tags: 3,
             ..ReplySurbConfig::default()
         },
-        ..ClientConfig::for_tests()
-    };
+        ..CoreConfig::for_tests()
+    });
     let mut v = peer(&shared, &net, 0, config.clone()).await;
     let mut g = peer(&shared, &net, 1, ClientConfig::for_tests()).await;
     let mut raw = Raw::register(&net.gateways()[1]).await;
@@ -468,9 +468,12 @@ async fn hostile_peer_gateway_that_never_acknowledges_ends_with_an_error_and_no_
     let shared = shared_api(&net);
     let outbox = tempfile::tempdir().unwrap();
     let config = ClientConfig {
-        max_retransmissions: Some(2),
-        ack_wait_addition: Duration::from_millis(300),
-        ack_wait_max: Duration::from_secs(1),
+        core: CoreConfig {
+            max_retransmissions: Some(2),
+            ack_wait_addition: Duration::from_millis(300),
+            ack_wait_max: Duration::from_secs(1),
+            ..CoreConfig::for_tests()
+        },
         outbox: Some(outbox.path().join("outbox")),
         ..ClientConfig::for_tests()
     };

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hostile::support::Client as Raw;
 use hostile::*;
-use nymd_mixnet::ClientConfig;
+use nymd_mixnet::{ClientConfig, CoreConfig};
 use nymd_proto::chunking::{NymMessage, PaddedMessage};
 use nymd_proto::params::FragmentId;
 use nymd_proto::PacketSize;
@@ -53,7 +53,9 @@ async fn hostile_peer_malformed_flood_gives_a_bounded_number_of_log_lines() {
     let captured = Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("nymd_mixnet=warn"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "nymd_mixnet=warn,nymd_client=warn",
+        ))
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();
@@ -63,11 +65,11 @@ async fn hostile_peer_malformed_flood_gives_a_bounded_number_of_log_lines() {
     let topology = net.topology().clone();
     let interval = Duration::from_secs(1);
     let per_interval = 5u32;
-    let config = ClientConfig {
+    let config = ClientConfig::with_core(CoreConfig {
         warning_interval: interval,
         warnings_per_interval: per_interval,
-        ..ClientConfig::for_tests()
-    };
+        ..CoreConfig::for_tests()
+    });
     let v = peer(&shared, &net, 0, config).await;
     let mut raw = Raw::register(&net.gateways()[1]).await;
     let to = v.handle.address();

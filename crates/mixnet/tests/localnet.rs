@@ -10,9 +10,9 @@ use std::time::Duration;
 use nymd_localnet::config::{DelayPolicy, LocalnetConfig};
 use nymd_localnet::network::Localnet;
 use nymd_mixnet::{
-    register_with, start, ClientConfig, ClientEvent, ClientHandle, ClientKeys, ErrorKind,
-    GatewayConfig, GatewaySelection, GatewayState, Lane, OutgoingMessage, ReceivedMessage, Shared,
-    SharedConfig, TopologySource, Url,
+    register_with, start, ClientConfig, ClientEvent, ClientHandle, ClientKeys, CoreConfig,
+    ErrorKind, GatewayConfig, GatewaySelection, GatewayState, Lane, OutgoingMessage,
+    ReceivedMessage, Shared, SharedConfig, TopologySource, Url,
 };
 use nymd_proto::keys::{EncryptionKeyPair, IdentityKeyPair};
 use nymd_proto::Recipient;
@@ -235,13 +235,13 @@ async fn retransmission_when_a_mixnode_stops_mid_transfer() {
     // this test is about. nymd's default (30 retransmissions, waits that
     // double after the 20th) would slow the last fragments down and give
     // up on some at that loss rate (0.75^31 a fragment).
-    let paced = ClientConfig {
+    let paced = ClientConfig::with_core(CoreConfig {
         disable_main_poisson: false,
         message_sending_average_delay: Duration::from_millis(20),
         max_retransmissions: None,
         ack_wait_max: Duration::ZERO,
-        ..ClientConfig::for_tests()
-    };
+        ..CoreConfig::for_tests()
+    });
     let mut a = peer(&shared, gateway_id(&net, 0), paced).await;
     let mut b = peer(&shared, gateway_id(&net, 1), ClientConfig::for_tests()).await;
     let data = random_bytes(400_000);
@@ -286,6 +286,9 @@ async fn reconnect_after_a_gateway_restart() {
     let net = localnet(1).await;
     let shared = shared_api(&net);
     let fast_reconnect = ClientConfig {
+        core: CoreConfig {
+            ..CoreConfig::for_tests()
+        },
         gateway: GatewayConfig {
             reconnect_initial_backoff: Duration::from_millis(100),
             reconnect_max_backoff: Duration::from_millis(500),

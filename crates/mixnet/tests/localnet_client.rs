@@ -16,8 +16,8 @@ use nymd_localnet::config::{DelayPolicy, LocalnetConfig};
 use nymd_localnet::network::Localnet;
 use nymd_mixnet::{
     register_with, start, ClientConfig, ClientEvent, ClientHandle, ClientKeys, ClientStats,
-    ErrorKind, GatewayConfig, GatewayRegistration, GatewaySelection, GatewayState, Lane,
-    OutgoingMessage, ReceivedMessage, Shared, SharedConfig, TopologySource, Url,
+    CoreConfig, ErrorKind, GatewayConfig, GatewayRegistration, GatewaySelection, GatewayState,
+    Lane, OutgoingMessage, ReceivedMessage, Shared, SharedConfig, TopologySource, Url,
 };
 use nymd_proto::chunking::NymMessage;
 use nymd_proto::keys::{EncryptionKeyPair, IdentityKeyPair, VerifyingKey};
@@ -341,11 +341,11 @@ async fn unsendable_messages_give_an_error_event_on_their_lane() {
 async fn retransmission_cap_gives_an_error_event() {
     let net = localnet(1, 2).await;
     let shared = shared_api(&net);
-    let config = ClientConfig {
+    let config = ClientConfig::with_core(CoreConfig {
         max_retransmissions: Some(1),
         ack_wait_addition: Duration::from_millis(300),
-        ..ClientConfig::for_tests()
-    };
+        ..CoreConfig::for_tests()
+    });
     let mut a = peer(&shared, gateway_id(&net, 0), config).await;
     let b = peer(&shared, gateway_id(&net, 1), ClientConfig::for_tests()).await;
     // The only layer-2 mixnode is down: every packet is lost, so no ack
@@ -386,7 +386,10 @@ async fn messages_wait_for_a_late_or_slow_subscriber() {
     // nobody subscribes yet.
     let (keys, reg) = register(&shared, gateway_id(&net, 1)).await;
     let config = ClientConfig {
-        received_buffer_bytes: 2_000,
+        core: CoreConfig {
+            received_buffer_bytes: 2_000,
+            ..CoreConfig::for_tests()
+        },
         event_buffer: 1,
         ..ClientConfig::for_tests()
     };
@@ -480,10 +483,8 @@ async fn lanes_report_and_close() {
     let shared = shared_api(&net);
     // No retransmission within the test: every packet A sends is counted
     // once.
-    let config = ClientConfig {
-        ack_wait_addition: Duration::from_secs(600),
-        ..fast_reconnect()
-    };
+    let mut config = fast_reconnect();
+    config.ack_wait_addition = Duration::from_secs(600);
     let mut a = peer(&shared, gateway_id(&net, 0), config).await;
     let mut b = peer(&shared, gateway_id(&net, 1), ClientConfig::for_tests()).await;
     let a_gateway = net.gateways()[0].id;

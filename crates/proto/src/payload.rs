@@ -307,6 +307,43 @@ pub fn prepare_fragment_keyed<R: RngCore + CryptoRng>(
     ))
 }
 
+/// Build the packet of a reply fragment sent through `surb`: its plaintext
+/// (`SURB-ACK || key digest || encrypted fragment`, padded to `size`) in the
+/// SURB's own header and route. The SURB fixes the delays of its route;
+/// they are not known to the sender, so the data delay is taken as three
+/// mix hops at `packet_mean` (what Nym's client assumes for its ack
+/// timeout), and the SURB-ACK's as built.
+pub fn prepare_reply(
+    surb: crate::replies::ReplySurb,
+    fragment: &[u8],
+    surb_ack: &SurbAck,
+    size: PacketSize,
+    packet_mean: Duration,
+) -> Result<PreparedPacket, ReplyPacketError> {
+    let rotation = surb.key_rotation();
+    let plaintext = reply_plaintext(surb.encryption_key().as_bytes(), &surb_ack.bytes, fragment)?;
+    let (packet, first_hop) = surb.apply(&plaintext, size)?;
+    Ok(PreparedPacket {
+        mix_packet: MixPacket::new(first_hop, packet, rotation),
+        data_delay: packet_mean.saturating_mul(REPLY_MIX_HOPS),
+        ack_delay: surb_ack.expected_delay,
+    })
+}
+
+/// Mix hops of a reply SURB's route counted for its data delay.
+const REPLY_MIX_HOPS: u32 = 3;
+
+/// Why a reply packet could not be built.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ReplyPacketError {
+    /// The reply plaintext could not be assembled.
+    #[error("reply payload: {0}")]
+    Payload(#[from] PayloadError),
+    /// The SURB could not be used.
+    #[error("reply SURB: {0}")]
+    Surb(#[from] crate::replies::ReplySurbError),
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

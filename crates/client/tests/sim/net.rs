@@ -136,6 +136,9 @@ pub struct NetStats {
     pub malformed: u64,
     /// Lost because a gateway was down.
     pub dropped_down: u64,
+    /// Pushes kept by a gateway that was down, pushed again when it came
+    /// back.
+    pub held: u64,
     /// Dropped for an unknown next hop or a client not attached (at that
     /// gateway, or at all).
     pub unroutable: u64,
@@ -222,6 +225,10 @@ struct Gateway {
     /// Up/down transitions in time order; the last one at or before an
     /// event's time decides.
     transitions: Vec<(Instant, bool)>,
+    /// Pushes that found the gateway down: it keeps them (as a Nym gateway
+    /// keeps what it acknowledged for a client that is not connected) and
+    /// pushes them when it is back up.
+    held: Vec<(ClientId, Vec<u8>)>,
     /// Attached clients by identity.
     clients: BTreeMap<[u8; 32], ClientId>,
 }
@@ -344,6 +351,7 @@ impl SimNet {
             net.gateways.push(Gateway {
                 node,
                 transitions: Vec::new(),
+                held: Vec::new(),
                 clients: BTreeMap::new(),
             });
         }
@@ -505,7 +513,8 @@ impl SimNet {
                     bytes,
                 } => {
                     if self.gateways[gateway].down_at(t) {
-                        self.stats.dropped_down += 1;
+                        self.stats.held += 1;
+                        self.gateways[gateway].held.push((client, bytes));
                     } else if self.clients[client.0].gateway != Some(gateway) {
                         self.stats.unroutable += 1;
                     } else {
@@ -527,6 +536,11 @@ impl SimNet {
         let last = gw.transitions.last().map(|(t, _)| *t);
         let at = last.map_or(now, |l| now.max(l));
         gw.transitions.push((at, down));
+        if !down {
+            for (client, bytes) in std::mem::take(&mut self.gateways[g].held) {
+                self.push(at, g, client, bytes);
+            }
+        }
     }
 
     /// Whether gateway `g` is down (as last set).

@@ -10,7 +10,7 @@
 //!   holding the most keys loses its oldest ones first, so a peer that makes
 //!   us mint many keys evicts its own, not those of other conversations.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use nymd_proto::SenderTag;
@@ -55,7 +55,7 @@ impl TagEntry {
 /// forgotten first.
 #[derive(Debug)]
 pub(crate) struct SenderTags {
-    map: HashMap<[u8; 96], TagEntry>,
+    map: BTreeMap<[u8; 96], TagEntry>,
     order: BTreeMap<u64, [u8; 96]>,
     next: u64,
     max: usize,
@@ -64,7 +64,7 @@ pub(crate) struct SenderTags {
 impl SenderTags {
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            map: HashMap::new(),
+            map: BTreeMap::new(),
             order: BTreeMap::new(),
             next: 0,
             max: max.max(1),
@@ -193,16 +193,16 @@ struct TagKeys {
 /// The keys of the reply SURBs we handed out, by digest.
 #[derive(Debug)]
 pub(crate) struct ReplyKeys {
-    keys: HashMap<[u8; 32], KeyEntry>,
-    by_tag: HashMap<SenderTag, TagKeys>,
+    keys: BTreeMap<[u8; 32], KeyEntry>,
+    by_tag: BTreeMap<SenderTag, TagKeys>,
     account: Account,
 }
 
 impl ReplyKeys {
     pub(crate) fn new(account: Account) -> Self {
         Self {
-            keys: HashMap::new(),
-            by_tag: HashMap::new(),
+            keys: BTreeMap::new(),
+            by_tag: BTreeMap::new(),
             account,
         }
     }
@@ -258,11 +258,11 @@ impl ReplyKeys {
 
     /// The unused keys with their ages at `now`, oldest first (for the
     /// persisted reply state).
-    pub(crate) fn entries(&self, now: Instant) -> Vec<crate::replies::SavedKey> {
-        let mut out: Vec<crate::replies::SavedKey> = self
+    pub(crate) fn entries(&self, now: Instant) -> Vec<crate::snapshot::SavedKey> {
+        let mut out: Vec<crate::snapshot::SavedKey> = self
             .keys
             .iter()
-            .map(|(d, k)| crate::replies::SavedKey {
+            .map(|(d, k)| crate::snapshot::SavedKey {
                 digest: *d,
                 key: k.key,
                 tag: k.tag,
