@@ -25,6 +25,7 @@ mod error;
 mod gateway;
 mod outbox;
 mod replies;
+mod shared;
 mod topology;
 mod types;
 
@@ -44,9 +45,10 @@ pub use config::{
 pub use error::ClientError;
 pub use nymd_client::{Account, MemoryBudget, DEFAULT_MEMORY_BUDGET};
 pub use outbox::OutboxError;
+pub use shared::{Shared, SharedConfig};
 pub use topology::{
-    Shared, SharedConfig, TopologyHandle, TopologySource, Url, MAINNET_NYM_API, ROUTE_GATEWAYS,
-    ROUTE_KEY_ROTATION, ROUTE_MIXNODES, ROUTE_REWARDED_SET,
+    TopologyHandle, TopologySource, Url, MAINNET_NYM_API, ROUTE_GATEWAYS, ROUTE_KEY_ROTATION,
+    ROUTE_MIXNODES, ROUTE_REWARDED_SET,
 };
 pub use types::{
     ClientEvent, ClientKeys, ClientStats, ErrorKind, GatewayRegistration, GatewaySelection,

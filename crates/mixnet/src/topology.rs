@@ -7,9 +7,8 @@
 //! consecutive failures the topology is cleared until a refresh succeeds
 //! (nym-client's behaviour). The task ends when no identity uses the source.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nymd_proto::keys::VerifyingKey;
@@ -22,8 +21,7 @@ pub use reqwest::Url;
 use serde_json::de::from_slice;
 use tokio::sync::watch;
 
-use crate::error::ClientError;
-use crate::gateway::WarmConnection;
+use crate::shared::SharedConfig;
 
 /// nym-api route: key-rotation schedule.
 pub const ROUTE_KEY_ROTATION: &str = "v1/epoch/key-rotation-info";
@@ -55,7 +53,7 @@ pub enum TopologySource {
 }
 
 impl TopologySource {
-    fn cache_key(&self) -> Option<String> {
+    pub(crate) fn cache_key(&self) -> Option<String> {
         match self {
             TopologySource::NymApi(urls) => Some(format!(
                 "api:{}",
@@ -67,51 +65,16 @@ impl TopologySource {
     }
 }
 
-/// Daemon-wide settings of [`Shared`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharedConfig {
-    /// Source used by identities whose config names none.
-    pub default_source: TopologySource,
-    /// Refresh period (5 min).
-    pub refresh_interval: Duration,
-    /// Consecutive failed refreshes tolerated before the topology is
-    /// cleared (10).
-    pub max_refresh_failures: u32,
-    /// Timeout of one HTTP request.
-    pub http_timeout: Duration,
-    /// Performance filter for nym-api topologies (50 % / 50 %).
-    pub thresholds: PerformanceThresholds,
-    /// Bytes all identities together may hold for what other parties send
-    /// them ([`crate::DEFAULT_MEMORY_BUDGET`]; see [`crate::MemoryBudget`]).
-    pub memory_budget: u64,
-}
+pub(crate) type TopologyState = Option<Arc<NymTopology>>;
 
-impl Default for SharedConfig {
-    fn default() -> Self {
-        let mainnet = Url::parse(MAINNET_NYM_API)
-            .map(|u| vec![u])
-            .unwrap_or_default();
-        Self {
-            default_source: TopologySource::NymApi(mainnet),
-            refresh_interval: Duration::from_secs(5 * 60),
-            max_refresh_failures: 10,
-            http_timeout: Duration::from_secs(30),
-            thresholds: PerformanceThresholds::default(),
-            memory_budget: nymd_client::DEFAULT_MEMORY_BUDGET,
-        }
-    }
-}
-
-type TopologyState = Option<Arc<NymTopology>>;
-
-struct CacheEntry {
-    rx: watch::Receiver<TopologyState>,
+pub(crate) struct CacheEntry {
+    pub(crate) rx: watch::Receiver<TopologyState>,
 }
 
 /// A live view of one source's topology, shared by identities.
 #[derive(Clone)]
 pub struct TopologyHandle {
-    entry: Arc<CacheEntry>,
+    pub(crate) entry: Arc<CacheEntry>,
 }
 
 impl std::fmt::Debug for TopologyHandle {
@@ -133,7 +96,7 @@ impl TopologyHandle {
         self.entry.rx.clone()
     }
 
-    fn fixed(topology: NymTopology) -> Self {
+    pub(crate) fn fixed(topology: NymTopology) -> Self {
         let (_tx, rx) = watch::channel(Some(Arc::new(topology)));
         Self {
             entry: Arc::new(CacheEntry { rx }),
@@ -141,125 +104,13 @@ impl TopologyHandle {
     }
 }
 
-pub(crate) struct SharedInner {
-    pub(crate) http: reqwest::Client,
-    pub(crate) config: SharedConfig,
-    caches: tokio::sync::Mutex<HashMap<String, Weak<CacheEntry>>>,
-    /// Connections left open by `register` for `start` to take over (so
-    /// that messages the gateway pushes right after registration are kept).
-    pub(crate) warm: Mutex<HashMap<[u8; 32], WarmConnection>>,
-    memory: Arc<nymd_client::MemoryBudget>,
-}
-
-/// Resources shared by every identity of a daemon: the HTTP client and the
-/// topology caches. Cheap to clone.
-#[derive(Clone)]
-pub struct Shared {
-    pub(crate) inner: Arc<SharedInner>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// Build the shared resources. Installs rustls' ring provider as the
-    /// process default if none is installed yet.
-    pub fn new(config: SharedConfig) -> Result<Self, ClientError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(config.http_timeout)
-            .connect_timeout(config.http_timeout)
-            .user_agent(concat!("nymd/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let memory = nymd_client::MemoryBudget::new(config.memory_budget);
-        Ok(Self {
-            inner: Arc::new(SharedInner {
-                http,
-                memory,
-                config,
-                caches: tokio::sync::Mutex::new(HashMap::new()),
-                warm: Mutex::new(HashMap::new()),
-            }),
-        })
-    }
-
-    /// The HTTP client.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.inner.http
-    }
-
-    /// The daemon settings.
-    pub fn config(&self) -> &SharedConfig {
-        &self.inner.config
-    }
-
-    /// The memory budget every identity's bounded stores draw on.
-    pub fn memory_budget(&self) -> Arc<nymd_client::MemoryBudget> {
-        self.inner.memory.clone()
-    }
-
-    /// The topology of `source` (the default source when `None`). The first
-    /// call for a source fetches it and fails if that fetch fails; later
-    /// calls share the cache and its refresher.
-    pub async fn topology(
-        &self,
-        source: Option<&TopologySource>,
-    ) -> Result<TopologyHandle, ClientError> {
-        let source = source.unwrap_or(&self.inner.config.default_source);
-        let Some(key) = source.cache_key() else {
-            if let TopologySource::Fixed(t) = source {
-                return Ok(TopologyHandle::fixed(t.clone()));
-            }
-            return Err(ClientError::Topology("unsupported source".into()));
-        };
-        let mut caches = self.inner.caches.lock().await;
-        caches.retain(|_, w| w.strong_count() > 0);
-        if let Some(entry) = caches.get(&key).and_then(Weak::upgrade) {
-            return Ok(TopologyHandle { entry });
-        }
-        let mut fetcher = Fetcher::new(self.inner.http.clone(), source.clone(), &self.inner.config);
-        if let TopologySource::NymApi(_) = source {
-            fetcher.check_key_rotation().await;
-        }
-        let first = fetcher.fetch().await.map_err(ClientError::Topology)?;
-        let (tx, rx) = watch::channel(Some(Arc::new(first)));
-        let entry = Arc::new(CacheEntry { rx });
-        caches.insert(key, Arc::downgrade(&entry));
-        let interval = self.inner.config.refresh_interval;
-        let max_failures = self.inner.config.max_refresh_failures;
-        tokio::spawn(refresher(fetcher, tx, interval, max_failures));
-        Ok(TopologyHandle { entry })
-    }
-
-    pub(crate) fn take_warm(&self, client: &[u8; 32]) -> Option<WarmConnection> {
-        let mut warm = self.inner.warm.lock().ok()?;
-        warm.retain(|_, w| w.created.elapsed() < WARM_MAX_AGE);
-        warm.remove(client)
-    }
-
-    pub(crate) fn put_warm(&self, client: [u8; 32], conn: WarmConnection) {
-        if let Ok(mut warm) = self.inner.warm.lock() {
-            warm.retain(|_, w| w.created.elapsed() < WARM_MAX_AGE);
-            warm.insert(client, conn);
-        }
-    }
-}
-
-/// How long a connection left open by `register` waits for `start`.
-const WARM_MAX_AGE: Duration = Duration::from_secs(60);
-
 /// How often the refresher compares the wall clock with the monotonic one.
 /// While a machine is suspended its monotonic clock stops: without this
 /// check a refresh due "in 5 minutes" would come 5 minutes after resume,
 /// with a topology (and key rotation) hours old.
 const WALL_CHECK: Duration = Duration::from_secs(10);
 
-async fn refresher(
+pub(crate) async fn refresher(
     fetcher: Fetcher,
     tx: watch::Sender<TopologyState>,
     interval: Duration,
@@ -321,14 +172,18 @@ async fn refresher_with_clock(
     }
 }
 
-struct Fetcher {
+pub(crate) struct Fetcher {
     http: reqwest::Client,
     source: TopologySource,
     thresholds: PerformanceThresholds,
 }
 
 impl Fetcher {
-    fn new(http: reqwest::Client, source: TopologySource, config: &SharedConfig) -> Self {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        source: TopologySource,
+        config: &SharedConfig,
+    ) -> Self {
         Self {
             http,
             source,
@@ -336,7 +191,7 @@ impl Fetcher {
         }
     }
 
-    async fn fetch(&mut self) -> Result<NymTopology, String> {
+    pub(crate) async fn fetch(&mut self) -> Result<NymTopology, String> {
         match &mut self.source {
             TopologySource::Fixed(t) => Ok(t.clone()),
             TopologySource::File(path) => {
@@ -375,7 +230,7 @@ impl Fetcher {
     /// nym-client reads the key-rotation schedule at start. The parity
     /// used for packets comes from the node listings' metadata, so a
     /// failure here is only logged.
-    async fn check_key_rotation(&self) {
+    pub(crate) async fn check_key_rotation(&self) {
         if let TopologySource::NymApi(urls) = &self.source {
             if let Some(base) = urls.first() {
                 match get_json::<nymd_proto::topology::api::KeyRotationInfoResponse>(
@@ -506,6 +361,7 @@ pub(crate) fn gateway_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Shared;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     #[test]

@@ -991,7 +991,7 @@ mod tests {
     }
 
     #[test]
-    fn down_gateway_loses_what_reaches_or_leaves_it() {
+    fn a_down_gateway_loses_packets_but_keeps_what_it_acknowledged() {
         let start = Instant::now();
         // Client links take 1 ms: pushes spend time in flight.
         let faults = Faults {
@@ -1015,7 +1015,8 @@ mod tests {
         let (messages, acks) = received(&drain(&mut net, start), &a, &b);
         assert_eq!((messages, acks), (vec![3], vec![3]));
 
-        // A push already on its way is lost when the gateway goes down.
+        // A push already on its way when the gateway goes down is kept
+        // (the gateway acknowledged it) and pushed once it is back up.
         let t = start + Duration::from_secs(10);
         net.advance(t);
         send(&mut net, &mut rng, t, &a, &b, &[4]);
@@ -1029,8 +1030,13 @@ mod tests {
                 net.set_gateway_down(next, 1, true);
             }
         }
-        assert!(!seen_b);
-        assert_eq!(net.stats().dropped_down, 3);
+        assert!(!seen_b, "not pushed while the gateway is down");
+        assert_eq!(net.stats().held, 1);
+        let back = net.next_time().unwrap_or(t) + Duration::from_secs(30);
+        net.advance(back);
+        net.set_gateway_down(back, 1, false);
+        let (messages, _) = received(&drain(&mut net, back), &a, &b);
+        assert_eq!(messages, vec![4], "pushed once the gateway is back");
     }
 
     #[test]

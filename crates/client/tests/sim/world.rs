@@ -148,7 +148,7 @@ enum Scripted {
 impl World {
     /// The plan of `seed`.
     pub fn plan(seed: u64) -> Plan {
-        let mut r = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed_0f_5a11);
+        let mut r = ChaCha20Rng::seed_from_u64(seed ^ 0x005e_ed0f_5a11);
         let loss = if r.gen_bool(0.3) {
             0.0
         } else {
@@ -580,8 +580,6 @@ impl World {
                 return Err(self.fail(format!("client {i}: {live} messages still journalled")));
             }
         }
-        let replies_asked = self.tracked.values().filter(|t| t.kind == KIND_ASK).count();
-        let _ = replies_asked;
         let mut out = Outcome {
             delivered: self.tracked.values().filter(|t| t.delivered > 0).count() as u64,
             failed: self.tracked.values().filter(|t| t.failed).count() as u64,
