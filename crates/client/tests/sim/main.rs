@@ -32,6 +32,7 @@ fn shard(k: u64) {
     let n = seeds();
     let mut failures: Vec<Failure> = Vec::new();
     let mut delivered = 0;
+    let mut replies = 0;
     let mut failed = 0;
     let mut retransmissions = 0;
     let mut ran = 0;
@@ -39,6 +40,7 @@ fn shard(k: u64) {
         match run_seed(seed) {
             Ok(o) => {
                 delivered += o.delivered;
+                replies += o.replies_delivered;
                 failed += o.failed;
                 retransmissions += o.retransmissions;
                 ran += 1;
@@ -47,7 +49,7 @@ fn shard(k: u64) {
         }
     }
     eprintln!(
-        "shard {k}: {ran} seeds passed; {delivered} messages delivered, {failed} failures reported, {retransmissions} retransmissions"
+        "shard {k}: {ran} seeds passed; {delivered} messages delivered ({replies} of them replies through reply SURBs), {failed} failures reported, {retransmissions} retransmissions"
     );
     if let Some(f) = failures.first() {
         panic!(
@@ -105,6 +107,7 @@ fn a_seed_replays_exactly() {
         let b = run_seed(seed).unwrap_or_else(|f| panic!("seed {}: {}", f.seed, f.what));
         assert_eq!(a, b, "seed {seed} ran differently twice");
         assert!(a.delivered > 0, "seed {seed} delivered nothing: {a:?}");
+        assert!(a.delivered >= a.replies_delivered);
     }
 }
 

@@ -117,6 +117,8 @@ pub struct Failure {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     pub delivered: u64,
+    /// Of those, replies sent back through reply SURBs.
+    pub replies_delivered: u64,
     pub failed: u64,
     pub retransmissions: u64,
     pub trace: u64,
@@ -582,6 +584,11 @@ impl World {
         }
         let mut out = Outcome {
             delivered: self.tracked.values().filter(|t| t.delivered > 0).count() as u64,
+            replies_delivered: self
+                .tracked
+                .values()
+                .filter(|t| t.kind == KIND_REPLY && t.delivered > 0)
+                .count() as u64,
             failed: self.tracked.values().filter(|t| t.failed).count() as u64,
             retransmissions: self
                 .nodes
