@@ -38,6 +38,7 @@ pub mod params;
 pub mod payload;
 pub mod pem;
 pub mod replies;
+pub mod socks5;
 pub mod sphinx;
 pub mod topology;
 
