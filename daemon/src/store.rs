@@ -204,6 +204,26 @@ pub struct WebsocketConfig {
     /// `false` keeps nym-client's silence.
     #[serde(default = "default_true")]
     pub report_send_failures: bool,
+    /// Seconds a write to an app (a response or a received message) may
+    /// wait for the app to read before its session is closed (default
+    /// [`DEFAULT_WRITE_TIMEOUT_SECS`]). What it was being given stays for
+    /// the next app. Written to the file only when changed.
+    #[serde(
+        default = "default_write_timeout_secs",
+        skip_serializing_if = "is_default_write_timeout"
+    )]
+    pub write_timeout_secs: u64,
+}
+
+/// Default of [`WebsocketConfig::write_timeout_secs`].
+pub const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 60;
+
+fn default_write_timeout_secs() -> u64 {
+    DEFAULT_WRITE_TIMEOUT_SECS
+}
+
+fn is_default_write_timeout(secs: &u64) -> bool {
+    *secs == DEFAULT_WRITE_TIMEOUT_SECS
 }
 
 /// Default of [`WebsocketConfig::max_apps`] in multi-app mode.
@@ -225,6 +245,7 @@ impl WebsocketConfig {
             any_local_user: Some(false),
             allow_remote_apps: false,
             report_send_failures: true,
+            write_timeout_secs: DEFAULT_WRITE_TIMEOUT_SECS,
         }
     }
 
@@ -238,6 +259,11 @@ impl WebsocketConfig {
     /// nothing about who may connect, so any local user may.
     pub fn predates_access_control(&self) -> bool {
         self.any_local_user.is_none()
+    }
+
+    /// How long a write to an app may wait (at least one second).
+    pub fn write_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.write_timeout_secs.max(1))
     }
 
     /// The connection limit in effect.

@@ -31,6 +31,14 @@ struct Server {
 }
 
 async fn start(allow_multiple_apps: bool) -> Server {
+    start_with(WebsocketConfig {
+        allow_multiple_apps,
+        ..WebsocketConfig::new([127, 0, 0, 1].into(), 0, None)
+    })
+    .await
+}
+
+async fn start_with(websocket: WebsocketConfig) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}", listener.local_addr().expect("addr"));
     let hub = AppHub::new(100);
@@ -40,10 +48,7 @@ async fn start(allow_multiple_apps: bool) -> Server {
     tracker.spawn(serve(
         listener,
         AppServerConfig {
-            websocket: WebsocketConfig {
-                allow_multiple_apps,
-                ..WebsocketConfig::new([127, 0, 0, 1].into(), 0, None)
-            },
+            websocket,
             address: ADDR.parse().expect("addr"),
             identity: "test".into(),
         },
@@ -244,6 +249,58 @@ async fn messages_wait_for_the_first_app() {
     for i in 0..3u8 {
         match next(&mut a).await {
             Message::Binary(b) => assert_eq!(b.last(), Some(&i)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(s.hub.pending(), 0);
+    s.stop().await;
+}
+
+/// An app that stops reading is closed once one write waited
+/// `write_timeout_secs`; what it was not given waits for the next app,
+/// which gets it in order.
+#[tokio::test]
+async fn an_app_that_stops_reading_is_closed_after_the_write_timeout() {
+    let s = start_with(WebsocketConfig {
+        write_timeout_secs: 1,
+        ..WebsocketConfig::new([127, 0, 0, 1].into(), 0, None)
+    })
+    .await;
+    // Connects, never reads.
+    let stuck = connect(&s.url).await;
+    wait_apps(&s.hub, 1).await;
+    // 48 MiB: more than the socket buffers between the two can hold.
+    const N: u8 = 48;
+    for i in 0..N {
+        let mut data = vec![0u8; 1 << 20];
+        data[0] = i;
+        s.hub.deliver(Delivery {
+            data,
+            sender_tag: None,
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while s.hub.connected_apps() != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the app that stopped reading was closed");
+    let left = s.hub.pending();
+    assert!(
+        left > 0 && left < usize::from(N),
+        "some messages were written, the rest wait: {left} of {N}"
+    );
+    drop(stuck);
+    let mut next_app = connect(&s.url).await;
+    let first = usize::from(N) - left;
+    for i in first..usize::from(N) {
+        match next(&mut next_app).await {
+            Message::Binary(b) => assert_eq!(
+                b.get(10).copied(),
+                u8::try_from(i).ok(),
+                "message {i} in order"
+            ),
             other => panic!("unexpected {other:?}"),
         }
     }

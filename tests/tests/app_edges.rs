@@ -160,9 +160,26 @@ fn numbered(i: u32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_that_stops_reading_gets_every_message_once_and_the_backlog_first() {
     const N: u32 = 3000;
-    let (net, _tmp, d) = start().await;
+    let (net, tmp, d) = start().await;
     let (alice_ws, _) = d.init("alice").await;
     let (bob_ws, bob) = d.init("bob").await;
+    // Delivering 3,000 messages may take longer than the default write
+    // timeout (60 s) on a loaded machine, after which nymd would close the
+    // reader that this test keeps from reading: bob's is raised.
+    let path = tmp.path().join("identities/bob/config.toml");
+    let text = std::fs::read_to_string(&path).expect("config.toml");
+    assert!(text.contains("[websocket]\n"), "{text}");
+    std::fs::write(
+        &path,
+        text.replace("[websocket]\n", "[websocket]\nwrite_timeout_secs = 900\n"),
+    )
+    .expect("write config.toml");
+    let report = tokio::time::timeout(WAIT, d.manager.reload())
+        .await
+        .expect("reload in time")
+        .expect("reload");
+    assert_eq!(report.restarted, vec!["bob".to_string()], "{report:?}");
+    d.wait_state("bob", RunState::Running).await;
     // Bob's app reads nothing until all of alice's messages were
     // acknowledged by bob's gateway; its 4 KiB receive buffer makes nymd
     // hold the backlog instead of the kernel.

@@ -104,6 +104,7 @@ async fn accept_loop(
             commands: commands.clone(),
             cancel: cancel.child_token(),
             address: config.address,
+            write_deadline: config.websocket.write_timeout(),
         };
         let gate = gate.clone();
         let app_task = async move {

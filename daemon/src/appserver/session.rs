@@ -35,8 +35,9 @@ use super::{AppCommand, AppHub};
 pub const MAX_IN_FLIGHT: usize = 32;
 /// A write to the app (a response or a received message) that takes longer
 /// than this ends the session: the app stopped reading. What it was being
-/// given stays in the hub for the next app.
-pub const WRITE_DEADLINE: Duration = Duration::from_secs(60);
+/// given stays in the hub for the next app. The default of `[websocket]
+/// write_timeout_secs`.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(crate::store::DEFAULT_WRITE_TIMEOUT_SECS);
 
 /// How long requests an app made before closing may take to be handed to
 /// the identity (it waits at most [`crate::manager`]'s 30 s for a
@@ -50,6 +51,8 @@ pub(crate) struct SessionContext {
     pub(crate) commands: mpsc::Sender<AppCommand>,
     pub(crate) cancel: CancellationToken,
     pub(crate) address: Recipient,
+    /// How long one write to the app may wait (`write_timeout_secs`).
+    pub(crate) write_deadline: Duration,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Option<ServerResponse>> + Send>>;
@@ -79,14 +82,14 @@ fn ask(session: u64, request: ClientRequest, commands: mpsc::Sender<AppCommand>)
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream<TcpStream>, Message>;
 
-/// Write one frame within [`WRITE_DEADLINE`].
-async fn write(sink: &mut Sink, frame: AppFrame) -> Result<(), String> {
-    match tokio::time::timeout(WRITE_DEADLINE, sink.send(to_message(frame))).await {
+/// Write one frame within `deadline`.
+async fn write(sink: &mut Sink, deadline: Duration, frame: AppFrame) -> Result<(), String> {
+    match tokio::time::timeout(deadline, sink.send(to_message(frame))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("write failed: {e}")),
         Err(_) => Err(format!(
             "the app did not read for {} s: closing its session",
-            WRITE_DEADLINE.as_secs()
+            deadline.as_secs()
         )),
     }
 }
@@ -131,13 +134,13 @@ pub(crate) async fn run(
             }
             Some(answer) = answers.next(), if !answers.is_empty() => {
                 if let Some(resp) = answer {
-                    if let Err(e) = write(&mut sink, mode.encode(&resp)).await {
+                    if let Err(e) = write(&mut sink, ctx.write_deadline, mode.encode(&resp)).await {
                         break Err(e);
                     }
                 }
             }
             Some(err) = reg.errors.recv() => {
-                if let Err(e) = write(&mut sink, mode.encode(&ServerResponse::Error(err))).await {
+                if let Err(e) = write(&mut sink, ctx.write_deadline, mode.encode(&ServerResponse::Error(err))).await {
                     break Err(e);
                 }
             }
@@ -152,7 +155,7 @@ pub(crate) async fn run(
                     sender_tag: d.sender_tag,
                 });
                 drop(d);
-                if let Err(e) = write(&mut sink, frame).await {
+                if let Err(e) = write(&mut sink, ctx.write_deadline, frame).await {
                     break Err(e);
                 }
                 hub.written(id, seq);
@@ -166,7 +169,7 @@ pub(crate) async fn run(
                         let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
                             while let Some(answer) = answers.next().await {
                                 if let Some(resp) = answer {
-                                    let _ = write(&mut sink, mode.encode(&resp)).await;
+                                    let _ = write(&mut sink, ctx.write_deadline, mode.encode(&resp)).await;
                                 }
                             }
                         });
@@ -194,7 +197,7 @@ pub(crate) async fn run(
                         continue;
                     }
                 };
-                if let Err(e) = write(&mut sink, mode.encode(&now)).await {
+                if let Err(e) = write(&mut sink, ctx.write_deadline, mode.encode(&now)).await {
                     break Err(e);
                 }
             }
