@@ -530,6 +530,7 @@ impl Manager {
                 // that asked for the identity (set by the control server).
                 websocket: WebsocketConfig::new(host, port, req.owner_uid),
                 traffic: defaults.traffic.clone(),
+                socks5: None,
             },
             keys,
             registration: StoredRegistration {

@@ -153,6 +153,10 @@ pub struct IdentityConfig {
     /// Traffic settings; absent values take Nym's defaults.
     #[serde(default)]
     pub traffic: TrafficConfig,
+    /// The SOCKS5 proxy of the identity (`[socks5]`); absent: none. Written
+    /// to the file only when present, so older files load unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socks5: Option<Socks5Config>,
 }
 
 fn default_true() -> bool {
@@ -312,6 +316,179 @@ pub struct TrafficConfig {
     /// app that sent it gets an error and its outbox entry is retired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retransmissions: Option<u32>,
+}
+
+/// Default of [`Socks5Config::max_connections`].
+pub const DEFAULT_SOCKS5_MAX_CONNECTIONS: usize = 256;
+/// Default of [`Socks5Config::connect_timeout_secs`].
+pub const DEFAULT_SOCKS5_CONNECT_TIMEOUT_SECS: u64 = 60;
+/// Default of [`Socks5Config::idle_timeout_secs`] (Nym's 5 minutes).
+pub const DEFAULT_SOCKS5_IDLE_TIMEOUT_SECS: u64 = 300;
+/// Port of the first identity's SOCKS5 proxy (nym-socks5-client's); later
+/// identities take the next free one.
+pub const DEFAULT_SOCKS5_PORT: u16 = 1080;
+/// Most SOCKS connections one identity may allow at once.
+pub const MAX_SOCKS5_CONNECTIONS: usize = 65_536;
+/// Longest connect or idle timeout accepted (one day).
+pub const MAX_SOCKS5_TIMEOUT_SECS: u64 = 86_400;
+
+fn default_socks5_max_connections() -> usize {
+    DEFAULT_SOCKS5_MAX_CONNECTIONS
+}
+
+fn default_socks5_connect_timeout() -> u64 {
+    DEFAULT_SOCKS5_CONNECT_TIMEOUT_SECS
+}
+
+fn default_socks5_idle_timeout() -> u64 {
+    DEFAULT_SOCKS5_IDLE_TIMEOUT_SECS
+}
+
+/// An identity's SOCKS5 proxy (nym-socks5-client's job): SOCKS4a and
+/// SOCKS5 CONNECT on `host:port`, each connection carried through the
+/// mixnet to the network requester `provider`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Socks5Config {
+    /// Serve the port (`nymctl socks5 ID disable` keeps the rest).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Bind address (default 127.0.0.1). Another address needs
+    /// `allow_remote_apps = true` in `[websocket]`.
+    #[serde(default = "default_host")]
+    pub host: IpAddr,
+    /// Port (first identity 1080, then the next free one).
+    pub port: u16,
+    /// The Nym address of the network requester the connections go to;
+    /// absent: the port is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// `true` (default): connections are sent anonymously, with reply SURBs
+    /// (20 with each Connect, 3 with each Send) and no return address, so
+    /// the network requester does not learn the identity's address.
+    /// `false`: plain messages with the identity's address in each Connect,
+    /// as nym-socks5-client's command line does.
+    #[serde(default = "default_true")]
+    pub anonymous: bool,
+    /// SOCKS connections open at once, at most; one more gets a SOCKS
+    /// failure reply.
+    #[serde(default = "default_socks5_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a CONNECT waits for the network requester's answer.
+    #[serde(default = "default_socks5_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds without data either way before a connection is closed.
+    #[serde(default = "default_socks5_idle_timeout")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Socks5Config {
+    /// A proxy on `host:port` with the defaults (enabled, anonymous).
+    pub fn new(host: IpAddr, port: u16, provider: Option<String>) -> Self {
+        Self {
+            enabled: true,
+            host,
+            port,
+            provider,
+            anonymous: true,
+            max_connections: DEFAULT_SOCKS5_MAX_CONNECTIONS,
+            connect_timeout_secs: DEFAULT_SOCKS5_CONNECT_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_SOCKS5_IDLE_TIMEOUT_SECS,
+        }
+    }
+
+    /// The provider's address, if one is set and valid.
+    pub fn provider_address(&self) -> Option<nymd_proto::Recipient> {
+        self.provider.as_deref().and_then(|p| p.parse().ok())
+    }
+
+    /// Whether the port is to be served: enabled, with a provider.
+    pub fn serves(&self) -> bool {
+        self.enabled && self.provider.is_some()
+    }
+
+    /// How long a CONNECT waits for the network requester.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// How long a connection may carry no data.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// Check the section of an identity whose `[websocket]` section is
+    /// `ws`; the error says what to change in `[socks5]`.
+    pub fn validate(&self, ws: &WebsocketConfig) -> Result<(), Socks5ConfigError> {
+        use Socks5ConfigError as E;
+        if self.port == 0 {
+            return Err(E::Port);
+        }
+        if self.port == ws.port && overlaps(self.host, ws.host) {
+            return Err(E::SamePort(self.port));
+        }
+        if let Some(p) = &self.provider {
+            if let Err(e) = p.parse::<nymd_proto::Recipient>() {
+                return Err(E::Provider {
+                    provider: p.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        if !(1..=MAX_SOCKS5_CONNECTIONS).contains(&self.max_connections) {
+            return Err(E::MaxConnections(self.max_connections));
+        }
+        for (name, v) in [
+            ("connect_timeout_secs", self.connect_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+        ] {
+            if !(1..=MAX_SOCKS5_TIMEOUT_SECS).contains(&v) {
+                return Err(E::Timeout { name, value: v });
+            }
+        }
+        if !crate::appserver::access::is_loopback(self.host) && !ws.allow_remote_apps {
+            return Err(E::RemoteHost(self.host));
+        }
+        Ok(())
+    }
+}
+
+/// Whether listeners on `a` and `b` with the same port would collide.
+fn overlaps(a: IpAddr, b: IpAddr) -> bool {
+    a == b || a.is_unspecified() || b.is_unspecified()
+}
+
+/// What is wrong with a `[socks5]` section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Socks5ConfigError {
+    /// Port 0.
+    #[error("[socks5] port must be a port number from 1 to 65535 (nym-socks5-client uses 1080)")]
+    Port,
+    /// The websocket port.
+    #[error("[socks5] port {0} is the identity's websocket port too; choose another port for SOCKS5 (e.g. 1080)")]
+    SamePort(u16),
+    /// Not a Nym address.
+    #[error("[socks5] provider {provider:?} is not a Nym address ({reason}); write the network requester's address as <identity>.<encryption>@<gateway>, or run `nymctl socks5 ID provider auto`")]
+    Provider {
+        /// What the file says.
+        provider: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// Out of range.
+    #[error("[socks5] max_connections = {0} is out of range; use 1 to 65536 (default 256)")]
+    MaxConnections(usize),
+    /// Out of range.
+    #[error("[socks5] {name} = {value} is out of range; use 1 to 86400 seconds")]
+    Timeout {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// Not loopback without `allow_remote_apps`.
+    #[error("[socks5] host {0} is not a loopback address, so programs on other machines could use the proxy and nymd could not check which user they run as; set host = \"127.0.0.1\", or allow that with allow_remote_apps = true in [websocket]")]
+    RemoteHost(IpAddr),
 }
 
 /// The identity's registration with its gateway (`gateway.toml` plus the
@@ -778,6 +955,7 @@ mod tests {
                 enabled: true,
                 websocket: WebsocketConfig::new(default_host(), port, None),
                 traffic: TrafficConfig::default(),
+                socks5: None,
             },
             keys: IdentityKeys::generate(&mut rng),
             registration: StoredRegistration {
@@ -933,6 +1111,83 @@ mod tests {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
         assert!(validate_id("alice_2-b").is_ok());
+    }
+
+    #[test]
+    fn socks5_section_is_optional_and_written_only_when_present() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = IdentityStore::open(tmp.path()).expect("open");
+        store.create(&sample("w", 1977)).expect("create");
+        let path = store.dir("w").join(CONFIG);
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(!text.contains("socks5"), "{text}");
+        assert_eq!(store.load("w").expect("load").config.socks5, None);
+
+        // A section with only a port takes every default.
+        fs::write(
+            &path,
+            format!("{text}\n[socks5]\nport = 1080\nprovider = \"{PROVIDER}\"\n"),
+        )
+        .expect("write");
+        let mut config = store.load("w").expect("load").config;
+        let socks = config.socks5.clone().expect("section");
+        assert_eq!(
+            socks,
+            Socks5Config::new(default_host(), 1080, Some(PROVIDER.into()))
+        );
+        assert!(socks.serves() && socks.anonymous);
+        assert_eq!(socks.validate(&config.websocket), Ok(()));
+        assert!(socks.provider_address().is_some());
+
+        // Saved and read back unchanged, disabled.
+        config.socks5.as_mut().expect("section").enabled = false;
+        store.save_config(&config).expect("save");
+        let back = store.load("w").expect("load").config;
+        assert_eq!(back, config);
+        assert!(!back.socks5.expect("section").serves());
+
+        // Unknown keys are refused, naming the file.
+        fs::write(&path, format!("{text}\n[socks5]\nport = 1080\nprot = 1\n")).expect("write");
+        let err = store.load("w").expect_err("unknown key").to_string();
+        assert!(err.contains("config.toml") && err.contains("prot"), "{err}");
+    }
+
+    const PROVIDER: &str = "DguTcdkWWtDyUFLvQxRdcA8qZhardhE1ZXy1YCC7Zfmq.Dxreouj5RhQqMb3ZaAxgXFdGkmfbDKwk457FdeHGKmQQ@4kjgWmFU1tcGAZYRZR57yFuVAexjLbJ5M7jvo3X5Hkcf";
+
+    #[test]
+    fn socks5_validation_says_what_to_fix() {
+        let ws = WebsocketConfig::new(default_host(), 1977, None);
+        let ok = Socks5Config::new(default_host(), 1080, Some(PROVIDER.into()));
+        assert_eq!(ok.validate(&ws), Ok(()));
+        let check = |edit: &dyn Fn(&mut Socks5Config), want: &str| {
+            let mut c = ok.clone();
+            edit(&mut c);
+            let e = c.validate(&ws).expect_err(want).to_string();
+            assert!(e.contains(want), "{e}");
+        };
+        check(&|c| c.port = 0, "from 1 to 65535");
+        check(&|c| c.port = 1977, "websocket port");
+        check(&|c| c.host = "0.0.0.0".parse().expect("ip"), "not a loopback");
+        check(&|c| c.provider = Some("nope".into()), "provider auto");
+        check(&|c| c.max_connections = 0, "max_connections");
+        check(&|c| c.connect_timeout_secs = 0, "connect_timeout_secs");
+        check(&|c| c.idle_timeout_secs = 1 << 40, "idle_timeout_secs");
+        // The websocket port on another loopback address is fine; a remote
+        // host with allow_remote_apps too.
+        let mut c = ok.clone();
+        c.port = 1977;
+        c.host = "127.0.0.2".parse().expect("ip");
+        assert_eq!(c.validate(&ws), Ok(()));
+        let mut remote = ws.clone();
+        remote.allow_remote_apps = true;
+        c.host = "0.0.0.0".parse().expect("ip");
+        c.port = 1080;
+        assert_eq!(c.validate(&remote), Ok(()));
+        // No provider: valid, but not served.
+        let mut c = ok.clone();
+        c.provider = None;
+        assert_eq!(c.validate(&ws), Ok(()));
+        assert!(!c.serves());
     }
 
     #[test]
