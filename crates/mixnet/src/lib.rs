@@ -296,10 +296,62 @@ pub struct ClientHandle {
     event_buffer: usize,
 }
 
+/// What other tasks need of a running client to send on their own lanes:
+/// queue messages, read and close lanes. Cheap to clone; once the client
+/// has stopped, [`ClientSender::send`] fails with [`ClientError::Shutdown`].
+#[derive(Debug, Clone)]
+pub struct ClientSender {
+    address: Recipient,
+    requests: mpsc::Sender<OutgoingMessage>,
+    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<HandleShared>,
+}
+
+impl ClientSender {
+    /// The identity's address.
+    pub fn address(&self) -> Recipient {
+        self.address
+    }
+
+    /// Queue a message. Waits while the client's queues are full.
+    pub async fn send(&self, req: OutgoingMessage) -> Result<(), ClientError> {
+        self.requests
+            .send(req)
+            .await
+            .map_err(|_| ClientError::Shutdown)
+    }
+
+    /// Packets queued on a connection lane.
+    pub fn lane_queue_length(&self, conn: u64) -> usize {
+        self.shared.published.lane_queue_length(conn)
+    }
+
+    /// Drop the packets still queued on a connection lane.
+    pub fn close_lane(&self, conn: u64) {
+        let _ = self.commands.send(Command::CloseLane(conn));
+    }
+
+    /// Whether the client has stopped taking messages.
+    pub fn is_closed(&self) -> bool {
+        self.requests.is_closed()
+    }
+}
+
 impl ClientHandle {
     /// This identity's address.
     pub fn address(&self) -> Recipient {
         self.address
+    }
+
+    /// A handle for other tasks to send on their own lanes while this
+    /// client runs.
+    pub fn sender(&self) -> ClientSender {
+        ClientSender {
+            address: self.address,
+            requests: self.requests.clone(),
+            commands: self.commands.clone(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// Queue a message. Waits while the client's queues are full.
