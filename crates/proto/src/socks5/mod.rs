@@ -15,10 +15,12 @@
 //!   encoding: big-endian varints, trailing bytes rejected).
 //! - [`ordered`]: per-connection sequence numbers: the sender's counter and
 //!   the receiver's reordering buffer, bounded.
+//! - [`discovery`]: network requesters from nym-api's described nodes.
 //! - [`local`]: what a local app says on a SOCKS port (SOCKS4, SOCKS4a,
 //!   SOCKS5 with no authentication, CONNECT only), our replies, and the
 //!   remote-address text a Connect carries.
 
+pub mod discovery;
 pub mod local;
 pub mod ordered;
 pub mod query;
