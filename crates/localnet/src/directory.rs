@@ -31,6 +31,10 @@ pub const ROUTE_MIXNODES: &str = "v2/unstable/nym-nodes/skimmed/mixnodes/active"
 pub const ROUTE_GATEWAYS: &str = "v2/unstable/nym-nodes/skimmed/entry-gateways";
 /// Every node, skimmed form.
 pub const ROUTE_ALL_NODES: &str = "v2/unstable/nym-nodes/skimmed";
+/// Every node as it describes itself (network requesters among them).
+pub const ROUTE_DESCRIBED: &str = "v2/nym-nodes/described";
+/// The deprecated form of [`ROUTE_DESCRIBED`], with the same fields.
+pub const ROUTE_DESCRIBED_V1: &str = "v1/nym-nodes/described";
 
 /// The JSON documents the directory serves, by route suffix.
 #[derive(Debug, Default, Clone)]
@@ -181,5 +185,20 @@ mod tests {
         assert_eq!(d.lookup("/v1/nym-nodes/rewarded-set/"), Some("rs"));
         assert_eq!(d.lookup("/xv1/nym-nodes/rewarded-set"), None);
         assert_eq!(d.lookup("/nothing"), None);
+    }
+
+    #[test]
+    fn described_routes_take_output_json_and_ignore_pages() {
+        let mut d = Documents::default();
+        d.set(ROUTE_DESCRIBED, "v2".into());
+        d.set(ROUTE_DESCRIBED_V1, "v1".into());
+        d.set(ROUTE_ALL_NODES, "skimmed".into());
+        assert_eq!(d.lookup("/api/v2/nym-nodes/described"), Some("v2"));
+        assert_eq!(
+            d.lookup("/api/v2/nym-nodes/described?output=json&page=3&per_page=10"),
+            Some("v2")
+        );
+        assert_eq!(d.lookup("/v1/nym-nodes/described/?output=json"), Some("v1"));
+        assert_eq!(d.lookup("/v2/nym-nodes/describe"), None);
     }
 }

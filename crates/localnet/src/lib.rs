@@ -17,6 +17,7 @@
 //!   client websocket endpoint.
 //! - [`forwarder`]: outbound node-to-node links with bounded queues.
 //! - [`directory`]: the HTTP directory (nym-api routes).
+//! - [`described`]: the `nym-nodes/described` listing (network requesters).
 //! - [`counters`]: per-node counters read by tests.
 //! - [`replay`]: bounded replay-tag memory.
 //! - [`persist`]: the saved state of a persistent network
@@ -24,6 +25,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod described;
 pub mod directory;
 pub mod forwarder;
 mod gateway;

@@ -6,7 +6,7 @@
 //! alone); the directory runs on the root tracker. [`Localnet::shutdown`]
 //! cancels the root and waits for every tracker.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,6 +20,7 @@ use nymd_proto::topology::{
     EntryDetails, NodeId, NymTopology, RewardedSet, RoutingNode, SupportedRoles, Timestamp,
     TopologyMetadata,
 };
+use nymd_proto::Recipient;
 use rand::rngs::OsRng;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::LocalnetConfig;
 use crate::counters::{CountersSnapshot, NodeCounters};
+use crate::described;
 use crate::directory::{self, Documents, SharedDocuments};
 use crate::forwarder::Forwarder;
 use crate::gateway::{self, session, GatewayState};
@@ -151,12 +153,16 @@ struct NodeSlot {
 #[derive(Debug)]
 pub struct Localnet {
     nodes: Vec<NodeSlot>,
+    /// Every node, as `nodes` will hold them (known before they run).
+    infos: Vec<NodeInfo>,
     topology: NymTopology,
     api_addr: SocketAddr,
     topology_path: PathBuf,
     owned_dir: Option<PathBuf>,
     documents: SharedDocuments,
     stopped: Mutex<BTreeSet<NodeId>>,
+    /// Network requesters the directory names, by gateway.
+    requesters: Mutex<BTreeMap<NodeId, Recipient>>,
     key_rotation_json: String,
     state_dir: Option<PathBuf>,
     cancel: CancellationToken,
@@ -396,12 +402,14 @@ impl Localnet {
         let tracker = TaskTracker::new();
         let mut net = Localnet {
             nodes: Vec::new(),
+            infos,
             topology,
             api_addr,
             topology_path,
             owned_dir,
             documents: Arc::new(RwLock::new(Documents::default())),
             stopped: Mutex::new(BTreeSet::new()),
+            requesters: Mutex::new(BTreeMap::new()),
             key_rotation_json,
             state_dir: config.state_dir.clone(),
             cancel,
@@ -534,6 +542,20 @@ impl Localnet {
         docs.set(directory::ROUTE_MIXNODES, to_json("mixnodes", &mixnodes)?);
         docs.set(directory::ROUTE_GATEWAYS, to_json("gateways", &gateways)?);
         docs.set(directory::ROUTE_ALL_NODES, to_json("nodes", &all)?);
+        let requesters = self
+            .requesters
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let described = described::described_nodes(
+            &self.infos,
+            &requesters,
+            meta.refreshed_at,
+            t.key_rotation_id(),
+        )
+        .to_string();
+        docs.set(directory::ROUTE_DESCRIBED, described.clone());
+        docs.set(directory::ROUTE_DESCRIBED_V1, described);
         if let Ok(mut d) = self.documents.write() {
             *d = docs;
         }
@@ -616,6 +638,51 @@ impl Localnet {
         gw.set_client_delay(delay);
         tracing::info!(node = id, ?delay, "test switch: client connection delay");
         Ok(())
+    }
+
+    /// Name `address` as the network requester of gateway `gateway` in the
+    /// directory's `nym-nodes/described` listing (its `declared_role.exit_nr`
+    /// becomes true), or name none with `None`. The address's gateway must be
+    /// that node, as Nym's nodes run their own requester. Not persisted.
+    pub fn set_network_requester(
+        &self,
+        gateway: NodeId,
+        address: Option<Recipient>,
+    ) -> Result<(), LocalnetError> {
+        let slot = self.slot(gateway)?;
+        if slot.info.kind != NodeKind::Gateway {
+            return Err(LocalnetError::Config(format!(
+                "node {gateway} is not a gateway"
+            )));
+        }
+        if let Some(a) = &address {
+            if a.gateway() != &slot.info.identity {
+                return Err(LocalnetError::Config(format!(
+                    "the network requester {a} is behind another gateway than node {gateway} ({})",
+                    slot.info.identity_bs58()
+                )));
+            }
+        }
+        if let Ok(mut r) = self.requesters.lock() {
+            match address {
+                Some(a) => r.insert(gateway, a),
+                None => r.remove(&gateway),
+            };
+        }
+        self.refresh_documents()?;
+        match address {
+            Some(a) => tracing::info!(node = gateway, address = %a, "network requester announced"),
+            None => tracing::info!(node = gateway, "network requester withdrawn"),
+        }
+        Ok(())
+    }
+
+    /// The network requesters the directory names, by gateway.
+    pub fn network_requesters(&self) -> BTreeMap<NodeId, Recipient> {
+        self.requesters
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Whether a node is running.

@@ -213,3 +213,74 @@ async fn directory_json_parses_into_a_routable_topology() {
     })
     .await;
 }
+
+/// `nym-nodes/described` (v2 and the deprecated v1) lists every node; the
+/// gateway whose network requester was set declares `exit_nr` and names
+/// it, and a client's discovery finds exactly that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn described_nodes_name_the_network_requester() {
+    use nymd_proto::keys::{EncryptionKeyPair, IdentityKeyPair};
+    use nymd_proto::socks5::discovery::{network_requesters, parse_described};
+    use nymd_proto::Recipient;
+
+    init_tracing();
+    bounded(Duration::from_secs(30), async {
+        let net = Localnet::start(LocalnetConfig {
+            gateways: 2,
+            ..LocalnetConfig::default()
+        })
+        .await
+        .expect("localnet");
+        let addr = net.api_addr();
+        let gateways = net.gateways();
+        let (status, body) = get(addr, "/v2/nym-nodes/described?output=json").await;
+        assert_eq!(status, 200);
+        let (nodes, skipped) = parse_described(body.as_bytes()).expect("listing");
+        assert_eq!((nodes.len(), skipped), (net.nodes().len(), 0));
+        assert!(network_requesters(&nodes).is_empty(), "none set yet");
+
+        let mut rng = rand::rngs::OsRng;
+        let nr = Recipient::new(
+            IdentityKeyPair::generate(&mut rng).public(),
+            EncryptionKeyPair::generate(&mut rng).public(),
+            gateways[1].identity,
+        );
+        // Only a gateway, and only for a requester behind it.
+        let mixnode = net.layer(1)[0].id;
+        assert!(net.set_network_requester(mixnode, Some(nr)).is_err());
+        assert!(net.set_network_requester(gateways[0].id, Some(nr)).is_err());
+        net.set_network_requester(gateways[1].id, Some(nr))
+            .expect("set");
+
+        for path in [
+            "/v2/nym-nodes/described",
+            "/api/v2/nym-nodes/described?output=json&page=2&per_page=1",
+            "/v1/nym-nodes/described",
+        ] {
+            let (status, body) = get(addr, path).await;
+            assert_eq!(status, 200, "{path}");
+            let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(json["pagination"]["page"], 0, "{path}");
+            assert_eq!(json["pagination"]["total"], net.nodes().len(), "{path}");
+            let (nodes, _) = parse_described(body.as_bytes()).expect("listing");
+            let found = network_requesters(&nodes);
+            assert_eq!(found.len(), 1, "{path}");
+            assert_eq!(found[0].node_id, gateways[1].id);
+            assert_eq!(found[0].address, nr);
+            let exits: Vec<_> = nodes
+                .iter()
+                .filter(|n| n.description.declared_role.exit_nr)
+                .map(|n| n.node_id)
+                .collect();
+            assert_eq!(exits, vec![gateways[1].id], "{path}");
+        }
+
+        net.set_network_requester(gateways[1].id, None)
+            .expect("withdraw");
+        let (_, body) = get(addr, "/v2/nym-nodes/described").await;
+        let (nodes, _) = parse_described(body.as_bytes()).expect("listing");
+        assert!(network_requesters(&nodes).is_empty());
+        net.shutdown().await;
+    })
+    .await;
+}
