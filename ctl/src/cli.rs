@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Exit codes, stable for scripts.
 pub mod exit {
@@ -75,6 +75,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Show or change who may connect to an identity's websocket port
     Access(AccessArgs),
+    /// Show or change an identity's SOCKS5 proxy
+    Socks5(Socks5Args),
     /// Print the Nym address of an identity
     Address(IdArg),
     /// List gateways of the current topology
@@ -121,6 +123,20 @@ pub struct InitArgs {
     /// Create the identity but do not start it
     #[arg(long)]
     pub no_start: bool,
+    /// Give the identity a SOCKS5 proxy (SOCKS4a and SOCKS5 CONNECT, on 127.0.0.1)
+    #[arg(long)]
+    pub socks5: bool,
+    /// SOCKS5 port (default: the next free one from 1080)
+    #[arg(long, value_name = "N", requires = "socks5")]
+    pub socks5_port: Option<u16>,
+    /// Network requester for the SOCKS5 connections: its Nym address, or auto (one from the
+    /// directory)
+    #[arg(long, value_name = "ADDRESS|auto", requires = "socks5")]
+    pub provider: Option<String>,
+    /// SOCKS5 as plain messages carrying the identity's address (as nym-socks5-client does),
+    /// not anonymous ones with reply SURBs
+    #[arg(long, requires = "socks5")]
+    pub plain_socks5: bool,
 }
 
 /// Commands that take one identity.
@@ -186,6 +202,56 @@ pub struct AccessArgs {
     /// Let only root, nymd's user and the listed users and groups connect
     #[arg(long)]
     pub only_listed: bool,
+}
+
+/// `socks5`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Actions:
+  enable            serve the SOCKS5 port (a new proxy takes the next free port from 1080)
+  disable           stop serving it (the settings stay)
+  provider ADDRESS  send the connections to this network requester (a Nym address)
+  provider auto     choose one from the directory (an exit whose gateway is in the topology)
+  show              show the settings and counters (also without an action)
+
+Programs connect with SOCKS4a or SOCKS5 (CONNECT; names are resolved at the exit),
+e.g. curl --socks5-hostname 127.0.0.1:1080 https://nymtech.net/. Who may connect is
+decided as for the identity's websocket port (nymctl access ID). By default the
+connections are anonymous: the network requester answers through reply SURBs and never
+learns the identity's address; --plain sends the address with each connection, as
+nym-socks5-client does. A running identity restarts when the settings change.")]
+pub struct Socks5Args {
+    /// Identity name
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// What to do (default: show)
+    #[arg(value_enum, value_name = "ACTION")]
+    pub action: Option<Socks5Action>,
+    /// The network requester, for `provider`: a Nym address, or auto
+    #[arg(value_name = "ADDRESS|auto")]
+    pub address: Option<String>,
+    /// SOCKS5 port
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// Anonymous connections, with reply SURBs (the default)
+    #[arg(long, conflicts_with = "plain")]
+    pub anonymous: bool,
+    /// Plain connections that carry the identity's address
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// What `socks5` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Socks5Action {
+    /// Serve the port
+    Enable,
+    /// Stop serving the port
+    Disable,
+    /// Set the network requester
+    Provider,
+    /// Show the settings
+    Show,
 }
 
 /// `gateways`.

@@ -8,14 +8,15 @@ use anyhow::Context;
 use clap::CommandFactory;
 use nymd_ipc::client::{Client, ClientError};
 use nymd_ipc::{
-    AccessRequest, Event, IdentityInfo, InitRequest, RequestBody, ResponseBody, SendRequest,
-    ServerMessage,
+    AccessRequest, Event, IdentityInfo, InitRequest, InitSocks5, RequestBody, ResponseBody,
+    SendRequest, ServerMessage, Socks5Request,
 };
 use serde_json::{json, Value};
 
 use crate::app::{self, AppConn, Received};
 use crate::cli::{
     AccessArgs, Cli, Command, DaemonCommand, EventsArgs, InitArgs, ListenArgs, ReplyArgs, SendArgs,
+    Socks5Action, Socks5Args,
 };
 use crate::output::{self, SCHEMA_VERSION};
 use crate::{import, validate, Failure};
@@ -88,7 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let prepared = prepare(&cli.command)?;
     let mut client = connect(&socket).await?;
     match cli.command {
-        Command::Init(args) => init(&mut client, args, json).await,
+        Command::Init(args) => init(&mut client, &socket, args, json).await,
         Command::Start(a) => {
             simple(&mut client, "start", RequestBody::Start { id: a.id }, json).await
         }
@@ -133,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Access(a) => access(&mut client, &socket, a, json).await,
+        Command::Socks5(a) => socks5(&mut client, &socket, a, json).await,
         Command::Address(a) => match client.request(RequestBody::Address { id: a.id }).await? {
             ResponseBody::Address { id, address } => {
                 if json {
@@ -260,6 +262,33 @@ fn prepare(cmd: &Command) -> anyhow::Result<Prepared> {
             validate::port(a.port)?;
             validate::host(a.host.as_deref())?;
             validate::gateway(a.gateway.as_deref())?;
+            validate::socks5_port("--socks5-port", a.socks5_port)?;
+            validate::provider("--provider", a.provider.as_deref())?;
+        }
+        Command::Socks5(a) => {
+            validate::socks5_port("--port", a.port)?;
+            match (a.action, &a.address) {
+                (Some(Socks5Action::Provider), None) => {
+                    return Err(Failure::usage(
+                        "provider needs the network requester's address, or auto",
+                        Some(
+                            "nymctl socks5 ID provider ADDRESS, or nymctl socks5 ID provider auto",
+                        ),
+                    )
+                    .into())
+                }
+                (Some(Socks5Action::Provider), Some(p)) => {
+                    validate::provider("provider", Some(p))?;
+                }
+                (_, Some(extra)) => {
+                    return Err(Failure::usage(
+                        format!("unexpected argument {extra:?}: only `provider` takes an address"),
+                        Some("nymctl socks5 ID provider ADDRESS"),
+                    )
+                    .into())
+                }
+                _ => {}
+            }
         }
         Command::Send(SendArgs {
             message,
@@ -385,7 +414,7 @@ fn confirm_remove(id: &str, yes: bool) -> anyhow::Result<()> {
     }
 }
 
-async fn init(client: &mut Client, a: InitArgs, json: bool) -> anyhow::Result<()> {
+async fn init(client: &mut Client, socket: &Path, a: InitArgs, json: bool) -> anyhow::Result<()> {
     // Watch this identity's events while the daemon works.
     client
         .request(RequestBody::Subscribe {
@@ -399,7 +428,15 @@ async fn init(client: &mut Client, a: InitArgs, json: bool) -> anyhow::Result<()
         port: a.port,
         host: a.host,
         no_start: a.no_start,
+        socks5: a.socks5.then(|| InitSocks5 {
+            port: a.socks5_port,
+            provider: a.provider,
+            plain: a.plain_socks5,
+        }),
     };
+    if req.socks5.is_some() {
+        require_socks5(client, socket)?;
+    }
     let body = client
         .request_with(RequestBody::Init(req), |m| {
             if json {
@@ -426,7 +463,108 @@ async fn init(client: &mut Client, a: InitArgs, json: bool) -> anyhow::Result<()
             info.websocket_port,
             output::state(&info.state)
         ))?;
+        if let Some(s) = &info.socks5 {
+            print(&format!(
+                "socks5     {}:{} ({}), provider {}\n",
+                s.host,
+                s.port,
+                if s.anonymous { "anonymous" } else { "plain" },
+                s.provider.as_deref().unwrap_or("none yet")
+            ))?;
+        }
     }
+    Ok(())
+}
+
+/// Fail unless the daemon announces SOCKS5.
+fn require_socks5(client: &Client, socket: &Path) -> anyhow::Result<()> {
+    if client
+        .welcome()
+        .features
+        .iter()
+        .any(|f| f == nymd_ipc::FEATURE_SOCKS5)
+    {
+        return Ok(());
+    }
+    Err(Failure {
+        exit: crate::cli::exit::VERSION_MISMATCH,
+        code: "Unsupported",
+        message: format!(
+            "nymd at {} is older than this nymctl and has no SOCKS5 proxy",
+            socket.display()
+        ),
+        hint: Some("upgrade nymd to the version of nymctl and restart it".into()),
+    }
+    .into())
+}
+
+async fn socks5(
+    client: &mut Client,
+    socket: &Path,
+    a: Socks5Args,
+    json: bool,
+) -> anyhow::Result<()> {
+    require_socks5(client, socket)?;
+    let mut req = Socks5Request {
+        id: a.id.clone(),
+        port: a.port,
+        anonymous: match (a.anonymous, a.plain) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        ..Socks5Request::default()
+    };
+    match a.action {
+        Some(Socks5Action::Enable) => req.enable = Some(true),
+        Some(Socks5Action::Disable) => req.enable = Some(false),
+        Some(Socks5Action::Provider) => req.provider = a.address,
+        Some(Socks5Action::Show) | None => {}
+    }
+    let read_only = req.is_read_only();
+    let before = if read_only {
+        None
+    } else {
+        identities(
+            client
+                .request(RequestBody::Status { id: Some(a.id) })
+                .await?,
+        )?
+        .into_iter()
+        .next()
+    };
+    let info = identity(client.request(RequestBody::Socks5(req)).await?)?;
+    let settings = |i: &IdentityInfo| {
+        i.socks5.as_ref().map(|s| {
+            (
+                s.enabled,
+                s.host.clone(),
+                s.port,
+                s.provider.clone(),
+                s.anonymous,
+            )
+        })
+    };
+    let changed = before
+        .as_ref()
+        .is_some_and(|b| settings(b) != settings(&info));
+    let restarted = changed
+        && before
+            .as_ref()
+            .is_some_and(|b| !matches!(b.state, nymd_ipc::IdentityState::Stopped));
+    if json {
+        print_json(json!({ "identity": info, "changed": changed, "restarted": restarted }))?;
+        return Ok(());
+    }
+    let mut text = output::socks5_detail(&info);
+    if !read_only {
+        text.push_str(match (changed, restarted) {
+            (false, _) => "(nothing changed)\n",
+            (true, true) => "saved; the identity restarted with the new settings\n",
+            (true, false) => "saved; it applies when the identity starts\n",
+        });
+    }
+    print(&text)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use nymd_ipc::{
     AccessInfo, DaemonInfo, Event, GatewayConnection, GatewayInfo, GatewayStatus, IdentityInfo,
-    IdentityState, MemoryInfo, Snapshot, TopologySummary, TrafficCounters,
+    IdentityState, MemoryInfo, Snapshot, Socks5Info, TopologySummary, TrafficCounters,
 };
 
 /// Version of every JSON document nymctl prints. Additions keep it;
@@ -259,7 +259,67 @@ pub fn identity_detail(i: &IdentityInfo) -> String {
     if let Some(m) = &i.memory {
         memory_lines(m, &mut out);
     }
+    if let Some(s) = &i.socks5 {
+        socks5_lines(s, &i.id, &mut out);
+    }
     out
+}
+
+/// `socks5 ID`: the identity's SOCKS5 proxy.
+pub fn socks5_detail(i: &IdentityInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "identity       {}", i.id);
+    match &i.socks5 {
+        Some(s) => socks5_lines(s, &i.id, &mut out),
+        None => {
+            let _ = writeln!(
+                out,
+                "socks5         none (nymctl socks5 {} enable, then provider ADDRESS|auto)",
+                i.id
+            );
+        }
+    }
+    out
+}
+
+/// An identity's SOCKS5 proxy: where, how, to whom, and its counters.
+pub fn socks5_lines(s: &Socks5Info, id: &str, out: &mut String) {
+    let status = if !s.enabled {
+        format!("disabled (nymctl socks5 {id} enable)")
+    } else if s.provider.is_none() {
+        format!("not served: no provider (nymctl socks5 {id} provider ADDRESS|auto)")
+    } else if s.listening {
+        "listening".to_owned()
+    } else {
+        "not listening (the identity is not running)".to_owned()
+    };
+    let mode = if s.anonymous {
+        "anonymous (reply SURBs; the requester does not learn the address)"
+    } else {
+        "plain (each connection carries the identity's address)"
+    };
+    let _ = writeln!(out, "socks5         {}:{} {status}", s.host, s.port);
+    let _ = writeln!(out, "socks5 mode    {mode}");
+    let _ = writeln!(
+        out,
+        "provider       {}",
+        s.provider.as_deref().unwrap_or("none")
+    );
+    let _ = writeln!(
+        out,
+        "connections    {} open (at most {}), {} accepted, {} refused, {} failed",
+        s.open_connections,
+        s.max_connections,
+        s.connections_total,
+        s.connections_refused,
+        s.connections_failed
+    );
+    let _ = writeln!(
+        out,
+        "socks5 bytes   {} sent, {} received",
+        bytes(s.bytes_sent),
+        bytes(s.bytes_received)
+    );
 }
 
 /// `access ID`: the identity's websocket and who may connect to it.

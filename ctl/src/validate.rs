@@ -40,6 +40,32 @@ pub fn port(port: Option<u16>) -> Result<(), Failure> {
     }
 }
 
+/// `--socks5-port` / `socks5 --port`: 0 is no port.
+pub fn socks5_port(flag: &str, port: Option<u16>) -> Result<(), Failure> {
+    match port {
+        Some(0) => Err(Failure::usage(
+            format!("{flag} 0 is not a port"),
+            Some(
+                "give a port from 1 to 65535, or leave it out to take the next free one from 1080",
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A network requester: a Nym address, or `auto`.
+pub fn provider(flag: &str, provider: Option<&str>) -> Result<(), Failure> {
+    match provider {
+        Some(p) if !p.eq_ignore_ascii_case("auto") && p.parse::<Recipient>().is_err() => {
+            Err(Failure::usage(
+                format!("{flag} {p:?} is not a Nym address"),
+                Some("give the network requester's address (<identity>.<encryption>@<gateway>), or auto to choose one from the directory"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `--host`: an IP address.
 pub fn host(host: Option<&str>) -> Result<(), Failure> {
     match host {

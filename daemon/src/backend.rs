@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use nymd_ipc::{
     AccessInfo, AccessRequest, DaemonInfo, ErrorCode, Event, GatewayConnection, GatewayInfo,
     GatewayStatus, IdentityInfo, IdentityState, ImportRequest, InitRequest, InitStage, IpcError,
-    MemoryInfo, NodeInfo, SendRequest, Snapshot, TopologyBrief, TopologyLayer, TopologySummary,
-    TrafficCounters,
+    MemoryInfo, NodeInfo, SendRequest, Snapshot, Socks5Info, Socks5Request, TopologyBrief,
+    TopologyLayer, TopologySummary, TrafficCounters,
 };
 use nymd_mixnet::ClientStats;
 use nymd_proto::keys::{AckKey, EncryptionKeyPair, GatewaySharedKey, IdentityKeyPair};
@@ -332,7 +332,49 @@ fn info_of(i: &manager::IdentityInfo) -> IdentityInfo {
         )
         .then(|| memory_of(i))
         .flatten(),
+        socks5: i.socks5.as_ref().map(|c| socks5_of(i, c)),
     }
+}
+
+/// An identity's SOCKS5 settings and, while it runs, its counters.
+fn socks5_of(i: &manager::IdentityInfo, c: &crate::store::Socks5Config) -> Socks5Info {
+    let s = i.socks_stats.unwrap_or_default();
+    let running = !matches!(
+        i.state,
+        manager::RunState::Stopped | manager::RunState::Failed { .. }
+    );
+    Socks5Info {
+        enabled: c.enabled,
+        host: c.host.to_string(),
+        port: c.port,
+        provider: c.provider.clone(),
+        anonymous: c.anonymous,
+        listening: running && c.serves() && i.socks_stats.is_some(),
+        max_connections: u32::try_from(c.max_connections).unwrap_or(u32::MAX),
+        connect_timeout_secs: c.connect_timeout_secs,
+        idle_timeout_secs: c.idle_timeout_secs,
+        open_connections: s.open,
+        connections_total: s.total,
+        connections_refused: s.refused,
+        connections_failed: s.failed,
+        bytes_sent: s.bytes_sent,
+        bytes_received: s.bytes_received,
+    }
+}
+
+/// `nymctl init --socks5` and `nymctl socks5` as the manager's change.
+fn socks5_change(
+    enable: Option<bool>,
+    port: Option<u16>,
+    provider: Option<&str>,
+    anonymous: Option<bool>,
+) -> BackendResult<manager::Socks5Change> {
+    Ok(manager::Socks5Change {
+        enabled: enable,
+        port,
+        provider: provider.map(str::parse).transpose().map_err(err_of)?,
+        anonymous,
+    })
 }
 
 fn access_of(ws: &crate::store::WebsocketConfig) -> AccessInfo {
@@ -414,6 +456,13 @@ impl ControlBackend for DaemonBackend {
                 keys: None,
                 registration: None,
                 owner_uid: caller.map(|c| c.uid),
+                socks5: req
+                    .socks5
+                    .as_ref()
+                    .map(|s| {
+                        socks5_change(Some(true), s.port, s.provider.as_deref(), Some(!s.plain))
+                    })
+                    .transpose()?,
             })
             .await
             .map_err(err_of)?;
@@ -602,6 +651,17 @@ impl ControlBackend for DaemonBackend {
             .inner
             .manager
             .update_access(&req.id, change)
+            .await
+            .map_err(err_of)?;
+        Ok(info_of(&info))
+    }
+
+    async fn socks5(&self, req: Socks5Request) -> BackendResult<IdentityInfo> {
+        let change = socks5_change(req.enable, req.port, req.provider.as_deref(), req.anonymous)?;
+        let info = self
+            .inner
+            .manager
+            .update_socks5(&req.id, change)
             .await
             .map_err(err_of)?;
         Ok(info_of(&info))

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`appserver`]: nym-client's websocket API on each identity's port.
+//! - [`socks`]: the optional SOCKS5 proxy of each identity.
 //! - [`backend`]: the manager seen through the control socket's types.
 //! - [`control`]: the control socket server (`nymctl`, `nym-tui`).
 //! - [`config`]: the daemon config file, environment and defaults.
@@ -29,4 +30,5 @@ pub mod metrics;
 pub mod notify;
 pub mod run;
 pub mod service;
+pub mod socks;
 pub mod store;

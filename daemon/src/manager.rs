@@ -28,20 +28,23 @@ use crate::appserver::access::ConnectionLimit;
 use crate::appserver::{self, AppChange, AppCommand, AppHub, ConnectedApp};
 use crate::config::{IdentitiesSection, DEFAULT_MAX_APP_CONNECTIONS};
 use crate::health::{self, Ping};
+use crate::socks::{SocksHub, SocksStats};
 use crate::store::{
     validate_id, IdentityConfig, IdentityKeys, IdentityState as PersistedState, IdentityStore,
-    StoreError, StoredIdentity, StoredRegistration, TrafficConfig, WebsocketConfig,
+    Socks5Config, StoreError, StoredIdentity, StoredRegistration, TrafficConfig, WebsocketConfig,
 };
 
 mod access;
 mod probe;
 mod reload;
 mod runner;
+mod socks5;
 
 use runner::{Runner, RunnerContext};
 
 pub use access::AccessChange;
 pub use reload::ReloadReport;
+pub use socks5::{ProviderChoice, Socks5Change, AUTO_PROVIDER};
 
 /// Longest wait between restarts of a failing identity.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -192,6 +195,8 @@ pub struct InitRequest {
     /// one user, besides root and nymd's own uid, allowed on the new
     /// identity's port. `None`: only root and nymd's own uid.
     pub owner_uid: Option<u32>,
+    /// Give the identity a SOCKS5 proxy (`[socks5]`) with these settings.
+    pub socks5: Option<Socks5Change>,
 }
 
 /// A row of `list` / `status`.
@@ -229,6 +234,10 @@ pub struct IdentityInfo {
     pub daemon_memory: (u64, u64),
     /// The identity's `[websocket]` section: who may connect, limits.
     pub websocket_config: WebsocketConfig,
+    /// The identity's `[socks5]` section, if it has one.
+    pub socks5: Option<Socks5Config>,
+    /// Its SOCKS5 counters while it runs.
+    pub socks_stats: Option<SocksStats>,
 }
 
 /// An identity folder that failed to load at startup.
@@ -259,6 +268,8 @@ struct Running {
     /// Liveness pings for the watchdog (see [`crate::health`]).
     pings: mpsc::Sender<Ping>,
     hub: Arc<AppHub>,
+    /// The SOCKS5 side's connections and counters.
+    socks: Arc<SocksHub>,
     done: tokio::task::JoinHandle<()>,
 }
 
@@ -465,6 +476,24 @@ impl Manager {
             )));
         }
         let port = self.choose_port(host, req.port).await?;
+        // The SOCKS5 section (and an `auto` provider) before anything is
+        // registered or written: a failure leaves nothing behind.
+        let websocket = WebsocketConfig::new(host, port, req.owner_uid);
+        let socks5 = match req.socks5.clone() {
+            Some(change) => {
+                let section = self.socks5_section(&req.id, None, change).await?;
+                if section.port == port {
+                    return Err(ManagerError::InvalidArgument(format!(
+                        "the SOCKS5 port {port} is the websocket port too; choose another with --socks5-port"
+                    )));
+                }
+                section
+                    .validate(&websocket)
+                    .map_err(|e| ManagerError::InvalidArgument(e.to_string()))?;
+                Some(section)
+            }
+            None => None,
+        };
         let selection = match (&req.gateway, req.latency_based_selection) {
             (Some(g), _) => {
                 let bytes: [u8; 32] = bs58::decode(g)
@@ -528,9 +557,9 @@ impl Manager {
                 enabled: !req.no_start,
                 // Access: see `WebsocketConfig::new`; the owner is the uid
                 // that asked for the identity (set by the control server).
-                websocket: WebsocketConfig::new(host, port, req.owner_uid),
+                websocket,
                 traffic: defaults.traffic.clone(),
-                socks5: None,
+                socks5,
             },
             keys,
             registration: StoredRegistration {
@@ -602,7 +631,9 @@ impl Manager {
         if slot.running.as_ref().is_some_and(|r| !r.done.is_finished()) {
             return Ok(());
         }
-        if let Some(reason) = remote_apps_refusal(&slot.config, &self.inner.store) {
+        if let Some(reason) = remote_apps_refusal(&slot.config, &self.inner.store)
+            .or_else(|| socks5_refusal(&slot.config, &self.inner.store))
+        {
             drop(slots);
             tracing::error!(identity = %id, "not started: {reason}");
             self.set_state(
@@ -631,6 +662,7 @@ impl Manager {
                 });
             });
         }
+        let socks = SocksHub::new();
         let runner = Runner {
             ctx: RunnerContext {
                 store: self.inner.store.clone(),
@@ -650,6 +682,7 @@ impl Manager {
             hub: hub.clone(),
             lanes: runner::AppLanes::default(),
             report_send_failures: slot.config.websocket.report_send_failures,
+            socks: socks.clone(),
         };
         // Every record of the runner (and of its mixnet client) names the
         // identity: a field of text and JSON lines, `NYMD_IDENTITY` in the
@@ -664,6 +697,7 @@ impl Manager {
             commands: tx,
             pings: ping_tx,
             hub,
+            socks,
             done,
         });
         slot.state = RunState::Starting;
@@ -945,6 +979,8 @@ fn info_of(id: &str, s: &Slot) -> IdentityInfo {
             .unwrap_or((0, 0)),
         daemon_memory: (0, 0),
         websocket_config: s.config.websocket.clone(),
+        socks5: s.config.socks5.clone(),
+        socks_stats: s.running.as_ref().map(|r| r.socks.stats()),
     }
 }
 
@@ -958,6 +994,17 @@ fn remote_apps_refusal(config: &IdentityConfig, store: &IdentityStore) -> Option
     Some(format!(
         "websocket host {} is not a loopback address, so apps on other machines could connect and nymd could not check which user they run as; to allow that, set allow_remote_apps = true in the [websocket] section of {} and reload nymd (or set host = \"127.0.0.1\")",
         ws.host,
+        store.dir(&config.id).join("config.toml").display()
+    ))
+}
+
+/// Why an identity may not start with its `[socks5]` section, saying what
+/// to change in which file.
+fn socks5_refusal(config: &IdentityConfig, store: &IdentityStore) -> Option<String> {
+    let s5 = config.socks5.as_ref().filter(|s| s.enabled)?;
+    let e = s5.validate(&config.websocket).err()?;
+    Some(format!(
+        "{e} (in {})",
         store.dir(&config.id).join("config.toml").display()
     ))
 }

@@ -14,7 +14,9 @@
 //! identity's client last started: a restart resets them, which Prometheus'
 //! `rate()` handles), queued packets, unacknowledged fragments, outbox and
 //! inbox messages, gateway connected and round-trip time, bandwidth left,
-//! connected apps, memory held per store, uptime and the state (gauges).
+//! connected apps, memory held per store, uptime and the state (gauges);
+//! for identities with a SOCKS5 proxy, its connections (open, accepted,
+//! refused, failed) and bytes each way.
 //! For the daemon: identities by state, the memory budget's use and limit,
 //! app connections and their limit, resident memory, version.
 //!
@@ -442,6 +444,51 @@ impl Collector for ManagerCollector {
             Some(&Unit::Seconds),
             list.iter()
                 .filter_map(|i| i.uptime.map(|u| (id(i), u.as_secs_f64()))),
+        )?;
+
+        // SOCKS5 proxies of running identities that have one.
+        let socks: Vec<_> = list
+            .iter()
+            .filter(|i| i.socks5.is_some())
+            .filter_map(|i| i.socks_stats.map(|s| (i, s)))
+            .collect();
+        let socks_each =
+            |v: fn(&crate::socks::SocksStats) -> u64| socks.iter().map(move |(i, s)| (id(i), v(s)));
+        f.gauge(
+            "identity_socks5_connections",
+            "SOCKS5 connections open now",
+            None,
+            socks_each(|s| s.open),
+        )?;
+        f.counter(
+            "identity_socks5_accepted_connections",
+            "SOCKS5 connections accepted (past their handshake and the connection cap)",
+            None,
+            socks_each(|s| s.total),
+        )?;
+        f.counter(
+            "identity_socks5_refused_connections",
+            "SOCKS5 connections refused here: user not allowed, connection cap, bad handshake",
+            None,
+            socks_each(|s| s.refused),
+        )?;
+        f.counter(
+            "identity_socks5_failed_connections",
+            "SOCKS5 CONNECTs that failed: refused by the network requester, unreachable, no answer in time",
+            None,
+            socks_each(|s| s.failed),
+        )?;
+        f.counter(
+            "identity_socks5_sent",
+            "Bytes read from SOCKS5 clients and sent into the mixnet",
+            Some(&Unit::Bytes),
+            socks_each(|s| s.bytes_sent),
+        )?;
+        f.counter(
+            "identity_socks5_received",
+            "Bytes received through the mixnet and written to SOCKS5 clients",
+            Some(&Unit::Bytes),
+            socks_each(|s| s.bytes_received),
         )?;
         Ok(())
     }

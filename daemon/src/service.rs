@@ -375,6 +375,8 @@ mod tests {
             inbox_bytes: (0, 0),
             daemon_memory: (0, 0),
             websocket_config: crate::store::WebsocketConfig::new([127, 0, 0, 1].into(), 1977, None),
+            socks5: None,
+            socks_stats: None,
         }
     }
 

@@ -1167,7 +1167,10 @@ mod tests {
         };
         check(&|c| c.port = 0, "from 1 to 65535");
         check(&|c| c.port = 1977, "websocket port");
-        check(&|c| c.host = "0.0.0.0".parse().expect("ip"), "not a loopback");
+        check(
+            &|c| c.host = "0.0.0.0".parse().expect("ip"),
+            "not a loopback",
+        );
         check(&|c| c.provider = Some("nope".into()), "provider auto");
         check(&|c| c.max_connections = 0, "max_connections");
         check(&|c| c.connect_timeout_secs = 0, "connect_timeout_secs");

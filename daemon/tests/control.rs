@@ -108,6 +108,7 @@ fn init(id: &str, port: Option<u16>) -> RequestBody {
         port,
         host: None,
         no_start: false,
+        socks5: None,
     })
 }
 

@@ -260,6 +260,7 @@ async fn nymd_speaks_sd_notify_and_reloads_only_what_changed() {
             port: None,
             host: None,
             no_start: false,
+            socks5: None,
         }))
         .await
         .expect("init")

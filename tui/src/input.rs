@@ -134,6 +134,7 @@ mod tests {
             counters: TrafficCounters::default(),
             access: None,
             memory: None,
+            socks5: None,
         }]));
         s
     }

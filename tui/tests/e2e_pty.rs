@@ -264,6 +264,7 @@ fn dashboard_of_a_real_daemon_on_the_localnet() {
             port: None,
             host: None,
             no_start: false,
+            socks5: None,
         });
         c.request(body).await.expect("init second");
         let addr = |id: &str| RequestBody::Address { id: id.into() };

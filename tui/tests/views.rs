@@ -135,6 +135,7 @@ fn identity(id: &str, port: u16, gw: &str, apps: u64, uptime: u64) -> IdentityIn
         counters: TrafficCounters::default(),
         access: None,
         memory: None,
+        socks5: None,
     }
 }
 

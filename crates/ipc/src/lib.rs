@@ -30,6 +30,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// [`RequestBody::Access`].
 pub const FEATURE_ACCESS: &str = "access";
 
+/// Feature string in [`Welcome::features`]: the daemon understands
+/// [`RequestBody::Socks5`] and [`InitRequest::socks5`].
+pub const FEATURE_SOCKS5: &str = "socks5";
+
 /// Default control socket of a daemon running as root.
 pub const SYSTEM_SOCKET: &str = "/run/nymd/nymd.sock";
 

@@ -184,6 +184,9 @@ pub enum RequestBody {
     /// Show or change who may connect to an identity's websocket port
     /// (announced by [`crate::FEATURE_ACCESS`]).
     Access(AccessRequest),
+    /// Show or change an identity's SOCKS5 proxy (announced by
+    /// [`crate::FEATURE_SOCKS5`]).
+    Socks5(Socks5Request),
 }
 
 impl RequestBody {
@@ -198,7 +201,8 @@ impl RequestBody {
             | Self::Send(_)
             | Self::Import(_)
             | Self::Shutdown
-            | Self::Access(_) => true,
+            | Self::Access(_)
+            | Self::Socks5(_) => true,
             Self::List
             | Self::Status { .. }
             | Self::Address { .. }
@@ -228,6 +232,7 @@ impl RequestBody {
             Self::DaemonInfo => "daemon_info",
             Self::Shutdown => "shutdown",
             Self::Access(_) => "access",
+            Self::Socks5(_) => "socks5",
         }
     }
 }
@@ -247,6 +252,62 @@ pub struct InitRequest {
     pub host: Option<String>,
     /// Create but do not start.
     pub no_start: bool,
+    /// Give the identity a SOCKS5 proxy (`nymctl init --socks5`); `None`
+    /// (and from older clients): none. Announced by
+    /// [`crate::FEATURE_SOCKS5`].
+    #[serde(default)]
+    pub socks5: Option<InitSocks5>,
+}
+
+/// The SOCKS5 proxy of a new identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitSocks5 {
+    /// Its port; `None`: the next free one from 1080.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The network requester's Nym address, or `auto` (chosen from the
+    /// directory); `None`: none yet (the port is not served until one is
+    /// set).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Plain messages with the identity's address as return address, as
+    /// nym-socks5-client does; `false` (default): anonymous, with reply
+    /// SURBs.
+    #[serde(default)]
+    pub plain: bool,
+}
+
+/// `nymctl socks5`: changes to an identity's SOCKS5 proxy; `None` leaves a
+/// setting as it is, and a request without any change only reads. An
+/// identity without a proxy gets one (enabled, anonymous, the next free
+/// port from 1080) on any change. Answered with the identity
+/// ([`IdentityInfo::socks5`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Socks5Request {
+    /// Identity name.
+    pub id: String,
+    /// Serve the port (`Some(true)`) or not (`Some(false)`).
+    #[serde(default)]
+    pub enable: Option<bool>,
+    /// The port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The network requester's Nym address, or `auto`.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Anonymous (`Some(true)`) or plain (`Some(false)`) messages.
+    #[serde(default)]
+    pub anonymous: Option<bool>,
+}
+
+impl Socks5Request {
+    /// Whether the request changes nothing (it only reads the settings).
+    pub fn is_read_only(&self) -> bool {
+        self.enable.is_none()
+            && self.port.is_none()
+            && self.provider.is_none()
+            && self.anonymous.is_none()
+    }
 }
 
 /// `nymctl access`: changes to who may connect to an identity's websocket
@@ -588,6 +649,48 @@ pub struct IdentityInfo {
     /// that predate memory budgets.
     #[serde(default)]
     pub memory: Option<MemoryInfo>,
+    /// The identity's SOCKS5 proxy; `None` when it has none, or from
+    /// daemons that predate SOCKS5.
+    #[serde(default)]
+    pub socks5: Option<Socks5Info>,
+}
+
+/// An identity's SOCKS5 proxy: its settings, and its counters since the
+/// identity started (0 while stopped).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Socks5Info {
+    /// The port is to be served (it is once a provider is set).
+    pub enabled: bool,
+    /// Listen address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The network requester's Nym address, if set.
+    pub provider: Option<String>,
+    /// Anonymous (reply SURBs, no return address) rather than plain.
+    pub anonymous: bool,
+    /// The identity is running and the port is served.
+    pub listening: bool,
+    /// Connections open at once, at most.
+    pub max_connections: u32,
+    /// Seconds a CONNECT waits for the network requester.
+    pub connect_timeout_secs: u64,
+    /// Seconds without data before a connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Connections accepted.
+    pub connections_total: u64,
+    /// Connections refused here (user check, cap, bad handshake).
+    pub connections_refused: u64,
+    /// CONNECTs that failed (refused by the requester, unreachable, no
+    /// answer in time).
+    pub connections_failed: u64,
+    /// Bytes read from programs and sent into the mixnet.
+    pub bytes_sent: u64,
+    /// Bytes received from the mixnet and written to programs.
+    pub bytes_received: u64,
 }
 
 /// Memory an identity holds for what other parties send it, each store

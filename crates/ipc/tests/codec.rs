@@ -137,6 +137,12 @@ fn identity() -> impl Strategy<Value = IdentityInfo> {
                     daemon_budget: 1 << 30,
                     ..MemoryInfo::default()
                 }),
+                socks5: uptime_secs.map(|u| Socks5Info {
+                    enabled: u % 2 == 0,
+                    port: websocket_port.wrapping_add(1),
+                    bytes_received: u,
+                    ..Socks5Info::default()
+                }),
                 access,
             },
         )
@@ -165,6 +171,11 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
                         port,
                         host,
                         no_start,
+                        socks5: port.map(|p| InitSocks5 {
+                            port: Some(p),
+                            provider: None,
+                            plain: no_start,
+                        }),
                     })
                 }
             ),
@@ -226,6 +237,22 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
                     allow_groups: groups.clone(),
                     remove_groups: groups,
                     any_local_user,
+                })
+            }),
+        (
+            s(),
+            any::<Option<bool>>(),
+            any::<Option<u16>>(),
+            prop::option::of(s()),
+            any::<Option<bool>>()
+        )
+            .prop_map(|(id, enable, port, provider, anonymous)| {
+                RequestBody::Socks5(Socks5Request {
+                    id,
+                    enable,
+                    port,
+                    provider,
+                    anonymous,
                 })
             }),
     ]

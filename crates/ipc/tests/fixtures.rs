@@ -85,6 +85,23 @@ fn identity() -> IdentityInfo {
             daemon_bytes: 200_000,
             daemon_budget: 1 << 30,
         }),
+        socks5: Some(Socks5Info {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 1080,
+            provider: Some(ADDRESS.into()),
+            anonymous: true,
+            listening: true,
+            max_connections: 256,
+            connect_timeout_secs: 60,
+            idle_timeout_secs: 300,
+            open_connections: 3,
+            connections_total: 41,
+            connections_refused: 2,
+            connections_failed: 1,
+            bytes_sent: 52_000,
+            bytes_received: 10_485_760,
+        }),
     }
 }
 
@@ -133,6 +150,11 @@ fn request_samples() -> Vec<RequestBody> {
             port: Some(1977),
             host: Some("127.0.0.1".into()),
             no_start: false,
+            socks5: Some(InitSocks5 {
+                port: Some(1080),
+                provider: Some("auto".into()),
+                plain: false,
+            }),
         }),
         RequestBody::Start { id: id() },
         RequestBody::Stop { id: id() },
@@ -179,6 +201,13 @@ fn request_samples() -> Vec<RequestBody> {
             remove_groups: vec!["staff".into()],
             any_local_user: Some(false),
         }),
+        RequestBody::Socks5(Socks5Request {
+            id: id(),
+            enable: Some(true),
+            port: Some(1081),
+            provider: Some(ADDRESS.into()),
+            anonymous: Some(false),
+        }),
     ]
 }
 
@@ -216,6 +245,7 @@ fn response_samples() -> Vec<ResponseBody> {
         max_apps: 64,
         ..AccessInfo::default()
     });
+    stopped.socks5 = None;
     vec![
         ResponseBody::Done,
         ResponseBody::Identity(identity()),
@@ -474,7 +504,7 @@ fn every_request_and_event_variant_is_sampled() {
     // `name()` is an exhaustive match, so a new variant needs a name; this
     // check makes it need a sample too.
     let requests: BTreeSet<_> = request_samples().iter().map(|r| r.name()).collect();
-    assert_eq!(requests.len(), 16, "a request variant has no sample");
+    assert_eq!(requests.len(), 17, "a request variant has no sample");
     let responses: BTreeSet<_> = response_samples().iter().map(response_name).collect();
     assert_eq!(responses.len(), 8, "a response variant has no sample");
     let events: BTreeSet<_> = event_samples().iter().map(|e| e.name()).collect();
@@ -536,6 +566,7 @@ fn old_identity_frame_decodes(name: &str, older: impl FnOnce(&mut IdentityInfo))
     let frame = parse_hex(&text);
     let decoded: ServerMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
     let mut want = identity();
+    want.socks5 = None;
     want.memory = None;
     want.counters.outside_warnings = 0;
     want.counters.surb_requests_refused = 0;
@@ -556,4 +587,32 @@ fn an_identity_from_a_daemon_without_memory_budgets_still_decodes() {
     // Encoded before `IdentityInfo::memory` and the counters of outside
     // warnings and refused SURB requests existed.
     old_identity_frame_decodes("response_ok_identity_before_memory", |_| {});
+}
+
+#[test]
+fn an_identity_from_a_daemon_without_socks5_still_decodes() {
+    // Encoded before `IdentityInfo::socks5` existed; the fields added
+    // before it are there.
+    let path = fixtures_dir().join("compat/response_ok_identity_before_socks5.hex");
+    let frame = parse_hex(&std::fs::read_to_string(&path).expect("compat fixture"));
+    let decoded: ServerMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
+    let mut want = identity();
+    want.socks5 = None;
+    assert_eq!(decoded, response(ResponseBody::Identity(want)));
+}
+
+#[test]
+fn an_init_request_from_a_nymctl_without_socks5_still_decodes() {
+    let path = fixtures_dir().join("compat/request_init_before_socks5.hex");
+    let frame = parse_hex(&std::fs::read_to_string(&path).expect("compat fixture"));
+    let decoded: ClientMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
+    let ClientMessage::Request(Request {
+        body: RequestBody::Init(init),
+        ..
+    }) = decoded
+    else {
+        panic!("not an init request: {decoded:?}");
+    };
+    assert_eq!(init.socks5, None);
+    assert_eq!(init.port, Some(1977));
 }

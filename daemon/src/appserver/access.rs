@@ -21,6 +21,9 @@
 //!    exactly in `allowed_origins`. Apps that send no `Origin` header are not
 //!    affected, as with nym-client.
 //!
+//! The identity's SOCKS5 port ([`Gate::socks`]) meets the same user check
+//! (2.) with its own limit (1.) and no origin check (3.).
+//!
 //! Refused connections are logged with what to do about them, at most
 //! [`LOG_BURST`] lines per [`LOG_WINDOW`] and port, so that a local flood
 //! cannot fill the journal; the next line says how many were not logged.
@@ -481,9 +484,29 @@ pub fn normalize_origin(origin: &str) -> Result<String, OriginError> {
 
 // === The gate of one port ===
 
+/// What a port serves: its log lines say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// nym-client's websocket API.
+    App,
+    /// The identity's SOCKS5 proxy (same user checks, its own limit).
+    Socks,
+}
+
+impl PortKind {
+    /// `an app connection` / `a SOCKS connection`.
+    fn connection(self) -> &'static str {
+        match self {
+            Self::App => "an app connection",
+            Self::Socks => "a SOCKS connection",
+        }
+    }
+}
+
 /// Every check of one identity's port (see the module docs).
 #[derive(Debug)]
 pub struct Gate {
+    kind: PortKind,
     port: u16,
     /// The identity's name, for log lines that say what to run.
     identity: String,
@@ -500,6 +523,7 @@ impl Gate {
     /// counting connections against `daemon_limit` too.
     pub fn new(ws: &WebsocketConfig, identity: &str, daemon_limit: Arc<ConnectionLimit>) -> Self {
         Self {
+            kind: PortKind::App,
             port: ws.port,
             identity: identity.to_string(),
             identity_limit: ConnectionLimit::new(ws.max_apps()),
@@ -507,6 +531,28 @@ impl Gate {
             users: UserRules::for_this_process(ws),
             allow_remote_apps: ws.allow_remote_apps,
             origins: ws.allowed_origins.clone(),
+            log: RefusalLog::default(),
+        }
+    }
+
+    /// The checks of the identity's SOCKS5 port on `port`: the users of
+    /// its `[websocket]` section `ws` (and its `allow_remote_apps`), no
+    /// origins (SOCKS has none), and `limit` connections at once.
+    pub fn socks(
+        ws: &WebsocketConfig,
+        port: u16,
+        identity: &str,
+        limit: Arc<ConnectionLimit>,
+    ) -> Self {
+        Self {
+            kind: PortKind::Socks,
+            port,
+            identity: identity.to_string(),
+            identity_limit: limit,
+            daemon_limit: ConnectionLimit::new(usize::MAX),
+            users: UserRules::for_this_process(ws),
+            allow_remote_apps: ws.allow_remote_apps,
+            origins: Vec::new(),
             log: RefusalLog::default(),
         }
     }
@@ -521,13 +567,23 @@ impl Gate {
     pub fn admit(&self, peer: SocketAddr) -> Option<Admission> {
         let Some(identity) = self.identity_limit.try_take() else {
             if let Some(n) = self.log.admit(Instant::now()) {
-                tracing::warn!(
-                    %peer,
-                    port = self.port,
-                    limit = self.identity_limit.limit(),
-                    "closing a new app connection: this identity has as many apps connected as it allows (max_apps in its config.toml){}",
-                    suppressed_note(n)
-                );
+                let limit = self.identity_limit.limit();
+                let port = self.port;
+                let note = suppressed_note(n);
+                match self.kind {
+                    PortKind::App => tracing::warn!(
+                        %peer,
+                        port,
+                        limit,
+                        "closing a new app connection: this identity has as many apps connected as it allows (max_apps in its config.toml){note}"
+                    ),
+                    PortKind::Socks => tracing::warn!(
+                        %peer,
+                        port,
+                        limit,
+                        "closing a new SOCKS connection: this identity has as many SOCKS connections (open or still in their handshake) as it allows (max_connections in [socks5] of its config.toml){note}"
+                    ),
+                }
             }
             return None;
         };
@@ -573,22 +629,23 @@ impl Gate {
         let port = self.port;
         let id = &self.identity;
         let note = suppressed_note(n);
+        let what = self.kind.connection();
         match refusal {
             Refusal::User { uid } => tracing::warn!(
                 %peer,
                 port,
                 uid,
-                "refused an app connection from uid {uid}: only root, nymd's user and the users and groups allowed for this identity may connect; to allow it: nymctl access {id} --allow-user {uid}{note}"
+                "refused {what} from uid {uid}: only root, nymd's user and the users and groups allowed for this identity may connect; to allow it: nymctl access {id} --allow-user {uid}{note}"
             ),
             Refusal::UnknownUser => tracing::warn!(
                 %peer,
                 port,
-                "refused an app connection whose user cannot be found (the socket closed, or it comes from another network namespace); to let any local user connect: nymctl access {id} --any-local-user{note}"
+                "refused {what} whose user cannot be found (the socket closed, or it comes from another network namespace); to let any local user connect: nymctl access {id} --any-local-user{note}"
             ),
             Refusal::Remote => tracing::warn!(
                 %peer,
                 port,
-                "refused an app connection from another machine: this identity does not allow remote apps{note}"
+                "refused {what} from another machine: this identity does not allow remote apps{note}"
             ),
         }
         false

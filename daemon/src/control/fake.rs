@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use nymd_ipc::{
     AccessInfo, AccessRequest, DaemonInfo, ErrorCode, Event, GatewayInfo, IdentityInfo,
     IdentityState, ImportRequest, InitRequest, InitStage, IpcError, NodeInfo, SendRequest,
-    Snapshot, TopologyBrief, TopologyLayer, TopologySummary, TrafficCounters, PROTOCOL_VERSION,
+    Snapshot, Socks5Request, TopologyBrief, TopologyLayer, TopologySummary, TrafficCounters,
+    PROTOCOL_VERSION,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +109,7 @@ impl FakeBackend {
             counters: TrafficCounters::default(),
             access: None,
             memory: None,
+            socks5: None,
         }
     }
 
@@ -255,6 +257,16 @@ pub fn fake_address(id: &str) -> String {
     format!("{id}Identity.{id}Encryption@{FAKE_GATEWAY}")
 }
 
+/// The provider a fake identity stores: the address given, or for `auto`
+/// the fake network requester's.
+fn fake_provider(given: &str) -> String {
+    if given.eq_ignore_ascii_case("auto") {
+        fake_address("exit")
+    } else {
+        given.to_owned()
+    }
+}
+
 fn node(i: u8) -> NodeInfo {
     NodeInfo {
         identity: format!("FakeMix{i}"),
@@ -297,6 +309,26 @@ impl ControlBackend for FakeBackend {
         let mut info = Self::identity(id, port, &host, false);
         info.gateway_id = Some(gateway);
         info.access = Some(owner_only(caller));
+        if let Some(s) = &req.socks5 {
+            let used: Vec<u16> = lock(&self.inner.identities)
+                .values()
+                .filter_map(|i| i.socks5.as_ref().map(|s| s.port))
+                .collect();
+            let port = s
+                .port
+                .unwrap_or_else(|| (1080..).find(|p| !used.contains(p)).unwrap_or(1080));
+            info.socks5 = Some(nymd_ipc::Socks5Info {
+                enabled: true,
+                host: "127.0.0.1".to_owned(),
+                port,
+                provider: s.provider.as_deref().map(fake_provider),
+                anonymous: !s.plain,
+                max_connections: 256,
+                connect_timeout_secs: 60,
+                idle_timeout_secs: 300,
+                ..nymd_ipc::Socks5Info::default()
+            });
+        }
         let info = self.add(info, !req.no_start);
         self.progress(id, InitStage::Done, info.address.as_deref().unwrap_or(""))
             .await;
@@ -438,6 +470,39 @@ impl ControlBackend for FakeBackend {
         apply_access(&mut updated, &req)?;
         *info = updated.clone();
         Ok(updated)
+    }
+
+    async fn socks5(&self, req: Socks5Request) -> BackendResult<IdentityInfo> {
+        let mut ids = lock(&self.inner.identities);
+        let info = ids
+            .get_mut(&req.id)
+            .ok_or_else(|| IpcError::unknown_identity(&req.id))?;
+        if req.is_read_only() {
+            return Ok(info.clone());
+        }
+        let s = info.socks5.get_or_insert_with(|| nymd_ipc::Socks5Info {
+            enabled: true,
+            host: "127.0.0.1".to_owned(),
+            port: 1080,
+            anonymous: true,
+            max_connections: 256,
+            connect_timeout_secs: 60,
+            idle_timeout_secs: 300,
+            ..nymd_ipc::Socks5Info::default()
+        });
+        if let Some(e) = req.enable {
+            s.enabled = e;
+        }
+        if let Some(p) = req.port {
+            s.port = p;
+        }
+        if let Some(a) = req.anonymous {
+            s.anonymous = a;
+        }
+        if let Some(p) = &req.provider {
+            s.provider = Some(fake_provider(p));
+        }
+        Ok(info.clone())
     }
 
     async fn daemon_info(&self) -> BackendResult<DaemonInfo> {

@@ -40,7 +40,7 @@ pub use auth::{AccessRules, PeerCredentials, TierPolicy};
 pub use nymd_ipc::Tier;
 use nymd_ipc::{
     AccessRequest, DaemonInfo, Event, GatewayInfo, IdentityInfo, ImportRequest, InitRequest,
-    IpcError, SendRequest, Snapshot, TopologySummary,
+    IpcError, SendRequest, Snapshot, Socks5Request, TopologySummary,
 };
 pub use socket::{BoundSocket, SocketError, SocketOptions};
 use tokio::sync::broadcast;
@@ -104,6 +104,12 @@ pub trait ControlBackend: Send + Sync + 'static {
         &self,
         req: AccessRequest,
     ) -> impl Future<Output = BackendResult<IdentityInfo>> + Send;
+    /// Show (no change in `req`) or change an identity's SOCKS5 proxy;
+    /// answers with the identity afterwards.
+    fn socks5(
+        &self,
+        req: Socks5Request,
+    ) -> impl Future<Output = BackendResult<IdentityInfo>> + Send;
     /// Facts about the daemon.
     fn daemon_info(&self) -> impl Future<Output = BackendResult<DaemonInfo>> + Send;
     /// Begin an orderly shutdown and return at once: the server still
@@ -157,7 +163,10 @@ impl ControlServerConfig {
             instance_id: format!("{:016x}", rand::random::<u64>()),
             // Every request the server hands to a backend beyond the base
             // protocol.
-            features: vec![nymd_ipc::FEATURE_ACCESS.to_owned()],
+            features: vec![
+                nymd_ipc::FEATURE_ACCESS.to_owned(),
+                nymd_ipc::FEATURE_SOCKS5.to_owned(),
+            ],
             tier_policy,
             max_frame_len: nymd_ipc::codec::DEFAULT_MAX_FRAME_LEN,
             max_connections: 256,

@@ -357,6 +357,7 @@ async fn handle<B: ControlBackend>(
         }
         RequestBody::Import(req) => ResponseBody::Identity(backend.import(req, peer).await?),
         RequestBody::Access(req) => ResponseBody::Identity(backend.access(req).await?),
+        RequestBody::Socks5(req) => ResponseBody::Identity(backend.socks5(req).await?),
         RequestBody::DaemonInfo => ResponseBody::DaemonInfo(backend.daemon_info().await?),
         RequestBody::Shutdown => {
             backend.shutdown().await?;

@@ -27,6 +27,7 @@ use super::{
 use crate::appserver::access::ConnectionLimit;
 use crate::appserver::{self, AppCommand, AppHub, AppServerConfig, Delivery};
 use crate::health::{self, Ping};
+use crate::socks::{self, SocksHub, SocksServerConfig};
 use crate::store::{IdentityState as PersistedState, IdentityStore, StoredRegistration};
 
 /// What a runner needs from the manager, and nothing more.
@@ -59,6 +60,16 @@ pub(super) struct Runner {
     pub(super) lanes: AppLanes,
     /// Send failures go to the app that sent (`report_send_failures`).
     pub(super) report_send_failures: bool,
+    /// The SOCKS5 side: its connections get the network requester's
+    /// answers before the apps see anything.
+    pub(super) socks: Arc<SocksHub>,
+}
+
+/// The listeners a runner keeps across client restarts.
+#[derive(Default)]
+pub(super) struct Listeners {
+    app: Option<CancellationToken>,
+    socks: Option<CancellationToken>,
 }
 
 /// A request that waits while the identity is not connected is answered
@@ -158,6 +169,8 @@ impl AppLanes {
         }
         self.next += 1;
         let l = self.next;
+        // SOCKS connections number their lanes from 2^63.
+        debug_assert!(!SocksHub::is_socks_lane(l));
         self.by_app.insert((session, conn), l);
         self.by_lane.insert(l, (session, conn));
         l
@@ -242,9 +255,9 @@ impl Runner {
 
     async fn run_loop(&mut self) {
         let mut backoff = FIRST_BACKOFF;
-        let mut listener_task: Option<CancellationToken> = None;
+        let mut listeners = Listeners::default();
         loop {
-            let outcome = self.run_once(&mut listener_task).await;
+            let outcome = self.run_once(&mut listeners).await;
             match outcome {
                 Outcome::Stopped => break,
                 Outcome::Failed(reason) => {
@@ -268,18 +281,24 @@ impl Runner {
                 }
             }
         }
-        if let Some(t) = listener_task.take() {
+        for t in [listeners.app.take(), listeners.socks.take()]
+            .into_iter()
+            .flatten()
+        {
             t.cancel();
         }
     }
 
-    async fn run_once(&mut self, listener_task: &mut Option<CancellationToken>) -> Outcome {
+    async fn run_once(&mut self, listeners: &mut Listeners) -> Outcome {
         let stored = match self.ctx.store.load(&self.id) {
             Ok(s) => s,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
         // The file may have been edited since the manager checked it.
         if let Some(why) = super::remote_apps_refusal(&stored.config, &self.ctx.store) {
+            return Outcome::Failed(why);
+        }
+        if let Some(why) = super::socks5_refusal(&stored.config, &self.ctx.store) {
             return Outcome::Failed(why);
         }
         self.report_send_failures = stored.config.websocket.report_send_failures;
@@ -289,7 +308,7 @@ impl Runner {
         };
         // Bind the app port first: a port conflict is reported early and
         // connected apps survive client restarts.
-        if listener_task.is_none() {
+        if listeners.app.is_none() {
             let addr = SocketAddr::new(stored.config.websocket.host, stored.config.websocket.port);
             let listener = match TcpListener::bind(addr).await {
                 Ok(l) => l,
@@ -309,8 +328,41 @@ impl Runner {
                 token.clone(),
                 self.ctx.tracker.clone(),
             ));
-            *listener_task = Some(token);
+            listeners.app = Some(token);
             tracing::info!(identity = %self.id, %addr, "websocket listening");
+        }
+        if let Some(s5) = stored.config.socks5.as_ref().filter(|s| s.serves()) {
+            if listeners.socks.is_none() {
+                let addr = SocketAddr::new(s5.host, s5.port);
+                let listener = match TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        return Outcome::Failed(format!(
+                            "cannot listen on {addr} for SOCKS5: {e} (change port in [socks5])"
+                        ))
+                    }
+                };
+                let token = self.stop.child_token();
+                let config = SocksServerConfig {
+                    socks5: s5.clone(),
+                    websocket: stored.config.websocket.clone(),
+                    identity: self.id.clone(),
+                };
+                let hub = self.socks.clone();
+                let tracker = self.ctx.tracker.clone();
+                let t = token.clone();
+                let id = self.id.clone();
+                self.ctx.tracker.spawn(async move {
+                    if let Err(e) = socks::serve(listener, config, hub, t, tracker).await {
+                        tracing::error!(identity = %id, "{e}");
+                    }
+                });
+                listeners.socks = Some(token);
+                let mode = if s5.anonymous { "anonymous" } else { "plain" };
+                tracing::info!(identity = %self.id, %addr, mode, "SOCKS5 listening");
+            }
+        } else if let Some(s5) = stored.config.socks5.as_ref().filter(|s| s.enabled) {
+            tracing::warn!(identity = %self.id, port = s5.port, "SOCKS5 is enabled but has no provider, so its port is not served; set one with `nymctl socks5 {} provider ADDRESS` (or `auto`)", self.id);
         }
         self.ctx.status.set_state(RunState::Starting);
         let mut config = client_config(&stored.config.traffic);
@@ -371,9 +423,12 @@ impl Runner {
             },
         };
         self.ctx.status.set_state(RunState::Running);
+        self.socks.set_client(Some(handle.sender()));
         let outcome = self
             .serve(&handle, topology, stored.state.last_auth_timestamp)
             .await;
+        // Open SOCKS connections end with the client.
+        self.socks.set_client(None);
         self.persist_auth(&handle, stored.state.last_auth_timestamp);
         self.persist_received(&handle, &mut 0);
         health::answering(&mut self.inbound.pings, handle.shutdown()).await;
@@ -500,10 +555,25 @@ impl Runner {
 
     fn on_client_event(&mut self, ev: ClientEvent) {
         match ev {
-            ClientEvent::Received(m) => self.hub.deliver(Delivery {
-                data: m.data,
-                sender_tag: m.sender_tag,
-            }),
+            ClientEvent::Received(m) => {
+                // The network requester's answers to this identity's SOCKS
+                // connections go to them; everything else to the apps.
+                if let Some(data) = self.socks.route(m.data) {
+                    self.hub.deliver(Delivery {
+                        data,
+                        sender_tag: m.sender_tag,
+                    });
+                }
+            }
+            ClientEvent::Error {
+                message,
+                lane: Some(Lane::Connection(l)),
+                ..
+            } if SocksHub::is_socks_lane(l) => {
+                if !self.socks.lane_error(l, message) {
+                    tracing::debug!(identity = %self.id, "a message of a closed SOCKS connection could not be sent");
+                }
+            }
             ClientEvent::Error {
                 kind,
                 message,

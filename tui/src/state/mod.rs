@@ -509,6 +509,7 @@ impl State {
                             counters: TrafficCounters::default(),
                             access: None,
                             memory: None,
+                            socks5: None,
                         }),
                     );
                 }
@@ -630,6 +631,7 @@ mod tests {
             counters: TrafficCounters::default(),
             access: None,
             memory: None,
+            socks5: None,
         }
     }
 

@@ -140,11 +140,7 @@ pub fn parse_described(json: &[u8]) -> Result<(Vec<DescribedNode>, usize), Disco
     let nodes = raw
         .data
         .into_iter()
-        .filter_map(|v| {
-            serde_json::from_value(v)
-                .map_err(|_| skipped += 1)
-                .ok()
-        })
+        .filter_map(|v| serde_json::from_value(v).map_err(|_| skipped += 1).ok())
         .collect();
     Ok((nodes, skipped))
 }
