@@ -428,7 +428,7 @@ async fn init(client: &mut Client, socket: &Path, a: InitArgs, json: bool) -> an
         port: a.port,
         host: a.host,
         no_start: a.no_start,
-        socks5: a.socks5.then(|| InitSocks5 {
+        socks5: a.socks5.then_some(InitSocks5 {
             port: a.socks5_port,
             provider: a.provider,
             plain: a.plain_socks5,

@@ -586,7 +586,7 @@ async fn a_uid_not_allowed_is_refused_before_the_handshake() {
                 Socks5Change {
                     enabled: Some(true),
                     port: Some(port),
-                    provider: Some(ProviderChoice::Address(me)),
+                    provider: Some(ProviderChoice::Address(Box::new(me))),
                     anonymous: None,
                 },
             )

@@ -27,7 +27,7 @@ const LISTING_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderChoice {
     /// This network requester (a Nym address).
-    Address(Recipient),
+    Address(Box<Recipient>),
     /// One chosen from the directory.
     Auto,
 }
@@ -39,7 +39,7 @@ impl std::str::FromStr for ProviderChoice {
         if s.eq_ignore_ascii_case(AUTO_PROVIDER) {
             return Ok(Self::Auto);
         }
-        s.parse().map(Self::Address).map_err(|e| {
+        s.parse().map(|r| Self::Address(Box::new(r))).map_err(|e| {
             ManagerError::InvalidArgument(format!(
                 "provider {s:?} is not a Nym address ({e}); give the network requester's address as <identity>.<encryption>@<gateway>, or `auto`"
             ))
