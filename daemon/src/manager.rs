@@ -1071,6 +1071,9 @@ pub fn client_config(t: &TrafficConfig) -> ClientConfig {
     if let Some(v) = t.max_retransmissions {
         c.max_retransmissions = Some(v);
     }
+    // SOCKS connections end with the client: their messages are not
+    // journalled for a restart.
+    c.volatile_lanes_from = Some(crate::socks::LANE_BASE);
     c
 }
 

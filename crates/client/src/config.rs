@@ -138,6 +138,12 @@ pub struct Config {
     pub warnings_per_interval: u32,
     /// Packets queued for sending before `send` waits.
     pub max_queued_packets: usize,
+    /// Messages on connection lanes numbered from this one up are not
+    /// journalled: they belong to connections that end with the client
+    /// (nymd's SOCKS connections use lanes from 2^63), so sending them
+    /// again after a restart would only feed dead connections. `None`
+    /// (default): every app message is journalled.
+    pub volatile_lanes_from: Option<u64>,
 }
 
 impl Default for Config {
@@ -166,11 +172,21 @@ impl Default for Config {
             warning_interval: Duration::from_secs(60),
             warnings_per_interval: 5,
             max_queued_packets: 16 * 1024,
+            volatile_lanes_from: None,
         }
     }
 }
 
 impl Config {
+    /// Whether messages on `lane` skip the journal
+    /// ([`Config::volatile_lanes_from`]).
+    pub fn is_volatile(&self, lane: crate::types::Lane) -> bool {
+        match (lane, self.volatile_lanes_from) {
+            (crate::types::Lane::Connection(c), Some(from)) => c >= from,
+            _ => false,
+        }
+    }
+
     /// Nym's defaults with cover traffic, the Poisson rate limit and all
     /// per-hop delays off (nym-client's `--no-cover` plus zero delays).
     pub fn for_tests() -> Self {
@@ -226,6 +242,18 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volatile_lanes_are_those_from_the_threshold_up() {
+        use crate::types::Lane;
+        let mut c = Config::default();
+        assert!(!c.is_volatile(Lane::Connection(u64::MAX)), "off by default");
+        c.volatile_lanes_from = Some(1 << 63);
+        assert!(c.is_volatile(Lane::Connection(1 << 63)));
+        assert!(c.is_volatile(Lane::Connection(u64::MAX)));
+        assert!(!c.is_volatile(Lane::Connection((1 << 63) - 1)));
+        assert!(!c.is_volatile(Lane::General));
+    }
 
     #[test]
     fn nym_defaults() {

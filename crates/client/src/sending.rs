@@ -138,7 +138,11 @@ impl Client {
                 else {
                     return;
                 };
-                if let Some(o) = &self.journal {
+                let journal = self
+                    .journal
+                    .as_ref()
+                    .filter(|_| !self.config.is_volatile(lane));
+                if let Some(o) = journal {
                     self.journalled.insert(message, fragments.len());
                     o.add_reply(message, &sender_tag, &fragments);
                 }
@@ -233,7 +237,7 @@ impl Client {
         let Some(fragments) = self.fragment(msg, lane) else {
             return;
         };
-        if !internal {
+        if !internal && !self.config.is_volatile(lane) {
             if let Some(o) = &self.journal {
                 self.journalled.insert(message, fragments.len());
                 o.add(message, &recipient, &fragments);
