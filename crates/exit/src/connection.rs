@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nymd_mixnet::{ClientError, Lane, OutgoingMessage};
+use nymd_mixnet::{ClientError, ClientHandle, Lane, OutgoingMessage};
 use nymd_proto::socks5::ordered::{Delivery, OrderedSender};
 use nymd_proto::socks5::{ConnectionId, ProviderResponse, SocketData, Socks5Response, Versions};
 use nymd_proto::{Recipient, SenderTag};
@@ -31,6 +31,10 @@ use crate::stats::Counters;
 const LANE_POLL: Duration = Duration::from_millis(20);
 /// How often a finished connection looks whether its lane has drained.
 const DRAIN_POLL: Duration = Duration::from_millis(250);
+/// Longest wait for the client core to take in a message just sent.
+const SETTLE_MAX: Duration = Duration::from_millis(250);
+/// How often that is looked at.
+const SETTLE_POLL: Duration = Duration::from_millis(1);
 
 /// Where a connection's answers go (spec §6.5).
 #[allow(
@@ -234,6 +238,13 @@ async fn send_response(
     }
 }
 
+/// Packets the client core has taken in: queued now plus sent so far
+/// (over every lane). It grows when the core takes a message.
+fn taken_in(client: &ClientHandle) -> u64 {
+    let s = client.stats();
+    s.queued_packets.saturating_add(s.real_packets_sent)
+}
+
 /// Wait (bounded) until the connection's last messages have left its lane,
 /// then close the lane, dropping whatever is left.
 async fn drain_lane(ctx: &Ctx, conn_id: ConnectionId) {
@@ -293,6 +304,21 @@ impl Proxy<'_> {
     async fn send(&self, data: SocketData) -> bool {
         let response = Socks5Response::NetworkData(data);
         send_response(self.ctx, self.path, self.versions, self.conn_id, response).await
+    }
+
+    /// Wait (at most [`SETTLE_MAX`]) until the client core has taken in
+    /// what was sent since `before` was read, so that the lane's length
+    /// counts it before the next read is decided on. `send` returns once
+    /// the message is in the client's request queue; without this, a fast
+    /// target would be read as fast as that queue takes messages.
+    async fn settle(&self, before: u64) {
+        let deadline = Instant::now() + SETTLE_MAX;
+        while taken_in(&self.ctx.client) <= before && Instant::now() < deadline {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(SETTLE_POLL) => {}
+            }
+        }
     }
 
     /// Target → client: the seq-0 keepalive, then what the target sends,
@@ -360,11 +386,13 @@ impl Proxy<'_> {
                     }
                     Counters::add(&counters.from_targets, n as u64);
                     self.touch();
+                    let before = taken_in(&self.ctx.client);
                     if !self.send(sender.message(buf[..n].to_vec(), false)).await {
                         self.stop.cancel();
                         return;
                     }
                     last_sent = Instant::now();
+                    self.settle(before).await;
                 }
             }
         }

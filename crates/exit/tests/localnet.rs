@@ -640,3 +640,115 @@ async fn control_requests_and_queries_are_answered_through_surbs() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_then_idle_teardown() {
+    bounded("keepalives_then_idle_teardown", async {
+        let echo = echo_server().await;
+        let config = ExitConfig {
+            keepalive_interval: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(2),
+            ..ExitConfig::default()
+        };
+        let mut s = Setup::new(Mode::Plain, config).await;
+        let mut conn = Conn::open(&mut s.socks, 31, &echo.to_string()).await;
+        // Nothing moves: empty keepalives with their own seqs, then a close.
+        let mut keepalives = 0;
+        loop {
+            let d = s.socks.data(31).await;
+            assert!(d.data.is_empty());
+            conn.back.push_data(d.clone()).unwrap();
+            if d.closed {
+                break;
+            }
+            keepalives += 1;
+        }
+        assert!(
+            keepalives >= 2,
+            "{keepalives} keepalives before the idle close"
+        );
+        assert!(conn.back.read().is_some_and(|d| d.closed));
+        let deadline = Instant::now() + WAIT;
+        while s.exit.stats().connections_open != 0 {
+            assert!(Instant::now() < deadline, "connection still open");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_fail_and_sends_may_come_first() {
+    bounded(
+        "connections_beyond_the_cap_fail_and_sends_may_come_first",
+        async {
+            let echo = echo_server().await;
+            let config = ExitConfig {
+                max_connections: 1,
+                ..ExitConfig::default()
+            };
+            let mut s = Setup::new(Mode::Anonymous, config).await;
+            // The data before its Connect (the mixnet may reorder them).
+            let mut out = OrderedSender::new(41);
+            s.socks.send(out.keepalive()).await;
+            s.socks
+                .send(out.message(b"early bird".to_vec(), false))
+                .await;
+            let mut conn = Conn::open(&mut s.socks, 41, &echo.to_string()).await;
+            conn.out = out;
+            conn.read_until(&mut s.socks, 10).await;
+            assert_eq!(conn.received, b"early bird");
+
+            // One connection is the cap: the next gets the failure answer.
+            s.socks.connect(42, &echo.to_string()).await;
+            let d = s.socks.data(42).await;
+            assert_eq!((d.seq, d.closed, d.data.len()), (0, true, 0));
+            let stats = s.exit.stats();
+            assert_eq!((stats.connections_total, stats.connections_failed), (1, 1));
+            s.stop().await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_target_is_read_only_as_fast_as_the_lane_drains() {
+    bounded(
+        "a_fast_target_is_read_only_as_fast_as_the_lane_drains",
+        async {
+            const TOTAL: usize = 16 << 20;
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                if let Ok((mut stream, _)) = listener.accept().await {
+                    let block = vec![0x5a; 64 * 1024];
+                    for _ in 0..TOTAL / block.len() {
+                        if stream.write_all(&block).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            let _turn = BULK.acquire().await.unwrap();
+            let config = ExitConfig::default();
+            let high_water = config.lane_high_water;
+            let mut s = Setup::new(Mode::Anonymous, config).await;
+            let _conn = Conn::open(&mut s.socks, 51, &addr.to_string()).await;
+            // The SOCKS side reads nothing for a while; the exit holds at most
+            // its high-water mark plus one read's fragments (and SURB requests).
+            let mut peak = 0;
+            let until = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < until {
+                peak = peak.max(s.exit.client().lane_queue_length(51));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let read = s.exit.stats().bytes_from_targets;
+            eprintln!("lane peak {peak} packets, {read} bytes read from the target");
+            assert!(peak <= high_water + 16, "lane peaked at {peak} packets");
+            assert!(read < TOTAL as u64 / 4, "the exit read {read} bytes ahead");
+            s.stop().await;
+        },
+    )
+    .await;
+}
