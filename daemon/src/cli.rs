@@ -30,6 +30,11 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["nym_api", "topology_file"])]
     pub localnet: bool,
 
+    /// With --localnet: do not run the local network requester (a SOCKS5
+    /// exit to loopback destinations only) on the local mixnet's first gateway.
+    #[arg(long, requires = "localnet")]
+    pub no_localnet_exit: bool,
+
     /// nym-api base URL to fetch the topology from (repeatable) [default: Nym mainnet].
     #[arg(long = "nym-api", value_name = "URL")]
     pub nym_api: Vec<String>,

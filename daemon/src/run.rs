@@ -22,6 +22,8 @@ use crate::store::IdentityStore;
 
 /// How long shutdown may take before the daemon gives up waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the local network requester may take to register and start.
+const LOCALNET_EXIT_START: Duration = Duration::from_secs(30);
 
 /// Everything resolved from flags, environment and the config file.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Start the embedded localnet.
     pub localnet: bool,
+    /// With the localnet: run a network requester on its first gateway.
+    pub localnet_exit: bool,
     /// Topology source for every identity (unless localnet).
     pub source: TopologySource,
 }
@@ -99,6 +103,7 @@ pub fn resolve(cli: &Cli, env: &Environment) -> anyhow::Result<Settings> {
         log_format: cli.log_format,
         metrics_listen,
         localnet: cli.localnet,
+        localnet_exit: cli.localnet && !cli.no_localnet_exit,
         source,
     })
 }
@@ -176,6 +181,10 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         ..SharedConfig::default()
     })
     .context("cannot set up the HTTP client")?;
+    let mut localnet_exit = match &localnet {
+        Some(net) if settings.localnet_exit => start_localnet_exit(net, &shared).await,
+        _ => None,
+    };
 
     let manager = Manager::new(
         store,
@@ -271,6 +280,9 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         manager.shutdown().await;
         tracker.close();
         tracker.wait().await;
+        if let Some(exit) = localnet_exit.take() {
+            exit.shutdown().await;
+        }
         if let Some(net) = localnet.take() {
             net.shutdown().await;
         }
@@ -283,6 +295,46 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     }
     drop(bound);
     Ok(())
+}
+
+/// Run a network requester (the SOCKS5 exit) as its own client on the
+/// local mixnet's first gateway, with the loopback-only exit policy, and
+/// name it in the directory's `nym-nodes/described` listing, where
+/// identities' `--provider auto` finds it. A failure is logged, not fatal.
+async fn start_localnet_exit(
+    net: &nymd_localnet::Localnet,
+    shared: &Shared,
+) -> Option<nymd_exit::NetworkRequester> {
+    let gateway = net.gateways().into_iter().next()?;
+    let launch = nymd_exit::NetworkRequester::launch(
+        shared,
+        None,
+        nymd_mixnet::GatewaySelection::Given(gateway.identity.to_bytes()),
+        nymd_exit::network_requester_client_config(),
+        nymd_exit::ExitConfig::default(),
+    );
+    let exit = match tokio::time::timeout(LOCALNET_EXIT_START, launch).await {
+        Ok(Ok(exit)) => exit,
+        Ok(Err(e)) => {
+            tracing::warn!("no local network requester: {e}");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(
+                "no local network requester: it did not start within {LOCALNET_EXIT_START:?}"
+            );
+            return None;
+        }
+    };
+    if let Err(e) = net.set_network_requester(gateway.id, Some(exit.address())) {
+        tracing::warn!("the local network requester is not listed in the directory: {e}");
+    }
+    tracing::info!(
+        address = %exit.address(),
+        policy = "loopback only (127.0.0.0/8, ::1)",
+        "local network requester (SOCKS5 exit) running"
+    );
+    Some(exit)
 }
 
 #[derive(Debug, PartialEq, Eq)]

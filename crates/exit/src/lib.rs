@@ -141,7 +141,7 @@ impl NetworkRequester {
             refusal_log: LogLimiter::new(REFUSALS_PER_MINUTE, minute),
             malformed_log: LogLimiter::new(MALFORMED_PER_MINUTE, minute),
         });
-        tracing::info!(%address, "network requester started");
+        tracing::debug!(%address, "network requester started");
         let dispatcher = tokio::spawn(tracing::Instrument::in_current_span(
             Dispatcher::new(ctx).run(),
         ));

@@ -671,8 +671,8 @@ impl Localnet {
         }
         self.refresh_documents()?;
         match address {
-            Some(a) => tracing::info!(node = gateway, address = %a, "network requester announced"),
-            None => tracing::info!(node = gateway, "network requester withdrawn"),
+            Some(a) => tracing::debug!(node = gateway, address = %a, "network requester announced"),
+            None => tracing::debug!(node = gateway, "network requester withdrawn"),
         }
         Ok(())
     }
