@@ -114,7 +114,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, start: ConnStart) {
         Ok(stream) => {
             Counters::add(&counters.total, 1);
             Counters::add(&counters.open, 1);
-            tracing::debug!(conn_id, %remote, "connection open");
+            tracing::debug!(conn_id, remote = ?remote, "connection open");
             let proxy = Proxy {
                 ctx: &ctx,
                 conn_id,
@@ -127,12 +127,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, start: ConnStart) {
             };
             proxy.run(stream, from_client).await;
             Counters::sub(&counters.open, 1);
-            tracing::debug!(conn_id, %remote, "connection closed");
+            tracing::debug!(conn_id, remote = ?remote, "connection closed");
         }
         Err(NotOpened::Refused(reason)) => {
             Counters::add(&counters.refused, 1);
             if let Some(skipped) = ctx.refusal_log.check() {
-                tracing::info!(conn_id, %remote, %reason, skipped, "connection refused");
+                tracing::info!(conn_id, remote = ?remote, %reason, skipped, "connection refused");
             }
             let message = format!("Domain {remote:?} failed filter check");
             let response = Socks5Response::ConnectionError { conn_id, message };
@@ -141,7 +141,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, start: ConnStart) {
         Err(NotOpened::Failed(reason)) => {
             Counters::add(&counters.failed, 1);
             if let Some(skipped) = ctx.refusal_log.check() {
-                tracing::info!(conn_id, %remote, %reason, skipped, "connection failed");
+                tracing::info!(conn_id, remote = ?remote, %reason, skipped, "connection failed");
             }
             let close = OrderedSender::new(conn_id).close();
             let response = Socks5Response::NetworkData(close);

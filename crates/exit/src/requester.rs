@@ -234,7 +234,7 @@ impl Dispatcher {
             if let Some(skipped) = self.ctx.refusal_log.check() {
                 tracing::info!(
                     conn_id,
-                    remote = %c.remote,
+                    remote = ?c.remote,
                     limit = self.ctx.config.max_connections,
                     skipped,
                     "connection failed: too many connections"
