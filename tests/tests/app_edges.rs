@@ -332,6 +332,46 @@ async fn self_address_and_pings_are_answered_while_the_gateway_is_unreachable() 
     net.shutdown().await;
 }
 
+/// After a long outage the identity's retries are far apart (the backoff
+/// doubles up to 60 s); a request that waits makes it try again within
+/// about 2 s, so an app does not sit out the backoff once the gateway is
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_request_cuts_the_retry_backoff_short() {
+    let (net, _tmp, d) = start().await;
+    let (alice_ws, alice) = d.init("alice").await;
+    let (_, bob) = d.init("bob").await;
+    let gw = gateway_of(&net, &alice);
+    net.stop_node(gw.id).await.expect("stop gateway");
+    d.manager.restart("alice").await.expect("restart");
+    // Failed attempts at about 0, 0.5, 1.5, 3.5, 7.5 and 15.5 s: after
+    // 17 s the next one is due at about 31.5 s.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let mut app = App::connect(alice_ws).await;
+    app.request_binary(&ClientRequest::Send {
+        recipient: bob,
+        message: b"after the outage".to_vec(),
+        connection_id: Some(9),
+    })
+    .await;
+    net.start_node(gw.id).await.expect("start gateway");
+    let back = Instant::now();
+    match app.next_response().await {
+        ServerResponse::LaneQueueLength { lane, .. } => assert_eq!(lane, 9),
+        other => panic!("the waiting send is carried out, got {other:?}"),
+    }
+    // Without the shortcut the answer comes with the attempt at ~31.5 s,
+    // 14 s after the gateway is back.
+    assert!(
+        back.elapsed() < Duration::from_secs(10),
+        "answered {:?} after the gateway came back",
+        back.elapsed()
+    );
+    app.close().await;
+    d.stop().await;
+    net.shutdown().await;
+}
+
 async fn lane_length(app: &mut App, lane: u64) -> u64 {
     app.request_binary(&ClientRequest::GetLaneQueueLength(lane))
         .await;

@@ -47,8 +47,8 @@ pub use nymd_client::{Account, MemoryBudget, DEFAULT_MEMORY_BUDGET};
 pub use outbox::OutboxError;
 pub use shared::{Shared, SharedConfig};
 pub use topology::{
-    TopologyHandle, TopologySource, Url, MAINNET_NYM_API, ROUTE_GATEWAYS, ROUTE_KEY_ROTATION,
-    ROUTE_MIXNODES, ROUTE_REWARDED_SET,
+    TopologyHandle, TopologySource, Url, MAINNET_NYM_API, MIN_FORCED_REFRESH, ROUTE_GATEWAYS,
+    ROUTE_KEY_ROTATION, ROUTE_MIXNODES, ROUTE_REWARDED_SET,
 };
 pub use types::{
     ClientEvent, ClientKeys, ClientStats, ErrorKind, GatewayRegistration, GatewaySelection,
@@ -165,6 +165,9 @@ pub async fn start(
     })?;
     if let Some(t) = topology.current() {
         if t.gateway_by_identity(&reg.gateway_id).is_none() {
+            // It may be back by the next attempt: have the topology
+            // fetched again rather than at its next interval.
+            topology.refresh_soon();
             return Err(ClientError::GatewayNotInTopology(bs58_str(&reg.gateway_id)));
         }
     }
@@ -334,6 +337,15 @@ impl ClientSender {
     /// Whether the client has stopped taking messages.
     pub fn is_closed(&self) -> bool {
         self.requests.is_closed()
+    }
+
+    /// Messages handed to [`ClientSender::send`] (by any sender of this
+    /// client) that the client has not taken yet: they are not counted in
+    /// any lane until it does.
+    pub fn queued_requests(&self) -> usize {
+        self.requests
+            .max_capacity()
+            .saturating_sub(self.requests.capacity())
     }
 }
 

@@ -137,11 +137,15 @@ impl Shared {
         }
         let first = fetcher.fetch().await.map_err(ClientError::Topology)?;
         let (tx, rx) = watch::channel(Some(Arc::new(first)));
-        let entry = Arc::new(CacheEntry { rx });
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let entry = Arc::new(CacheEntry {
+            rx,
+            wake: wake.clone(),
+        });
         caches.insert(key, Arc::downgrade(&entry));
         let interval = self.inner.config.refresh_interval;
         let max_failures = self.inner.config.max_refresh_failures;
-        tokio::spawn(refresher(fetcher, tx, interval, max_failures));
+        tokio::spawn(refresher(fetcher, tx, wake, interval, max_failures));
         Ok(TopologyHandle { entry })
     }
 

@@ -19,7 +19,7 @@ use nymd_proto::topology::api::{
 use nymd_proto::topology::{NymTopology, PerformanceThresholds};
 pub use reqwest::Url;
 use serde_json::de::from_slice;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::shared::SharedConfig;
 
@@ -69,6 +69,8 @@ pub(crate) type TopologyState = Option<Arc<NymTopology>>;
 
 pub(crate) struct CacheEntry {
     pub(crate) rx: watch::Receiver<TopologyState>,
+    /// Asks the refresher for a fetch before the interval is up.
+    pub(crate) wake: Arc<Notify>,
 }
 
 /// A live view of one source's topology, shared by identities.
@@ -96,10 +98,22 @@ impl TopologyHandle {
         self.entry.rx.clone()
     }
 
+    /// Ask for a fetch now instead of at the next interval (at most one
+    /// per [`MIN_FORCED_REFRESH`]): the topology lacks something an
+    /// identity needs (its gateway after an outage), and waiting minutes
+    /// for the next refresh would keep the identity down after the node is
+    /// back. Does nothing for a fixed topology.
+    pub fn refresh_soon(&self) {
+        self.entry.wake.notify_one();
+    }
+
     pub(crate) fn fixed(topology: NymTopology) -> Self {
         let (_tx, rx) = watch::channel(Some(Arc::new(topology)));
         Self {
-            entry: Arc::new(CacheEntry { rx }),
+            entry: Arc::new(CacheEntry {
+                rx,
+                wake: Arc::new(Notify::new()),
+            }),
         }
     }
 }
@@ -110,13 +124,18 @@ impl TopologyHandle {
 /// with a topology (and key rotation) hours old.
 const WALL_CHECK: Duration = Duration::from_secs(10);
 
+/// Fetches asked for with [`TopologyHandle::refresh_soon`] come at most
+/// this often (a source that keeps lacking a gateway is not hammered).
+pub const MIN_FORCED_REFRESH: Duration = Duration::from_secs(5);
+
 pub(crate) async fn refresher(
     fetcher: Fetcher,
     tx: watch::Sender<TopologyState>,
+    wake: Arc<Notify>,
     interval: Duration,
     max_failures: u32,
 ) {
-    refresher_with_clock(fetcher, tx, interval, max_failures, SystemTime::now).await
+    refresher_with_clock(fetcher, tx, wake, interval, max_failures, SystemTime::now).await
 }
 
 /// Whether a refresh is due: `interval` passed on the monotonic clock, or
@@ -129,6 +148,7 @@ fn refresh_due(mono: Duration, wall: Result<Duration, Duration>, interval: Durat
 async fn refresher_with_clock(
     mut fetcher: Fetcher,
     tx: watch::Sender<TopologyState>,
+    wake: Arc<Notify>,
     interval: Duration,
     max_failures: u32,
     wall: impl Fn() -> SystemTime,
@@ -137,17 +157,29 @@ async fn refresher_with_clock(
     let mut last_mono = tokio::time::Instant::now();
     let mut last_wall = wall();
     loop {
-        tokio::select! {
+        let forced = tokio::select! {
             _ = tx.closed() => return,
-            _ = tokio::time::sleep(WALL_CHECK.min(interval)) => {}
+            _ = tokio::time::sleep(WALL_CHECK.min(interval)) => false,
+            _ = wake.notified() => true,
+        };
+        if forced {
+            // Not more often than MIN_FORCED_REFRESH.
+            let since = last_mono.elapsed();
+            if since < MIN_FORCED_REFRESH {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(MIN_FORCED_REFRESH - since) => {}
+                }
+            }
+            tracing::debug!("refreshing the topology before its interval (asked for)");
         }
         let mono = last_mono.elapsed();
         let wall_now = wall();
         let walled = wall_now.duration_since(last_wall).map_err(|e| e.duration());
-        if !refresh_due(mono, walled, interval) {
+        if !forced && !refresh_due(mono, walled, interval) {
             continue;
         }
-        if mono < interval {
+        if !forced && mono < interval {
             tracing::info!(
                 "the wall clock moved by {walled:?} while {mono:?} passed (suspend and resume, or a clock step); refreshing the topology now"
             );
@@ -392,7 +424,14 @@ mod tests {
         let base = SystemTime::now();
         let wall = move || base + Duration::from_secs(o.load(Ordering::Relaxed));
         let interval = Duration::from_secs(300);
-        let task = tokio::spawn(refresher_with_clock(fetcher, tx, interval, 3, wall));
+        let task = tokio::spawn(refresher_with_clock(
+            fetcher,
+            tx,
+            Arc::new(Notify::new()),
+            interval,
+            3,
+            wall,
+        ));
 
         // 60 s on both clocks: nothing due.
         offset.store(60, Ordering::Relaxed);
@@ -413,6 +452,47 @@ mod tests {
         assert!(!rx.has_changed().expect("open"));
         tokio::time::sleep(interval).await;
         assert!(rx.has_changed().expect("open"));
+        drop(rx);
+        task.abort();
+    }
+
+    /// A fetch asked for comes at once (or MIN_FORCED_REFRESH after the
+    /// last one), not at the next interval; asking again and again does
+    /// not fetch more often than that.
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_asked_for_comes_before_the_interval() {
+        let shared = Shared::new(SharedConfig::default()).expect("shared");
+        let fetcher = Fetcher::new(
+            shared.http().clone(),
+            TopologySource::Fixed(NymTopology::default()),
+            &SharedConfig::default(),
+        );
+        let (tx, mut rx) = watch::channel(None);
+        let wake = Arc::new(Notify::new());
+        let interval = Duration::from_secs(300);
+        let task = tokio::spawn(refresher_with_clock(
+            fetcher,
+            tx,
+            wake.clone(),
+            interval,
+            3,
+            SystemTime::now,
+        ));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!rx.has_changed().expect("open"), "nothing due yet");
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rx.has_changed().expect("open"), "fetched when asked");
+        rx.borrow_and_update();
+        // Asked again at once: the fetch waits for MIN_FORCED_REFRESH.
+        wake.notify_one();
+        tokio::time::sleep(MIN_FORCED_REFRESH - Duration::from_secs(1)).await;
+        assert!(
+            !rx.has_changed().expect("open"),
+            "not before the minimum gap"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(rx.has_changed().expect("open"), "then fetched");
         drop(rx);
         task.abort();
     }

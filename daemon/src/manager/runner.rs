@@ -78,6 +78,10 @@ pub(super) const NOT_READY_WAIT: Duration = Duration::from_secs(30);
 /// Requests kept while the identity is not connected; more are answered
 /// with an error at once.
 const NOT_READY_QUEUE: usize = 256;
+/// The longest pause between attempts to start the client while app
+/// requests wait for it (the backoff grows to [`super::MAX_BACKOFF`]
+/// otherwise).
+const RETRY_WHILE_REQUESTS_WAIT: Duration = Duration::from_secs(2);
 /// How often lanes of apps that left are forgotten.
 const LANE_PRUNE_TICKS: u32 = 20;
 
@@ -115,17 +119,52 @@ impl Inbound {
             tokio::select! {
                 out = &mut fut => return out,
                 Some(p) = self.pings.recv() => { let _ = p.send(()); }
-                Some(cmd) = self.commands.recv() => {
-                    if self.waiting.len() >= NOT_READY_QUEUE {
-                        let _ = cmd.respond.send(Some(ServerResponse::Error(ApiError::other(format!(
-                            "the identity is {why} and {NOT_READY_QUEUE} requests already wait for it; try again later"
-                        )))));
-                    } else {
-                        self.waiting.push_back((Instant::now(), cmd));
-                    }
-                }
+                Some(cmd) = self.commands.recv() => self.hold(why, cmd),
                 _ = tick.tick() => self.expire(why),
             }
+        }
+    }
+
+    /// Wait before the next attempt to start the client: until `backoff`
+    /// after `failed_at`, but at most [`RETRY_WHILE_REQUESTS_WAIT`] while
+    /// requests wait (an app that asked should not sit out a long backoff
+    /// after the gateway came back). Serves like
+    /// [`Inbound::while_not_ready`]. `true` when `stop` fired.
+    async fn retry_pause(
+        &mut self,
+        why: &str,
+        stop: &CancellationToken,
+        failed_at: Instant,
+        backoff: Duration,
+    ) -> bool {
+        let until = failed_at + backoff;
+        let hurried = failed_at + backoff.min(RETRY_WHILE_REQUESTS_WAIT);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let wake = if self.waiting.is_empty() {
+                until
+            } else {
+                hurried
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return true,
+                _ = tokio::time::sleep_until(wake.into()) => return false,
+                Some(p) = self.pings.recv() => { let _ = p.send(()); }
+                Some(cmd) = self.commands.recv() => self.hold(why, cmd),
+                _ = tick.tick() => self.expire(why),
+            }
+        }
+    }
+
+    /// Keep `cmd` for when the identity is connected (bounded).
+    fn hold(&mut self, why: &str, cmd: AppCommand) {
+        if self.waiting.len() >= NOT_READY_QUEUE {
+            let _ = cmd.respond.send(Some(ServerResponse::Error(ApiError::other(format!(
+                "the identity is {why} and {NOT_READY_QUEUE} requests already wait for it; try again later"
+            )))));
+        } else {
+            self.waiting.push_back((Instant::now(), cmd));
         }
     }
 
@@ -261,18 +300,17 @@ impl Runner {
             match outcome {
                 Outcome::Stopped => break,
                 Outcome::Failed(reason) => {
-                    tracing::warn!(identity = %self.id, "identity failed, retrying in {backoff:?}: {reason}");
+                    tracing::warn!(identity = %self.id, "identity failed, retrying in {backoff:?} (within {RETRY_WHILE_REQUESTS_WAIT:?} while app requests wait): {reason}");
                     self.ctx.status.set_state(RunState::Failed { reason });
                     // Requests wait (bounded) for the next attempt.
-                    let stop = self.stop.clone();
                     let stopped = self
                         .inbound
-                        .while_not_ready("not connected to the mixnet (retrying)", async {
-                            tokio::select! {
-                                _ = stop.cancelled() => true,
-                                _ = tokio::time::sleep(backoff) => false,
-                            }
-                        })
+                        .retry_pause(
+                            "not connected to the mixnet (retrying)",
+                            &self.stop,
+                            Instant::now(),
+                            backoff,
+                        )
                         .await;
                     if stopped {
                         break;
