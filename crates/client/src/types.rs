@@ -94,6 +94,17 @@ pub enum OutgoingMessage {
     },
 }
 
+impl OutgoingMessage {
+    /// The lane it is sent on.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Self::Plain { lane, .. } | Self::Anonymous { lane, .. } | Self::Reply { lane, .. } => {
+                *lane
+            }
+        }
+    }
+}
+
 /// A message that arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
@@ -378,7 +389,8 @@ pub struct Published {
 
 impl Published {
     /// Packets queued on a connection lane, including replies waiting for
-    /// reply SURBs.
+    /// reply SURBs, plus the lane's messages its driver has not taken yet
+    /// (one each, see [`Published::lane_in_transit`]).
     pub fn lane_queue_length(&self, conn: u64) -> usize {
         self.lanes
             .lock()
@@ -402,6 +414,15 @@ impl Published {
     /// [`Published::completed_sets`] does).
     pub fn completions(&self) -> u64 {
         self.completions.load(Ordering::Relaxed)
+    }
+
+    /// A message for `lane` entered (`+1`) or left (`-1`) its driver's
+    /// request queue. While there it counts as one packet of the lane, so
+    /// [`Published::lane_queue_length`] does not read 0 while a message of
+    /// the lane waits to be taken (a connection that waits for its lane to
+    /// empty before closing it would otherwise drop its last message).
+    pub fn lane_in_transit(&self, lane: Lane, delta: isize) {
+        self.lane_adjust(lane, delta);
     }
 
     pub(crate) fn lane_adjust(&self, lane: Lane, delta: isize) {

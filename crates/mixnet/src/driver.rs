@@ -301,7 +301,11 @@ impl Driver {
                     }
                 }
                 Wake::SendRoom(None) => {}
-                Wake::Request(Some(req)) => self.core.handle_app(now, req),
+                Wake::Request(Some(req)) => {
+                    // Counted in its lane while it waited (see `send_request`).
+                    self.shared.published.lane_in_transit(req.lane(), -1);
+                    self.core.handle_app(now, req);
+                }
                 Wake::Request(None) => {
                     // Every handle is gone: nothing more will be asked.
                     tracing::debug!("all client handles dropped");

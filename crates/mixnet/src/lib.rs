@@ -299,6 +299,43 @@ pub struct ClientHandle {
     event_buffer: usize,
 }
 
+/// Put `req` in the client task's request queue. Until the task takes it
+/// (the driver then lowers the count), it counts as one packet of its lane,
+/// so `lane_queue_length` never reads 0 while it waits there.
+async fn send_request(
+    requests: &mpsc::Sender<OutgoingMessage>,
+    shared: &HandleShared,
+    req: OutgoingMessage,
+) -> Result<(), ClientError> {
+    /// Takes the count back unless the message reached the queue (also
+    /// when the send is cancelled while it waits for room).
+    struct InTransit<'a> {
+        shared: &'a HandleShared,
+        lane: Lane,
+        queued: bool,
+    }
+    impl Drop for InTransit<'_> {
+        fn drop(&mut self) {
+            if !self.queued {
+                self.shared.published.lane_in_transit(self.lane, -1);
+            }
+        }
+    }
+    let lane = req.lane();
+    shared.published.lane_in_transit(lane, 1);
+    let mut guard = InTransit {
+        shared,
+        lane,
+        queued: false,
+    };
+    requests
+        .send(req)
+        .await
+        .map_err(|_| ClientError::Shutdown)?;
+    guard.queued = true;
+    Ok(())
+}
+
 /// What other tasks need of a running client to send on their own lanes:
 /// queue messages, read and close lanes. Cheap to clone; once the client
 /// has stopped, [`ClientSender::send`] fails with [`ClientError::Shutdown`].
@@ -318,10 +355,7 @@ impl ClientSender {
 
     /// Queue a message. Waits while the client's queues are full.
     pub async fn send(&self, req: OutgoingMessage) -> Result<(), ClientError> {
-        self.requests
-            .send(req)
-            .await
-            .map_err(|_| ClientError::Shutdown)
+        send_request(&self.requests, &self.shared, req).await
     }
 
     /// Packets queued on a connection lane.
@@ -368,10 +402,7 @@ impl ClientHandle {
 
     /// Queue a message. Waits while the client's queues are full.
     pub async fn send(&self, req: OutgoingMessage) -> Result<(), ClientError> {
-        self.requests
-            .send(req)
-            .await
-            .map_err(|_| ClientError::Shutdown)
+        send_request(&self.requests, &self.shared, req).await
     }
 
     /// Packets queued on a connection lane, including replies waiting for

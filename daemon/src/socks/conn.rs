@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     FromMixnet, Registration, SocksHub, CONNECT_SURBS, HANDSHAKE_DEADLINE, KEEPALIVE,
     LANE_BACKPRESSURE, LANE_DRAIN, LANE_POLL, LOCAL_EOF_GRACE, MAX_EARLY_DATA, MAX_PENDING_BYTES,
-    MAX_READ, SEND_SURBS,
+    MAX_QUEUED_REQUESTS, MAX_READ, SEND_SURBS,
 };
 use crate::appserver::access::ConnectionLimit;
 
@@ -421,7 +421,11 @@ impl Conn {
             if remote_closed && out.is_empty() {
                 return End::Closed;
             }
-            let lane_room = client.lane_queue_length(lane) <= LANE_BACKPRESSURE;
+            // Messages the client has not taken yet are in no lane: wait
+            // for those too, or a fast app could fill the client's request
+            // queue before its lane shows anything.
+            let lane_room = client.lane_queue_length(lane) <= LANE_BACKPRESSURE
+                && client.queued_requests() <= MAX_QUEUED_REQUESTS;
             let open = reading && !remote_closed;
             let grace = eof_at.map(|t| t.max(last_activity) + LOCAL_EOF_GRACE);
             tokio::select! {

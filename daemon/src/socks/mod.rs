@@ -48,6 +48,9 @@ pub const MAX_READ: usize = 16 * 1024;
 /// Reads from the app wait while the connection's lane holds more packets
 /// than this (Nym's 30).
 pub const LANE_BACKPRESSURE: usize = 30;
+/// Reads from the app also wait while the identity's client has more than
+/// this many messages not yet taken into a lane (of any connection or app).
+pub const MAX_QUEUED_REQUESTS: usize = 4;
 /// How often a connection held back by its lane looks again.
 pub const LANE_POLL: Duration = Duration::from_millis(100);
 /// An empty Send after this long without data (Nym's 60 s).
