@@ -8,7 +8,9 @@
 //! - through the anonymous proxy: malformed greetings and abrupt
 //!   disconnects leave the port serving; 10 MB arrive intact; 50 parallel
 //!   connections all complete; a target that closes mid-transfer closes the
-//!   SOCKS connection; a host outside the exit policy gets "not allowed"
+//!   SOCKS connection; while the identity's gateway is down the proxy stops
+//!   reading a fast uploader (bounded), and the upload completes intact
+//!   once it is back; a host outside the exit policy gets "not allowed"
 //!   (SOCKS5 0x02, SOCKS4 0x5B); a closed port gets "connection refused";
 //!   apps on the identity's websocket see none of it, and an app's message
 //!   that looks like a requester's answer still reaches them;
@@ -110,6 +112,8 @@ impl Setup {
             WAIT,
             daemon.manager.init(InitRequest {
                 id: "w".into(),
+                // The exit is on the first gateway, w on the other.
+                gateway: Some(net.gateways()[1].identity_bs58()),
                 socks5: Some(Socks5Change {
                     enabled: Some(true),
                     port: Some(port),
@@ -281,6 +285,52 @@ async fn http_server(body: Arc<Vec<u8>>) -> u16 {
     port
 }
 
+/// A sink: reads an 8-byte length, then that many bytes, answers their
+/// FNV-1a hash (8 bytes) and closes.
+async fn sink_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut len = [0u8; 8];
+                if s.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut left = u64::from_be_bytes(len);
+                let mut hash = FNV_OFFSET;
+                let mut buf = vec![0u8; 64 * 1024];
+                while left > 0 {
+                    let want = buf.len().min(left as usize);
+                    match s.read(&mut buf[..want]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            hash = fnv(hash, &buf[..n]);
+                            left -= n as u64;
+                        }
+                    }
+                }
+                let _ = s.write_all(&hash.to_be_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// A port nothing listens on.
 fn closed_port() -> u16 {
     free_port()
@@ -403,6 +453,71 @@ async fn anonymous_proxy_end_to_end() {
             let got = &all[head + 4..];
             assert_eq!(got, &body[..body.len() / 2], "the half that was sent");
         })
+        .await;
+
+        phase(
+            "backpressure: a stalled mixnet stops the proxy reading",
+            async {
+                let sink = sink_server().await;
+                let data = Arc::new(random_bytes(8 << 20));
+                let c = socks5_connect(s.socks, "127.0.0.1", sink)
+                    .await
+                    .expect("connected");
+                let (mut rd, mut wr) = c.into_split();
+                wr.write_all(&(data.len() as u64).to_be_bytes())
+                    .await
+                    .expect("length");
+                // w's gateway goes away: nothing leaves w any more.
+                let gateway = s.net.gateways()[1].id;
+                s.net.stop_node(gateway).await.expect("stop w's gateway");
+                s.daemon
+                    .wait_state_where("w", |st| *st == RunState::Reconnecting, "reconnecting")
+                    .await;
+                let before = s.stats().bytes_sent;
+                let writer = {
+                    let data = data.clone();
+                    tokio::spawn(async move {
+                        wr.write_all(&data).await.expect("upload");
+                        wr
+                    })
+                };
+                // The proxy reads until the lane is full, then stops: what it
+                // took stays bounded however much the app offers.
+                let deadline = Instant::now() + WAIT;
+                let mut last = s.stats().bytes_sent;
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let now = s.stats().bytes_sent;
+                    if now == last && now > before {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "the proxy never stopped reading");
+                    last = now;
+                }
+                let taken = last - before;
+                eprintln!(
+                    "    read while the mixnet stalled: {taken} of {} bytes",
+                    data.len()
+                );
+                assert!(
+                    taken <= 2 << 20,
+                    "the proxy took {taken} bytes from the app while nothing could leave"
+                );
+                assert!(!writer.is_finished(), "the app's writes are held back");
+                // The gateway returns: the rest goes through, intact.
+                s.net.start_node(gateway).await.expect("start w's gateway");
+                let _wr = tokio::time::timeout(TEST, writer)
+                    .await
+                    .expect("upload finished in time")
+                    .expect("writer");
+                let mut hash = [0u8; 8];
+                tokio::time::timeout(TEST, rd.read_exact(&mut hash))
+                    .await
+                    .expect("hash in time")
+                    .expect("hash");
+                assert_eq!(u64::from_be_bytes(hash), fnv(FNV_OFFSET, &data), "intact");
+            },
+        )
         .await;
 
         phase("refusals", async {
