@@ -619,6 +619,77 @@ fn access_shows_and_changes_who_may_connect() {
 }
 
 #[test]
+fn socks5_through_init_and_its_own_command() {
+    let d = Daemon::start(same_user());
+    let out = ok(&d.ctl(&["init", "--id", "w", "--socks5", "--provider", "auto"]));
+    assert!(
+        out.contains("socks5     127.0.0.1:1080 (anonymous), provider "),
+        "{out}"
+    );
+    let v = json(&d.ctl(&["--json", "status", "w"]));
+    assert_eq!(v["identity"]["socks5"]["port"], 1080, "{v}");
+    assert_eq!(v["identity"]["socks5"]["anonymous"], true, "{v}");
+    assert_eq!(
+        v["identity"]["socks5"]["provider"],
+        fake_address("exit"),
+        "auto stored the chosen requester: {v}"
+    );
+    let shown = ok(&d.ctl(&["socks5", "w"]));
+    assert!(shown.contains("socks5 mode    anonymous"), "{shown}");
+    let detail = ok(&d.ctl(&["status", "w"]));
+    assert!(
+        detail.contains("connections    0 open (at most 256)"),
+        "{detail}"
+    );
+
+    // A second identity takes the next port; plain mode.
+    ok(&d.ctl(&[
+        "init",
+        "--id",
+        "v",
+        "--socks5",
+        "--plain-socks5",
+        "--provider",
+        ADDR,
+    ]));
+    let v = json(&d.ctl(&["--json", "status", "v"]));
+    assert_eq!(v["identity"]["socks5"]["port"], 1081, "{v}");
+    assert_eq!(v["identity"]["socks5"]["anonymous"], false, "{v}");
+
+    // Changes through `nymctl socks5`.
+    let out = ok(&d.ctl(&["socks5", "w", "disable"]));
+    assert!(out.contains("disabled (nymctl socks5 w enable)"), "{out}");
+    assert!(out.contains("saved"), "{out}");
+    let v = json(&d.ctl(&["--json", "socks5", "w", "provider", ADDR, "--plain"]));
+    assert_eq!(v["changed"], true, "{v}");
+    assert_eq!(v["identity"]["socks5"]["provider"], ADDR, "{v}");
+    assert_eq!(v["identity"]["socks5"]["anonymous"], false, "{v}");
+    let out = ok(&d.ctl(&["socks5", "w", "disable"]));
+    assert!(out.contains("nothing changed"), "{out}");
+
+    // Usage errors (2), found before asking the daemon.
+    for (args, want) in [
+        (
+            &["socks5", "w", "provider"][..],
+            "needs the network requester",
+        ),
+        (&["socks5", "w", "provider", "nope"], "is not a Nym address"),
+        (&["socks5", "w", "enable", ADDR], "only `provider` takes"),
+        (&["socks5", "w", "--port", "0"], "--port 0"),
+        (
+            &["init", "--id", "x", "--socks5", "--provider", "nope"],
+            "--provider",
+        ),
+        (&["init", "--id", "x", "--provider", "auto"], "--socks5"),
+    ] {
+        let out = d.ctl(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(code(&d.ctl(&["socks5", "nobody-here"])), 5);
+}
+
+#[test]
 fn access_needs_the_operate_tier() {
     let d = Daemon::start(TierPolicy::Fixed(Tier::Observe));
     d.backend
