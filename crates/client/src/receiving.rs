@@ -195,7 +195,7 @@ impl Client {
                     RepliableContent::DataV1 { .. } | RepliableContent::DataV2 { .. }
                 );
                 let (surbs, data) = m.content.into_parts();
-                self.store_surbs(tag, surbs);
+                self.store_surbs(tag, surbs, !is_data);
                 if is_data {
                     self.deliver(data, Some(tag));
                 }

@@ -80,7 +80,7 @@ impl Client {
             self.reply_keys.insert(k.digest, k.key, k.tag, at);
         }
         for (tag, list) in snap.stores {
-            self.store_surbs(tag, list);
+            self.store_surbs(tag, list, false);
         }
         if tags + keys + surbs > 0 {
             tracing::info!(
@@ -116,8 +116,11 @@ impl Client {
     /// Keep SURBs received from `tag`: at most `max_stored_per_tag` per tag
     /// (its oldest go), `max_tags` tags (the least recently filled one with
     /// no reply waiting goes), and `surb_store_bytes` in all (the oldest
-    /// SURBs of the tag holding the most go first).
-    pub(crate) fn store_surbs(&mut self, tag: SenderTag, surbs: Vec<ReplySurb>) {
+    /// SURBs of the tag holding the most go first). `answer`: they answer a
+    /// request for SURBs (which is then no longer outstanding); SURBs that
+    /// come with a data message leave an outstanding request as it is (its
+    /// answer is still on the way).
+    pub(crate) fn store_surbs(&mut self, tag: SenderTag, surbs: Vec<ReplySurb>, answer: bool) {
         self.mark_replies();
         let now = self.now;
         let cfg = &self.config.reply_surbs;
@@ -142,7 +145,7 @@ impl Client {
                 .entry(tag)
                 .or_insert_with(|| SurbStore::new(now));
             store.touched = now;
-            if !surbs.is_empty() {
+            if answer && !surbs.is_empty() {
                 store.request_sent = None;
                 store.request_attempts = 0;
             }
@@ -430,16 +433,25 @@ impl Client {
                 return;
             }
             let have = store.surbs.len();
+            let asked = store.request_sent.is_some();
             if have == 0 {
-                if store.request_sent.is_none() {
+                if !asked {
                     self.fail_waiting(tag, "no reply SURBs left for this sender tag");
                 }
                 return;
             }
-            if have < need && store.request_sent.is_none() {
-                let cfg = &self.config.reply_surbs;
-                let want =
-                    (need - (have - 1) + cfg.min_surb_threshold).min(cfg.max_surb_threshold) as u32;
+            let cfg = &self.config.reply_surbs;
+            // Ask for more while a SURB is left to ask with: before the
+            // stock runs low (so a stream of replies never runs dry), or,
+            // with the last one, again after a request went unanswered.
+            let running_low = have >= 2 && have - 1 < need + cfg.min_surb_threshold;
+            let ask_again = have == 1 && store.request_attempts > 0;
+            if !asked && (running_low || ask_again) {
+                // Enough for what waits plus the threshold, after the one
+                // spent on asking.
+                let want = (need + cfg.min_surb_threshold)
+                    .saturating_sub(have - 1)
+                    .min(cfg.max_surb_threshold) as u32;
                 let amount = want.clamp(cfg.min_request, cfg.max_request.max(cfg.min_request));
                 store.request_sent = Some(self.now);
                 store.request_attempts += 1;
@@ -447,6 +459,11 @@ impl Client {
                     self.send_surb_request(tag, surb, amount);
                 }
                 continue;
+            }
+            // While a request is out, the last SURB is kept to ask again
+            // with if it goes unanswered.
+            if asked && have == 1 {
+                return;
             }
             let Some((id, lane, counted)) = store.waiting.pop_front() else {
                 return;
