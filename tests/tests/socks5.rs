@@ -600,6 +600,23 @@ async fn anonymous_proxy_end_to_end() {
 
         let stats = s.stats();
         eprintln!("  counters: {stats:?}");
+        // The metrics endpoint's view of them, in valid OpenMetrics.
+        let registry = nymd::metrics::registry(s.daemon.manager.clone(), 4096);
+        let text = nymd::metrics::encode(&registry, true).expect("encodes");
+        openmetrics_parser::openmetrics::parse_openmetrics(&text).expect("valid OpenMetrics");
+        for family in [
+            "nymd_identity_socks5_connections{",
+            "nymd_identity_socks5_accepted_connections_total{",
+            "nymd_identity_socks5_refused_connections_total{",
+            "nymd_identity_socks5_failed_connections_total{",
+            "nymd_identity_socks5_sent_bytes_total{",
+            "nymd_identity_socks5_received_bytes_total{",
+        ] {
+            assert!(
+                text.contains(&format!("{family}identity=\"w\"}}")),
+                "{family} in {text}"
+            );
+        }
         assert!(stats.bytes_received >= 10 << 20, "{stats:?}");
         assert!(stats.total >= 55 && stats.failed >= 3, "{stats:?}");
         assert!(stats.refused >= 3, "{stats:?}");

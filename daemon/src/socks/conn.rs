@@ -484,7 +484,16 @@ impl Conn {
                     }
                     last_send = Instant::now();
                 }
-                _ = tokio::time::sleep_until(last_activity + idle) => return End::Idle,
+                _ = tokio::time::sleep_until(last_activity + idle) => {
+                    tracing::debug!(
+                        conn_id = self.reg.conn_id,
+                        next_seq = receiver.next_seq(),
+                        waiting = receiver.waiting_messages(),
+                        unwritten = out.len(),
+                        "idle SOCKS connection"
+                    );
+                    return End::Idle;
+                }
                 _ = sleep_until_some(grace) => {
                     if client.lane_queue_length(lane) == 0 {
                         return End::Closed;

@@ -274,6 +274,15 @@ impl SocksHub {
             },
             _ => return Some(data),
         };
+        if let FromMixnet::Data(d) = &msg {
+            tracing::trace!(
+                conn_id,
+                seq = d.seq,
+                len = d.data.len(),
+                closed = d.closed,
+                "NetworkData"
+            );
+        }
         let conns = lock(&self.conns);
         let Some(r) = conns.open.get(&conn_id) else {
             if conns.closed_set.contains(&conn_id) {
