@@ -459,7 +459,7 @@ async fn anonymous_proxy_end_to_end() {
             "backpressure: a stalled mixnet stops the proxy reading",
             async {
                 let sink = sink_server().await;
-                let data = Arc::new(random_bytes(8 << 20));
+                let data = Arc::new(random_bytes(4 << 20));
                 let c = socks5_connect(s.socks, "127.0.0.1", sink)
                     .await
                     .expect("connected");
