@@ -506,10 +506,18 @@ async fn anonymous_proxy_end_to_end() {
                 assert!(!writer.is_finished(), "the app's writes are held back");
                 // The gateway returns: the rest goes through, intact.
                 s.net.start_node(gateway).await.expect("start w's gateway");
+                let back = Instant::now();
+                s.daemon.wait_state("w", RunState::Running).await;
+                let reconnected = back.elapsed();
                 let _wr = tokio::time::timeout(TEST, writer)
                     .await
                     .expect("upload finished in time")
                     .expect("writer");
+                eprintln!(
+                    "    w reconnected {:.1} s after its gateway returned; the upload ended {:.1} s after",
+                    reconnected.as_secs_f64(),
+                    back.elapsed().as_secs_f64()
+                );
                 let mut hash = [0u8; 8];
                 tokio::time::timeout(TEST, rd.read_exact(&mut hash))
                     .await
