@@ -548,19 +548,40 @@ async fn socks5(
     let changed = before
         .as_ref()
         .is_some_and(|b| settings(b) != settings(&info));
-    let restarted = changed
-        && before
-            .as_ref()
-            .is_some_and(|b| !matches!(b.state, nymd_ipc::IdentityState::Stopped));
+    report_settings_change(
+        &info,
+        before.as_ref(),
+        changed,
+        read_only,
+        json,
+        output::socks5_detail(&info),
+        "saved; the identity restarted with the new settings\n",
+    )
+}
+
+/// What `access` and `socks5` print after a change: the identity's new
+/// settings (`detail`), and whether anything changed and the identity
+/// restarted (`restarted_text` then).
+fn report_settings_change(
+    info: &IdentityInfo,
+    before: Option<&IdentityInfo>,
+    changed: bool,
+    read_only: bool,
+    json: bool,
+    detail: String,
+    restarted_text: &str,
+) -> anyhow::Result<()> {
+    let restarted =
+        changed && before.is_some_and(|b| !matches!(b.state, nymd_ipc::IdentityState::Stopped));
     if json {
         print_json(json!({ "identity": info, "changed": changed, "restarted": restarted }))?;
         return Ok(());
     }
-    let mut text = output::socks5_detail(&info);
+    let mut text = detail;
     if !read_only {
         text.push_str(match (changed, restarted) {
             (false, _) => "(nothing changed)\n",
-            (true, true) => "saved; the identity restarted with the new settings\n",
+            (true, true) => restarted_text,
             (true, false) => "saved; it applies when the identity starts\n",
         });
     }
@@ -620,24 +641,15 @@ async fn access(
     let read_only = req.is_read_only();
     let info = identity(client.request(RequestBody::Access(req)).await?)?;
     let changed = before.as_ref().is_some_and(|b| b.access != info.access);
-    let restarted = changed
-        && before
-            .as_ref()
-            .is_some_and(|b| !matches!(b.state, nymd_ipc::IdentityState::Stopped));
-    if json {
-        print_json(json!({ "identity": info, "changed": changed, "restarted": restarted }))?;
-        return Ok(());
-    }
-    let mut text = output::access_detail(&info);
-    if !read_only {
-        text.push_str(match (changed, restarted) {
-            (false, _) => "(nothing changed)\n",
-            (true, true) => "saved; the identity restarted: its apps must reconnect\n",
-            (true, false) => "saved; it applies when the identity starts\n",
-        });
-    }
-    print(&text)?;
-    Ok(())
+    report_settings_change(
+        &info,
+        before.as_ref(),
+        changed,
+        read_only,
+        json,
+        output::access_detail(&info),
+        "saved; the identity restarted: its apps must reconnect\n",
+    )
 }
 
 async fn send(
