@@ -522,17 +522,7 @@ async fn socks5(
         Some(Socks5Action::Show) | None => {}
     }
     let read_only = req.is_read_only();
-    let before = if read_only {
-        None
-    } else {
-        identities(
-            client
-                .request(RequestBody::Status { id: Some(a.id) })
-                .await?,
-        )?
-        .into_iter()
-        .next()
-    };
+    let before = settings_before(client, a.id, read_only).await?;
     let info = identity(client.request(RequestBody::Socks5(req)).await?)?;
     let settings = |i: &IdentityInfo| {
         i.socks5.as_ref().map(|s| {
@@ -557,6 +547,20 @@ async fn socks5(
         output::socks5_detail(&info),
         "saved; the identity restarted with the new settings\n",
     )
+}
+
+/// The identity's settings before a change (`None` for a read-only
+/// request), to say whether anything changed.
+async fn settings_before(
+    client: &mut Client,
+    id: String,
+    read_only: bool,
+) -> anyhow::Result<Option<IdentityInfo>> {
+    if read_only {
+        return Ok(None);
+    }
+    let status = client.request(RequestBody::Status { id: Some(id) }).await?;
+    Ok(identities(status)?.into_iter().next())
 }
 
 /// What `access` and `socks5` print after a change: the identity's new
@@ -626,19 +630,8 @@ async fn access(
             _ => None,
         },
     };
-    // The settings before, to say whether anything changed.
-    let before = if req.is_read_only() {
-        None
-    } else {
-        identities(
-            client
-                .request(RequestBody::Status { id: Some(a.id) })
-                .await?,
-        )?
-        .into_iter()
-        .next()
-    };
     let read_only = req.is_read_only();
+    let before = settings_before(client, a.id, read_only).await?;
     let info = identity(client.request(RequestBody::Access(req)).await?)?;
     let changed = before.as_ref().is_some_and(|b| b.access != info.access);
     report_settings_change(
