@@ -496,16 +496,34 @@ pub fn event(e: &Event) -> String {
             short(gateway_id),
             gateway_status(status)
         ),
-        Event::Traffic { identity, counters: c } => format!(
-            "{identity}: sent {} real / {} cover, received {} real / {} cover, {} acks, {} retransmitted, queue {}",
-            c.real_packets_sent,
-            c.cover_packets_sent,
-            c.real_packets_received,
-            c.cover_packets_received,
-            c.acks_received,
-            c.retransmissions,
-            c.queue_depth
-        ),
+        Event::Traffic {
+            identity,
+            counters: c,
+            socks5,
+        } => {
+            let mut line = format!(
+                "{identity}: sent {} real / {} cover, received {} real / {} cover, {} acks, {} retransmitted, queue {}",
+                c.real_packets_sent,
+                c.cover_packets_sent,
+                c.real_packets_received,
+                c.cover_packets_received,
+                c.acks_received,
+                c.retransmissions,
+                c.queue_depth
+            );
+            if let Some(s) = socks5 {
+                line.push_str(&format!(
+                    "; socks5 {} open, {} accepted, {} refused, {} failed, {} B sent, {} B received",
+                    s.open_connections,
+                    s.connections_total,
+                    s.connections_refused,
+                    s.connections_failed,
+                    s.bytes_sent,
+                    s.bytes_received
+                ));
+            }
+            line
+        }
         Event::TopologyRefreshed(t) => format!(
             "topology refreshed: epoch {}, {} layers, {} mix nodes, {} gateways",
             t.epoch.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
@@ -514,7 +532,10 @@ pub fn event(e: &Event) -> String {
             t.gateways
         ),
         Event::AppConnected { identity, app } => {
-            format!("{identity}: app #{} connected from {}", app.connection, app.peer)
+            format!(
+                "{identity}: app #{} connected from {}",
+                app.connection, app.peer
+            )
         }
         Event::AppDisconnected {
             identity,

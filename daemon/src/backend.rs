@@ -173,13 +173,18 @@ impl DaemonBackend {
                 }],
             },
             ManagerEvent::Traffic {
-                id, stats, inbox, ..
+                id,
+                stats,
+                inbox,
+                socks,
+                ..
             } => vec![Event::Traffic {
                 identity: id,
                 counters: TrafficCounters {
                     inbox_messages: inbox,
                     ..counters_of(&stats)
                 },
+                socks5: socks.map(|s| socks5_counters(&s)),
             }],
         };
         for e in out {
@@ -353,6 +358,18 @@ fn socks5_of(i: &manager::IdentityInfo, c: &crate::store::Socks5Config) -> Socks
         max_connections: u32::try_from(c.max_connections).unwrap_or(u32::MAX),
         connect_timeout_secs: c.connect_timeout_secs,
         idle_timeout_secs: c.idle_timeout_secs,
+        open_connections: s.open,
+        connections_total: s.total,
+        connections_refused: s.refused,
+        connections_failed: s.failed,
+        bytes_sent: s.bytes_sent,
+        bytes_received: s.bytes_received,
+    }
+}
+
+/// The SOCKS5 counters of a [`Event::Traffic`].
+fn socks5_counters(s: &crate::socks::SocksStats) -> nymd_ipc::Socks5Counters {
+    nymd_ipc::Socks5Counters {
         open_connections: s.open,
         connections_total: s.total,
         connections_refused: s.refused,

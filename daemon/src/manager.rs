@@ -125,6 +125,9 @@ pub enum ManagerEvent {
         apps: usize,
         /// Messages waiting for an app, kept on disk.
         inbox: u64,
+        /// The SOCKS5 proxy's counters, while its port is served
+        /// (`[socks5]` enabled with a provider); `None` without one.
+        socks: Option<SocksStats>,
     },
 }
 
@@ -862,24 +865,33 @@ impl Manager {
                     Some(p) = pings.recv() => { let _ = p.send(()); continue; }
                     _ = tick.tick() => {}
                 }
-                let rows: Vec<(String, ClientStats, usize, u64)> = lock(&m.inner.slots)
+                type Row = (String, ClientStats, usize, u64, Option<SocksStats>);
+                let rows: Vec<Row> = lock(&m.inner.slots)
                     .iter()
                     .filter_map(|(id, s)| {
-                        let hub = &s.running.as_ref()?.hub;
+                        let running = s.running.as_ref()?;
+                        let socks = s
+                            .config
+                            .socks5
+                            .as_ref()
+                            .is_some_and(|c| c.serves())
+                            .then(|| running.socks.stats());
                         Some((
                             id.clone(),
                             s.stats.clone()?,
-                            hub.connected_apps(),
-                            hub.inbox_messages(),
+                            running.hub.connected_apps(),
+                            running.hub.inbox_messages(),
+                            socks,
                         ))
                     })
                     .collect();
-                for (id, stats, apps, inbox) in rows {
+                for (id, stats, apps, inbox, socks) in rows {
                     m.emit(ManagerEvent::Traffic {
                         id,
                         stats: Box::new(stats),
                         apps,
                         inbox,
+                        socks,
                     });
                 }
             }

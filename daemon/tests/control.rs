@@ -471,6 +471,7 @@ async fn a_slow_subscriber_gets_lagged_and_never_blocks_the_daemon() {
         d.backend.emit(Event::Traffic {
             identity: "alice".into(),
             counters,
+            socks5: None,
         });
     }
     assert!(

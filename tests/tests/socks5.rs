@@ -7,7 +7,8 @@
 //!
 //! - through the anonymous proxy: malformed greetings and abrupt
 //!   disconnects leave the port serving; 10 MB arrive intact; 50 parallel
-//!   connections all complete; a target that closes mid-transfer closes the
+//!   connections all complete; the identity's `Traffic` events carry the
+//!   SOCKS counters; a target that closes mid-transfer closes the
 //!   SOCKS connection; while the identity's gateway is down the proxy stops
 //!   reading a fast uploader (bounded), and the upload completes intact
 //!   once it is back; a host outside the exit policy gets "not allowed"
@@ -23,7 +24,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nymd::manager::{InitRequest, ProviderChoice, RunState, Socks5Change};
+use nymd::manager::{InitRequest, ManagerEvent, ProviderChoice, RunState, Socks5Change};
 use nymd_exit::{ExitConfig, NetworkRequester};
 use nymd_mixnet::{ClientConfig, GatewaySelection, Shared, SharedConfig, TopologySource, Url};
 use nymd_proto::appapi::{ClientRequest, ServerResponse};
@@ -32,6 +33,7 @@ use nymd_tests::{fast_localnet, free_port, precondition, App, TestDaemon, WAIT};
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
 
 /// Bound of a whole test.
 const TEST: Duration = Duration::from_secs(600);
@@ -411,6 +413,30 @@ async fn anonymous_proxy_end_to_end() {
                 "    {} bytes in {secs:.1} s ({:.0} KiB/s)",
                 got.len(),
                 got.len() as f64 / 1024.0 / secs
+            );
+        })
+        .await;
+
+        phase("the Traffic events carry the SOCKS counters", async {
+            let mut events = s.daemon.manager.subscribe();
+            let counted = tokio::time::timeout(WAIT, async {
+                loop {
+                    match events.recv().await {
+                        Ok(ManagerEvent::Traffic {
+                            id,
+                            socks: Some(c),
+                            ..
+                        }) if id == "w" => break c,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => panic!("manager gone"),
+                    }
+                }
+            })
+            .await
+            .expect("a Traffic event of w with SOCKS counters");
+            assert!(
+                counted.bytes_received >= body.len() as u64 && counted.total >= 2,
+                "{counted:?}"
             );
         })
         .await;

@@ -13,7 +13,8 @@ use nym_tui::state::{DownReason, Op, Scope, State, UiAction, Unit, Update, ViewK
 use nym_tui::view;
 use nymd_ipc::{
     AppInfo, Event, GatewayConnection, GatewayStatus, IdentityInfo, IdentityState, NodeInfo,
-    Snapshot, Tier, TopologyBrief, TopologyLayer, TopologySummary, TrafficCounters, Welcome,
+    Snapshot, Socks5Counters, Tier, TopologyBrief, TopologyLayer, TopologySummary, TrafficCounters,
+    Welcome,
 };
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -53,12 +54,14 @@ const GOLDENS: &[&str] = &[
     "overview_60x24",
     "overview_80x24",
     "overview_second_bytes_80x24",
+    "overview_socks_80x24",
     "reconnecting_80x24",
     "stopped_identity_80x24",
     "topology_80x24",
     "topology_scrolled_80x12",
     "traffic_80x24",
     "traffic_bytes_80x24",
+    "traffic_socks_80x24",
     "traffic_total_80x24",
 ];
 
@@ -183,6 +186,12 @@ fn topology() -> TopologySummary {
 
 /// Two identities that have exchanged traffic for 40 seconds.
 fn busy(tier: Tier) -> State {
+    busy_with_socks(tier, false)
+}
+
+/// As [`busy`]; with `socks`, `default` serves SOCKS5 (its `Traffic`
+/// events carry SOCKS5 counters) and `second` does not.
+fn busy_with_socks(tier: Tier, socks: bool) -> State {
     let mut s = State::new(SOCKET);
     s.apply(Update::Connected(welcome(tier)));
     s.apply(Update::Snapshot(Snapshot {
@@ -200,7 +209,16 @@ fn busy(tier: Tier) -> State {
     s.apply(Update::Topology(topology()));
     let mut a = TrafficCounters::default();
     let mut b = TrafficCounters::default();
+    let mut socks5 = Socks5Counters::default();
     for t in 0..41u64 {
+        // Every field different, so a golden catches one dropped or
+        // swapped: 3 open, 41 accepted, 5 refused, 2 failed.
+        socks5.open_connections = 3;
+        socks5.connections_total += 1;
+        socks5.connections_refused += u64::from(t % 8 == 0);
+        socks5.connections_failed += u64::from(t % 20 == 0 && t > 0);
+        socks5.bytes_sent += 1_300;
+        socks5.bytes_received += 256_000;
         let real = (t * 7) % 13;
         let cover = 4 + t % 3;
         for (c, k) in [(&mut a, 1), (&mut b, 2)] {
@@ -226,6 +244,7 @@ fn busy(tier: Tier) -> State {
             s.apply(Update::Event(Event::Traffic {
                 identity: id.into(),
                 counters: c,
+                socks5: (socks && id == "default").then_some(socks5),
             }));
         }
     }
@@ -329,6 +348,41 @@ fn traffic_total_80x24() {
     s.ui.view = ViewKind::Traffic;
     s.ui.scope = Scope::Total;
     golden("traffic_total_80x24", &screen(&s, 80, 24));
+}
+
+/// An identity that serves SOCKS5 shows its counters (overview: open and
+/// bytes; traffic page: every counter); one that does not shows nothing:
+/// its screens are those of the same state without any SOCKS5.
+#[test]
+fn socks5_counters_show_for_an_identity_with_socks_only() {
+    let mut s = busy_with_socks(Tier::Operate, true);
+    let overview = screen(&s, 80, 24);
+    golden("overview_socks_80x24", &overview);
+    assert!(
+        overview.contains("socks 3 open  sent 53kB  recv 10MB"),
+        "{overview}"
+    );
+    s.ui.view = ViewKind::Traffic;
+    let traffic = screen(&s, 80, 24);
+    golden("traffic_socks_80x24", &traffic);
+    assert!(
+        traffic.contains("socks 3 open  41 accepted  6 refused  2 failed  sent 53kB  recv 10MB"),
+        "{traffic}"
+    );
+
+    // `second` has no SOCKS5: not a trace of it, on either page.
+    let mut plain = busy(Tier::Operate);
+    for st in [&mut s, &mut plain] {
+        let ids = st.identities.clone();
+        st.ui.apply(UiAction::SelectNext, &ids);
+    }
+    for view in [ViewKind::Overview, ViewKind::Traffic] {
+        s.ui.view = view;
+        plain.ui.view = view;
+        let with = screen(&s, 80, 24);
+        assert!(!with.contains("socks"), "{with}");
+        assert_eq!(with, screen(&plain, 80, 24), "{view:?}");
+    }
 }
 
 #[test]

@@ -693,6 +693,53 @@ pub struct Socks5Info {
     pub bytes_received: u64,
 }
 
+impl Socks5Info {
+    /// The counters alone, as [`Event::Traffic`] carries them.
+    pub fn counters(&self) -> Socks5Counters {
+        Socks5Counters {
+            open_connections: self.open_connections,
+            connections_total: self.connections_total,
+            connections_refused: self.connections_refused,
+            connections_failed: self.connections_failed,
+            bytes_sent: self.bytes_sent,
+            bytes_received: self.bytes_received,
+        }
+    }
+}
+
+/// The counters of an identity's SOCKS5 proxy since the identity started,
+/// as [`Event::Traffic`] carries them every second (the same numbers as
+/// in [`Socks5Info`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Socks5Counters {
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Connections accepted.
+    pub connections_total: u64,
+    /// Connections refused here (user check, cap, bad handshake).
+    pub connections_refused: u64,
+    /// CONNECTs that failed (refused by the requester, unreachable, no
+    /// answer in time).
+    pub connections_failed: u64,
+    /// Bytes read from programs and sent into the mixnet.
+    pub bytes_sent: u64,
+    /// Bytes received from the mixnet and written to programs.
+    pub bytes_received: u64,
+}
+
+impl Socks5Counters {
+    /// Add `other` to these (for totals over identities).
+    pub fn add(&mut self, other: &Socks5Counters) {
+        self.open_connections += other.open_connections;
+        self.connections_total += other.connections_total;
+        self.connections_refused += other.connections_refused;
+        self.connections_failed += other.connections_failed;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+    }
+}
+
 /// Memory an identity holds for what other parties send it, each store
 /// against its own bound, and what all identities together hold against
 /// the daemon's budget (`[daemon] memory_budget_mib`). Bytes.
@@ -980,6 +1027,11 @@ pub enum Event {
         identity: String,
         /// Cumulative counters.
         counters: TrafficCounters,
+        /// The SOCKS5 proxy's counters while its port is served; `None`
+        /// for an identity without one (and from daemons that predate
+        /// them in this event).
+        #[serde(default)]
+        socks5: Option<Socks5Counters>,
     },
     /// The topology was refreshed (daemon-wide).
     TopologyRefreshed(TopologyBrief),

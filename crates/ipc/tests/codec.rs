@@ -297,7 +297,23 @@ fn event() -> impl Strategy<Value = Event> {
                 status,
             }
         }),
-        (s(), counters()).prop_map(|(identity, counters)| Event::Traffic { identity, counters }),
+        (
+            s(),
+            counters(),
+            prop::option::of(prop::array::uniform6(any::<u64>()))
+        )
+            .prop_map(|(identity, counters, socks)| Event::Traffic {
+                identity,
+                counters,
+                socks5: socks.map(|a| Socks5Counters {
+                    open_connections: a[0],
+                    connections_total: a[1],
+                    connections_refused: a[2],
+                    connections_failed: a[3],
+                    bytes_sent: a[4],
+                    bytes_received: a[5],
+                }),
+            }),
         brief().prop_map(Event::TopologyRefreshed),
         (s(), app()).prop_map(|(identity, app)| Event::AppConnected { identity, app }),
         (s(), any::<u64>()).prop_map(|(identity, connection)| Event::AppDisconnected {

@@ -105,6 +105,17 @@ fn identity() -> IdentityInfo {
     }
 }
 
+fn socks5_counters() -> Socks5Counters {
+    Socks5Counters {
+        open_connections: 3,
+        connections_total: 41,
+        connections_refused: 2,
+        connections_failed: 1,
+        bytes_sent: 52_000,
+        bytes_received: 10_485_760,
+    }
+}
+
 fn node(i: u8) -> NodeInfo {
     NodeInfo {
         identity: format!("Node{i}Key"),
@@ -318,6 +329,7 @@ fn event_samples() -> Vec<Event> {
         Event::Traffic {
             identity: "alice".into(),
             counters: counters(),
+            socks5: Some(socks5_counters()),
         },
         Event::TopologyRefreshed(topology_brief()),
         Event::AppConnected {
@@ -615,4 +627,26 @@ fn an_init_request_from_a_nymctl_without_socks5_still_decodes() {
     };
     assert_eq!(init.socks5, None);
     assert_eq!(init.port, Some(1977));
+}
+
+#[test]
+fn a_traffic_event_from_a_daemon_without_socks5_counters_still_decodes() {
+    // Encoded before `Event::Traffic` had `socks5`.
+    let path = fixtures_dir().join("compat/event_traffic_before_socks5.hex");
+    let frame = parse_hex(&std::fs::read_to_string(&path).expect("compat fixture"));
+    let decoded: ServerMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
+    assert_eq!(
+        decoded,
+        event(Event::Traffic {
+            identity: "alice".into(),
+            counters: counters(),
+            socks5: None,
+        })
+    );
+}
+
+#[test]
+fn the_traffic_event_s_socks5_counters_are_those_of_the_identity_s_socks5_info() {
+    let info = identity().socks5.expect("alice has a proxy");
+    assert_eq!(info.counters(), socks5_counters());
 }

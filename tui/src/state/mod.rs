@@ -13,8 +13,8 @@ use std::time::Duration;
 
 pub use history::{History, Sample, Series, HISTORY_LEN};
 use nymd_ipc::{
-    Event, IdentityInfo, IdentityState, Snapshot, Tier, TopologyBrief, TopologySummary,
-    TrafficCounters, Welcome,
+    Event, IdentityInfo, IdentityState, Snapshot, Socks5Counters, Socks5Info, Tier, TopologyBrief,
+    TopologySummary, TrafficCounters, Welcome,
 };
 
 /// Something the connection task learnt; the only way [`State`]'s data
@@ -141,6 +141,9 @@ pub struct Identity {
     pub history: History,
     /// The counters of the last `Traffic` event, to compute the next rate.
     last_counters: Option<TrafficCounters>,
+    /// The SOCKS5 counters of the last `Traffic` event (`None`: it had
+    /// none, or none came since the identity last (re)started).
+    last_socks5: Option<Socks5Counters>,
 }
 
 impl Identity {
@@ -149,15 +152,31 @@ impl Identity {
             info,
             history: History::default(),
             last_counters: None,
+            last_socks5: None,
         }
     }
 
-    fn traffic(&mut self, counters: TrafficCounters) {
+    fn traffic(&mut self, counters: TrafficCounters, socks5: Option<Socks5Counters>) {
         if let Some(prev) = self.last_counters {
             self.history.push(Sample::between(&prev, &counters));
         }
         self.last_counters = Some(counters);
+        self.last_socks5 = socks5;
         self.info.counters = counters;
+    }
+
+    /// The SOCKS5 proxy's counters while its port is served: from the
+    /// latest `Traffic` event, else from the latest status (a daemon that
+    /// sends no SOCKS5 counters in its events); `None` for an identity
+    /// without a served SOCKS5 port.
+    pub fn socks5(&self) -> Option<Socks5Counters> {
+        self.last_socks5.or_else(|| {
+            self.info
+                .socks5
+                .as_ref()
+                .filter(|s| s.listening)
+                .map(Socks5Info::counters)
+        })
     }
 
     /// The latest per-second sample, if two `Traffic` events came.
@@ -177,6 +196,7 @@ impl Identity {
     fn set_state(&mut self, state: IdentityState) {
         if Self::is_idle(&state) {
             self.last_counters = None;
+            self.last_socks5 = None;
             if let Some(last) = self.history.last() {
                 let idle = last.idle();
                 if *last != idle {
@@ -387,6 +407,24 @@ impl State {
         }
     }
 
+    /// SOCKS5 counters of the charts' scope: the selected identity's, or
+    /// the sum over the identities that serve SOCKS5; `None` when none
+    /// does.
+    pub fn scoped_socks5(&self) -> Option<Socks5Counters> {
+        match self.ui.scope {
+            Scope::Selected => self.selected().and_then(Identity::socks5),
+            Scope::Total => {
+                self.identities
+                    .iter()
+                    .filter_map(Identity::socks5)
+                    .reduce(|mut t, c| {
+                        t.add(&c);
+                        t
+                    })
+            }
+        }
+    }
+
     /// Apply what the connection task learnt.
     pub fn apply(&mut self, update: Update) {
         match update {
@@ -529,9 +567,13 @@ impl State {
                     i.info.gateway_status = Some(status);
                 }
             }
-            Event::Traffic { identity, counters } => {
+            Event::Traffic {
+                identity,
+                counters,
+                socks5,
+            } => {
                 if let Some(i) = self.identity_mut(&identity) {
-                    i.traffic(counters);
+                    i.traffic(counters, socks5);
                 }
             }
             Event::TopologyRefreshed(brief) => self.topology_brief = Some(brief),
@@ -643,7 +685,72 @@ mod tests {
                 cover_packets_sent: cover,
                 ..TrafficCounters::default()
             },
+            socks5: None,
         })
+    }
+
+    fn socks_traffic(id: &str, open: u64, received: u64) -> Update {
+        Update::Event(Event::Traffic {
+            identity: id.into(),
+            counters: TrafficCounters::default(),
+            socks5: Some(Socks5Counters {
+                open_connections: open,
+                bytes_received: received,
+                ..Socks5Counters::default()
+            }),
+        })
+    }
+
+    #[test]
+    fn socks5_counters_come_from_events_or_the_status_and_go_with_a_stop() {
+        let mut s = State::new("/s");
+        let mut served = info("a");
+        served.socks5 = Some(Socks5Info {
+            enabled: true,
+            listening: true,
+            open_connections: 1,
+            ..Socks5Info::default()
+        });
+        let mut not_served = info("c");
+        not_served.socks5 = Some(Socks5Info {
+            enabled: true,
+            listening: false,
+            ..Socks5Info::default()
+        });
+        s.apply(Update::Status(vec![served, info("b"), not_served]));
+        // Before any event: the status's counters, for a served port only.
+        assert_eq!(
+            s.identities[0].socks5().map(|c| c.open_connections),
+            Some(1)
+        );
+        assert_eq!(s.identities[1].socks5(), None);
+        assert_eq!(s.identities[2].socks5(), None);
+        s.apply(socks_traffic("a", 3, 100));
+        s.apply(traffic("b", 1, 1));
+        assert_eq!(
+            s.identities[0].socks5().map(|c| c.open_connections),
+            Some(3)
+        );
+        assert_eq!(s.identities[1].socks5(), None);
+        assert_eq!(s.scoped_socks5().map(|c| c.bytes_received), Some(100));
+        s.ui.scope = Scope::Total;
+        s.apply(socks_traffic("c", 2, 50));
+        assert_eq!(
+            s.scoped_socks5()
+                .map(|c| (c.open_connections, c.bytes_received)),
+            Some((5, 150))
+        );
+        // Stopped: its counters are gone until it serves again.
+        s.apply(Update::Event(Event::IdentityState {
+            identity: "c".into(),
+            state: IdentityState::Stopped,
+        }));
+        assert_eq!(s.identities[2].socks5(), None);
+        assert_eq!(s.scoped_socks5().map(|c| c.open_connections), Some(3));
+        s.ui.scope = Scope::Selected;
+        let ids = s.identities.clone();
+        s.ui.apply(UiAction::SelectNext, &ids);
+        assert_eq!(s.scoped_socks5(), None, "b serves no SOCKS5");
     }
 
     #[test]

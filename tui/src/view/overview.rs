@@ -380,6 +380,22 @@ fn render_traffic(frame: &mut Frame, area: Rect, state: &State) {
         }),
         rows[6],
     );
+    // The SOCKS5 proxy, on the free row, only for a scope that has one.
+    if let Some(s) = state.scoped_socks5() {
+        let (open, sent, recv) = (
+            fmt::count(s.open_connections),
+            fmt::bytes(s.bytes_sent),
+            fmt::bytes(s.bytes_received),
+        );
+        frame.render_widget(
+            Paragraph::new(if narrow {
+                format!("socks {open} open ↑{sent} ↓{recv}")
+            } else {
+                format!("socks {open} open  sent {sent}  recv {recv}")
+            }),
+            rows[4],
+        );
+    }
 }
 
 fn render_topology(frame: &mut Frame, area: Rect, state: &State) {

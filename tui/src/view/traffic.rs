@@ -11,8 +11,11 @@ use super::fmt;
 use crate::state::{Scope, Series, State};
 
 pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
+    let socks5 = state.scoped_socks5();
+    // One more line for the SOCKS5 counters, only when the scope has any.
+    let summary_height = 6 + u16::from(socks5.is_some());
     let [charts, summary] =
-        Layout::vertical([Constraint::Min(4), Constraint::Length(6)]).areas(area);
+        Layout::vertical([Constraint::Min(4), Constraint::Length(summary_height)]).areas(area);
     let [top, bottom] =
         Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(charts);
     let [a, b] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(top);
@@ -46,7 +49,7 @@ pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
 
     let c = state.scoped_counters();
     let last = history.last().copied().unwrap_or_default();
-    let lines = vec![
+    let mut lines = vec![
         Line::from(format!(
             "sent  real {} pk ({})  cover {} pk ({})",
             fmt::count(c.real_packets_sent),
@@ -75,11 +78,22 @@ pub(super) fn render(frame: &mut Frame, area: Rect, state: &State) {
             fmt::count(c.outbox_messages),
             fmt::count(c.inbox_messages),
         )),
-        Line::from(match state.ui.scope {
-            Scope::Selected => "t: all identities  b: packets/bytes  ↑↓: identity".to_string(),
-            Scope::Total => "t: selected identity  b: packets/bytes".to_string(),
-        }),
     ];
+    if let Some(s) = socks5 {
+        lines.push(Line::from(format!(
+            "socks {} open  {} accepted  {} refused  {} failed  sent {}  recv {}",
+            fmt::count(s.open_connections),
+            fmt::count(s.connections_total),
+            fmt::count(s.connections_refused),
+            fmt::count(s.connections_failed),
+            fmt::bytes(s.bytes_sent),
+            fmt::bytes(s.bytes_received),
+        )));
+    }
+    lines.push(Line::from(match state.ui.scope {
+        Scope::Selected => "t: all identities  b: packets/bytes  ↑↓: identity".to_string(),
+        Scope::Total => "t: selected identity  b: packets/bytes".to_string(),
+    }));
     // Counts since each identity (re)started, not rates: the title names
     // no unit.
     let title = match state.ui.scope {
