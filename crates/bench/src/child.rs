@@ -113,6 +113,10 @@ pub struct Row {
     pub address: String,
     pub apps: u64,
     pub stats: Option<Value>,
+    /// Its SOCKS5 listener (`host:port`), if it has one.
+    pub socks: Option<String>,
+    /// Its SOCKS counters (open, total, failed, bytes...), if it has them.
+    pub socks_stats: Option<Value>,
 }
 
 impl Row {
@@ -183,10 +187,32 @@ impl NymdProc {
 
     /// Create and start `count` identities.
     pub async fn init(&mut self, count: usize, prefix: &str) -> anyhow::Result<f64> {
+        self.init_with(count, prefix, Value::Null).await
+    }
+
+    /// Create and start `count` identities, each with a SOCKS5 port whose
+    /// connections go to `provider`, anonymously (reply SURBs) or not.
+    pub async fn init_socks(
+        &mut self,
+        count: usize,
+        prefix: &str,
+        provider: &str,
+        anonymous: bool,
+    ) -> anyhow::Result<f64> {
+        let socks5 = json!({"provider": provider, "anonymous": anonymous});
+        self.init_with(count, prefix, socks5).await
+    }
+
+    async fn init_with(
+        &mut self,
+        count: usize,
+        prefix: &str,
+        socks5: Value,
+    ) -> anyhow::Result<f64> {
         let timeout = Duration::from_secs(60 + 5 * count as u64);
         let v = self
             .command(
-                json!({"cmd": "init", "count": count, "prefix": prefix}),
+                json!({"cmd": "init", "count": count, "prefix": prefix, "socks5": socks5}),
                 timeout,
             )
             .await?;
@@ -221,6 +247,8 @@ impl NymdProc {
                     .into(),
                 apps: r.get("apps").and_then(Value::as_u64).unwrap_or(0),
                 stats: r.get("stats").filter(|s| !s.is_null()).cloned(),
+                socks: r.get("socks").and_then(Value::as_str).map(String::from),
+                socks_stats: r.get("socks_stats").filter(|s| !s.is_null()).cloned(),
             })
             .collect())
     }

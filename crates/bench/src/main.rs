@@ -17,6 +17,9 @@
 //!   identity in another nymd: packets/s and goodput vs the crypto floor.
 //! - `latency`: 1 KB app→app messages, delays off: p50/p99.
 //! - `fanout`: 1,000 idle app websockets across 100 identities.
+//! - `socks`: downloads through an identity's SOCKS5 port and a network
+//!   requester over the localnet, cover and delays off: time to first
+//!   byte, goodput, CPU vs the crypto floor (`socks.rs`).
 
 mod apps;
 mod child;
@@ -25,6 +28,7 @@ mod procfs;
 mod report;
 mod scenarios;
 mod serve;
+mod socks;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,7 +41,7 @@ use clap::Parser;
 #[command(name = "nymd-bench", version)]
 pub struct Args {
     /// Scenarios to run, comma separated: crypto, idle, throughput,
-    /// latency, fanout (or all).
+    /// latency, fanout, socks (or all).
     #[arg(long, default_value = "all", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Identity counts of the idle scenario.
@@ -65,6 +69,17 @@ pub struct Args {
     /// App connections of the fan-out scenario (spread evenly).
     #[arg(long, default_value_t = 1000)]
     pub fanout_connections: usize,
+    /// Bytes of the socks scenario's download (one connection).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub socks_bytes: u64,
+    /// Sequential 1-byte requests of the socks scenario (each on a new
+    /// SOCKS connection) for the time to first byte.
+    #[arg(long, default_value_t = 20)]
+    pub socks_requests: usize,
+    /// Modes of the socks scenario: anonymous (reply SURBs, nymd's
+    /// default), plain (the identity's address in Connect).
+    #[arg(long, default_value = "anonymous,plain", value_delimiter = ',')]
+    pub socks_modes: Vec<String>,
     /// A quick run (< 2 minutes): idle 1,10,50, 8 s windows, 100 latency
     /// messages, 1 s crypto measurements.
     #[arg(long)]
@@ -103,6 +118,10 @@ pub struct Args {
     /// Internal: run as a nymd child against this nym-api URL.
     #[arg(long, hide = true)]
     pub serve: Option<String>,
+    /// Internal: run as the socks scenario's network requester against
+    /// this nym-api URL.
+    #[arg(long, hide = true)]
+    pub serve_exit: Option<String>,
     /// Journal outgoing messages in nymd's persisted outbox (as nymd does
     /// by default); `--outbox false` measures without it.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -132,6 +151,8 @@ impl Args {
             self.throughput_window = 2;
             self.fanout_identities = 2;
             self.fanout_connections = 10;
+            self.socks_bytes = 1 << 20;
+            self.socks_requests = 3;
             return;
         }
         if !self.quick {
@@ -143,6 +164,8 @@ impl Args {
         self.warmup = 3.0;
         self.crypto_secs = 1.0;
         self.latency_messages = 100;
+        self.socks_bytes = 4 << 20;
+        self.socks_requests = 10;
     }
 }
 
@@ -164,6 +187,9 @@ fn main() -> anyhow::Result<()> {
         .context("tokio runtime")?;
     if let Some(api) = args.serve.clone() {
         return rt.block_on(serve::serve(api, args.cover, args.delays, args.outbox));
+    }
+    if let Some(api) = args.serve_exit.clone() {
+        return rt.block_on(socks::serve_exit(api));
     }
     args.apply_quick();
     let started = std::time::Instant::now();

@@ -166,6 +166,55 @@ pub fn table(doc: &Value) -> String {
         );
     }
 
+    if let Some(sk) = doc.get("socks") {
+        let _ = writeln!(
+            out,
+            "\nsocks5 through the localnet: 1 connection, {} byte download, medians of {} 1-byte requests; cover and delays off",
+            sk["download_bytes"], sk["small_requests"]
+        );
+        let _ = writeln!(
+            out,
+            "  {:<9} {:>8} {:>8} {:>9} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8} {:>8} {:>7}",
+            "mode",
+            "conn ms",
+            "TTFB ms",
+            "1st B ms",
+            "MB/s",
+            "2nd 1/2",
+            "pkts/s",
+            "nymd",
+            "exit",
+            "net",
+            "pkt/core",
+            "floor/c",
+            "x floor"
+        );
+        for r in sk["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let _ = writeln!(
+                out,
+                "  {:<9} {:>8.1} {:>8.1} {:>9.1} {:>7.3} {:>7.3} {:>7.0} {:>6.3} {:>6.3} {:>6.3} {:>8.0} {:>8.0} {:>6.3}x",
+                s(r, "mode"),
+                f(r, "connect_ms"),
+                f(r, "ttfb_ms"),
+                f(r, "first_byte_ms"),
+                f(r, "goodput_mb_per_s"),
+                f(r, "goodput_second_half_mb_per_s"),
+                f(r, "packets_per_s"),
+                f(r, "nymd_cores"),
+                f(r, "exit_cores"),
+                f(r, "localnet_cores"),
+                f(r, "packets_per_nymd_core_s"),
+                f(r, "floor_packets_per_core_s"),
+                f(r, "ratio_vs_floor"),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  (MB/s: the whole download, 2nd 1/2: its second half; nymd/exit/net: cores; pkt/core: received packets per nymd core-s;\n   floor/c: per core-s of the crypto nymd cannot avoid, a reply SURB {:.1} µs each)",
+            f(sk, "surb_build_us")
+        );
+    }
+
     // A smoke run's sizes are too small to judge any goal.
     let goals = if doc.get("smoke") == Some(&Value::Bool(true)) {
         Vec::new()
@@ -266,7 +315,7 @@ pub fn goals(doc: &Value) -> Vec<(String, bool, String)> {
 }
 
 /// The scenarios, in the order `run_all` runs them.
-pub const SCENARIOS: [&str; 5] = ["crypto", "idle", "throughput", "latency", "fanout"];
+pub const SCENARIOS: [&str; 6] = ["crypto", "idle", "throughput", "latency", "fanout", "socks"];
 
 /// What a smoke run must show: every scenario in `wanted` produced its
 /// section, each figure is a finite number where one is expected (positive
@@ -359,6 +408,26 @@ pub fn smoke_failures(doc: &Value, wanted: &[&str]) -> Vec<String> {
                     other => bad.push(format!(
                         "fanout.nymd_cores_with: expected a number >= 0, got {other:?}"
                     )),
+                }
+            }
+            "socks" => {
+                let rows = section["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                if rows.is_empty() {
+                    bad.push("socks: no rows".into());
+                }
+                for r in rows {
+                    let what = format!("socks[{}]", s(r, "mode"));
+                    for key in ["ttfb_ms", "goodput_mb_per_s", "packets_per_s"] {
+                        positive(&mut bad, r, &what, key);
+                    }
+                    // A short smoke download may cost nymd less than the
+                    // clock's tick: a number, maybe 0.
+                    match r.get("nymd_cores").and_then(Value::as_f64) {
+                        Some(x) if x.is_finite() && x >= 0.0 => {}
+                        other => bad.push(format!(
+                            "{what}.nymd_cores: expected a number >= 0, got {other:?}"
+                        )),
+                    }
                 }
             }
             other => bad.push(format!("{other}: unknown scenario")),

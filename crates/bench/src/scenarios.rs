@@ -50,7 +50,10 @@ pub async fn run_all(args: &Args) -> anyhow::Result<Value> {
                      "delays": "off (forward at once)"},
     });
 
-    let floor: Option<Floor> = if args.wants("crypto") || args.wants("throughput") {
+    let floor: Option<Floor> = if ["crypto", "throughput", "socks"]
+        .iter()
+        .any(|s| args.wants(s))
+    {
         eprintln!("crypto floor ({} s per operation)...", args.crypto_secs);
         let s = args.crypto_secs;
         let f = tokio::task::spawn_blocking(move || measure_floor(s))
@@ -62,7 +65,7 @@ pub async fn run_all(args: &Args) -> anyhow::Result<Value> {
         None
     };
 
-    let need_net = ["idle", "throughput", "latency", "fanout"]
+    let need_net = ["idle", "throughput", "latency", "fanout", "socks"]
         .iter()
         .any(|s| args.wants(s));
     if !need_net {
@@ -120,7 +123,10 @@ async fn run_net(
         r?;
         doc["idle"] = Value::Array(rows);
     }
-    if args.wants("throughput") || args.wants("latency") {
+    if ["throughput", "latency", "socks"]
+        .iter()
+        .any(|s| args.wants(s))
+    {
         // Moving packets is the mixnet's work here: give it a fair share.
         let fair = LocalnetProc::start(
             args.localnet_bin.as_deref(),
@@ -159,6 +165,9 @@ async fn packets(
         eprintln!("latency (poisson on)...");
         let b = latency(args, net, true).await?;
         doc["latency"] = json!([a, b]);
+    }
+    if args.wants("socks") {
+        doc["socks"] = crate::socks::socks(args, net, floor).await?;
     }
     Ok(())
 }

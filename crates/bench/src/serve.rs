@@ -1,14 +1,15 @@
 //! Child mode: a nymd `Manager` in this process, driven by one JSON command
 //! per stdin line, answering one JSON line per command on stdout.
 //!
-//! Commands: `{"cmd":"init","count":N,"prefix":"id"}`, `{"cmd":"stats"}`,
-//! `{"cmd":"quit"}`.
+//! Commands: `{"cmd":"init","count":N,"prefix":"id"}` (with
+//! `"socks5":{"provider":ADDRESS,"anonymous":BOOL}`: each identity also gets
+//! a SOCKS5 port, see `socks.rs`), `{"cmd":"stats"}`, `{"cmd":"quit"}`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nymd::config::IdentitiesSection;
-use nymd::manager::{InitRequest, Manager, RunState};
+use nymd::manager::{InitRequest, Manager, ProviderChoice, RunState, Socks5Change};
 use nymd::store::{IdentityStore, TrafficConfig};
 use nymd_mixnet::{Shared, SharedConfig, TopologySource, Url};
 use serde_json::{json, Value};
@@ -33,6 +34,20 @@ fn stats_json(m: &Manager) -> Value {
                     "retransmissions": s.retransmissions,
                     "messages_received": s.messages_received,
                     "queued_packets": s.queued_packets,
+                    "duplicate_fragments": s.duplicate_fragments,
+                    "surbs_handed_out": s.surbs_handed_out,
+                    "surb_requests_answered": s.surb_requests_answered,
+                })
+            });
+            let socks = i.socks5.as_ref().map(|c| format!("{}:{}", c.host, c.port));
+            let socks_stats = i.socks_stats.map(|s| {
+                json!({
+                    "open": s.open,
+                    "total": s.total,
+                    "refused": s.refused,
+                    "failed": s.failed,
+                    "bytes_sent": s.bytes_sent,
+                    "bytes_received": s.bytes_received,
                 })
             });
             json!({
@@ -42,10 +57,38 @@ fn stats_json(m: &Manager) -> Value {
                 "address": i.address,
                 "apps": i.connected_apps,
                 "stats": s,
+                "socks": socks,
+                "socks_stats": socks_stats,
             })
         })
         .collect();
     json!({"ok": true, "identities": rows})
+}
+
+/// The `[socks5]` section of the `i`th identity of an `init`: the given
+/// provider and mode, on a port of this child's range (1000 above its first
+/// app port, so that neither nymd's default 1080 nor another child's ports
+/// are taken).
+fn socks5_change(spec: &Value, first_port: u16, i: u64) -> anyhow::Result<Socks5Change> {
+    let provider = spec
+        .get("provider")
+        .and_then(Value::as_str)
+        .context("socks5.provider missing")?;
+    let provider: ProviderChoice = provider.parse().context("socks5.provider")?;
+    let port = u16::try_from(i)
+        .ok()
+        .and_then(|i| first_port.checked_add(1_000)?.checked_add(i))
+        .context("socks5 port out of range")?;
+    Ok(Socks5Change {
+        enabled: Some(true),
+        port: Some(port),
+        provider: Some(provider),
+        anonymous: Some(
+            spec.get("anonymous")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+        ),
+    })
 }
 
 /// Run the child until `quit` or end of input.
@@ -89,11 +132,21 @@ pub async fn serve(api: String, cover: bool, delays: bool, outbox: bool) -> anyh
             Some("init") => {
                 let count = cmd.get("count").and_then(Value::as_u64).unwrap_or(1);
                 let prefix = cmd.get("prefix").and_then(Value::as_str).unwrap_or("id");
+                let socks5 = cmd.get("socks5").filter(|v| !v.is_null());
                 let t0 = Instant::now();
                 let mut errors = Vec::new();
                 for i in 0..count {
+                    let socks5 = match socks5.map(|s| socks5_change(s, first_port, i)) {
+                        Some(Ok(c)) => Some(c),
+                        Some(Err(e)) => {
+                            errors.push(format!("{e:#}"));
+                            break;
+                        }
+                        None => None,
+                    };
                     let req = InitRequest {
                         id: format!("{prefix}{i:04}"),
+                        socks5,
                         ..InitRequest::default()
                     };
                     match tokio::time::timeout(Duration::from_secs(60), manager.init(req)).await {
