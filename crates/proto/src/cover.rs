@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use rand::{CryptoRng, RngCore};
 
-use crate::ack::{build_surb_ack, AckError};
+use crate::ack::AckError;
+use crate::acked::{prepare_acked, AckSpec, AckedError, PacketSpec};
 use crate::address::Recipient;
 use crate::keys::AckKey;
 use crate::mixpacket::MixPacket;
 use crate::params::{FragmentId, KeyRotation, PacketSize, SphinxVersion};
-use crate::payload::{prepare_fragment_keyed, PayloadError};
+use crate::payload::PayloadError;
 use crate::sphinx::RouteHop;
 
 /// The plaintext prefix that marks a loop cover packet.
@@ -93,25 +94,26 @@ pub fn build_loop_cover_marked<R: RngCore + CryptoRng>(
     params: &LoopCover<'_>,
 ) -> Result<(MixPacket, [u8; 32]), CoverError> {
     let content = cover_content(params.size)?;
-    let surb_ack = build_surb_ack(
-        rng,
-        COVER_SPHINX_VERSION,
-        params.ack_key,
-        FragmentId::COVER,
-        params.ack_route,
-        params.own.identity().as_bytes(),
-        params.ack_mean,
-    )?;
-    let (prepared, marker) = prepare_fragment_keyed(
-        rng,
-        COVER_SPHINX_VERSION,
-        &content,
-        params.own,
-        params.route,
-        &surb_ack,
-        params.packet_mean,
-        params.key_rotation,
-    )?;
+    let ack = AckSpec {
+        version: COVER_SPHINX_VERSION,
+        key: params.ack_key,
+        id: FragmentId::COVER,
+        route: params.ack_route,
+        own_identity: params.own.identity().as_bytes(),
+        mean: params.ack_mean,
+    };
+    let packet = PacketSpec {
+        version: COVER_SPHINX_VERSION,
+        fragment: &content,
+        recipient: params.own,
+        route: params.route,
+        mean: params.packet_mean,
+        key_rotation: params.key_rotation,
+    };
+    let (prepared, marker) = prepare_acked(rng, &ack, &packet).map_err(|e| match e {
+        AckedError::Ack(e) => CoverError::Ack(e),
+        AckedError::Payload(e) => CoverError::Payload(e),
+    })?;
     Ok((prepared.mix_packet, marker))
 }
 

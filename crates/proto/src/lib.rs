@@ -24,6 +24,7 @@
 //! - [`topology`]: nym-api JSON, topology files, route selection.
 
 pub mod ack;
+pub mod acked;
 pub mod address;
 pub mod appapi;
 pub mod chunking;

@@ -73,7 +73,7 @@ pub fn reply_key_digest(surb_key: &[u8; SURB_KEY_SIZE]) -> [u8; 32] {
     *blake3::hash(surb_key).as_bytes()
 }
 
-fn assemble(
+pub(crate) fn assemble(
     surb_ack: &[u8],
     key_field: &[u8; PAYLOAD_KEY_SIZE],
     key: &[u8; 16],

@@ -27,7 +27,6 @@ use sphinx_packet::constants::{
 use sphinx_packet::header::delays::Delay;
 use sphinx_packet::header::shared_secret::ExpandedSharedSecret;
 use sphinx_packet::header::{SphinxHeader, HEADER_SIZE as SPHINX_HEADER_SIZE};
-use sphinx_packet::payload::Payload;
 use sphinx_packet::route::{Destination, DestinationAddressBytes, Node, NodeAddressBytes};
 use sphinx_packet::{ProcessedPacketData, SphinxPacket, SphinxPacketBuilder};
 
@@ -283,6 +282,124 @@ fn build_raw<R: RngCore + CryptoRng>(
     }
 }
 
+/// The randomness of one fast-path header, drawn from the caller's RNG in
+/// the order the one-shot builder draws it (initial secret, then the final
+/// hop's padding), before any key is derived: several of these can then be
+/// derived together ([`fastsphinx::derive_batch`]).
+pub(crate) struct DrawnHeader {
+    version: SphinxVersion,
+    keys: Vec<[u8; 32]>,
+    addresses: Vec<[u8; 32]>,
+    delays: Vec<u64>,
+    destination: [u8; 32],
+    identifier: [u8; 16],
+    secret: zeroize::Zeroizing<[u8; 32]>,
+    padding: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl DrawnHeader {
+    /// Draw the secret and padding for `route` (checked: 1 to 5 hops, one
+    /// delay in nanoseconds per hop).
+    pub(crate) fn draw<R: RngCore + CryptoRng + ?Sized>(
+        rng: &mut R,
+        version: SphinxVersion,
+        route: &[(NodeAddressBytes, [u8; 32])],
+        destination: &Destination,
+        delays: &[u64],
+    ) -> Result<Self, SphinxError> {
+        check_route(route.len(), delays.len())?;
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut secret[..]);
+        let mut padding =
+            zeroize::Zeroizing::new(vec![0u8; fastsphinx::final_padding_len(route.len())]);
+        rng.fill_bytes(&mut padding[..]);
+        Ok(Self {
+            version,
+            keys: route.iter().map(|(_, k)| *k).collect(),
+            addresses: route.iter().map(|(a, _)| a.to_bytes()).collect(),
+            delays: delays.to_vec(),
+            destination: *destination.address.as_bytes_ref(),
+            identifier: destination.identifier,
+            secret,
+            padding,
+        })
+    }
+
+    /// As [`DrawnHeader::draw`] for a forward packet's route of [`RouteHop`]s.
+    pub(crate) fn draw_forward<R: RngCore + CryptoRng + ?Sized>(
+        rng: &mut R,
+        version: SphinxVersion,
+        route: &[RouteHop],
+        destination: &[u8; 32],
+        delays: &[Duration],
+    ) -> Result<Self, SphinxError> {
+        check_route(route.len(), delays.len())?;
+        let hops = route
+            .iter()
+            .map(|h| {
+                let padded = h.address.to_padded::<NODE_ADDRESS_LENGTH>()?;
+                Ok((NodeAddressBytes::from_bytes(padded), h.key.to_bytes()))
+            })
+            .collect::<Result<Vec<_>, SphinxError>>()?;
+        let delays: Vec<u64> = delays.iter().copied().map(delay_nanos).collect();
+        Self::draw(
+            rng,
+            version,
+            &hops,
+            &sphinx_destination(destination),
+            &delays,
+        )
+    }
+
+    /// What to derive for this header.
+    pub(crate) fn derivation(&self) -> fastsphinx::Derivation<'_> {
+        fastsphinx::Derivation::Route {
+            secret: &self.secret,
+            keys: &self.keys,
+        }
+    }
+
+    /// The 348-byte header from the derived keys.
+    pub(crate) fn header(
+        &self,
+        derived: &fastsphinx::DerivedKeys,
+    ) -> Result<[u8; SPHINX_HEADER_SIZE], SphinxError> {
+        fastsphinx::build_header(
+            derived,
+            &self.addresses,
+            &self.delays,
+            &self.destination,
+            &self.identifier,
+            self.version.number(),
+            &self.padding,
+        )
+        .map_err(|e| SphinxError::Build(e.to_string()))
+    }
+
+    /// The whole packet: header, then `plaintext` in a payload of
+    /// `payload_size` bytes under the hops' payload keys.
+    pub(crate) fn packet(
+        &self,
+        derived: &fastsphinx::DerivedKeys,
+        payload_size: usize,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SphinxError> {
+        let header = self.header(derived)?;
+        let payload_keys = fastsphinx::payload_keys(derived, self.version.number());
+        let payload = fastsphinx::lioness::encapsulate(plaintext, &payload_keys, payload_size)
+            .map_err(|e| SphinxError::Build(e.to_string()))?;
+        let mut out = Vec::with_capacity(SPHINX_HEADER_SIZE + payload.len());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Derive this header's keys on its own (no batch).
+    pub(crate) fn derive(&self) -> fastsphinx::DerivedKeys {
+        fastsphinx::derive_keys(fastsphinx::NodeKeyCache::global(), &self.secret, &self.keys)
+    }
+}
+
 /// A sphinx header for `route` built with the fast derivation and the global
 /// node-key cache, plus the derived keys (for payload keys or SURB material).
 /// The initial secret and the final hop's padding come from `rng`.
@@ -293,27 +410,9 @@ pub(crate) fn fast_header<R: RngCore + CryptoRng + ?Sized>(
     destination: &Destination,
     delays: &[u64],
 ) -> Result<([u8; SPHINX_HEADER_SIZE], fastsphinx::DerivedKeys), SphinxError> {
-    check_route(route.len(), delays.len())?;
-    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(&mut secret[..]);
-    let keys: Vec<[u8; 32]> = route.iter().map(|(_, k)| *k).collect();
-    let addresses: Vec<[u8; 32]> = route.iter().map(|(a, _)| a.to_bytes()).collect();
-    let derived = fastsphinx::derive_keys(fastsphinx::NodeKeyCache::global(), &secret, &keys);
-    let mut padding = [0u8; 256];
-    let pad = padding
-        .get_mut(..fastsphinx::final_padding_len(route.len()))
-        .ok_or(SphinxError::RouteLength(route.len()))?;
-    rng.fill_bytes(pad);
-    let header = fastsphinx::build_header(
-        &derived,
-        &addresses,
-        delays,
-        destination.address.as_bytes_ref(),
-        &destination.identifier,
-        version.number(),
-        pad,
-    )
-    .map_err(|e| SphinxError::Build(e.to_string()))?;
+    let drawn = DrawnHeader::draw(rng, version, route, destination, delays)?;
+    let derived = drawn.derive();
+    let header = drawn.header(&derived)?;
     Ok((header, derived))
 }
 
@@ -326,30 +425,9 @@ fn build_raw_fast<R: RngCore + CryptoRng>(
     destination: &[u8; 32],
     delays: &[Duration],
 ) -> Result<Vec<u8>, SphinxError> {
-    check_route(route.len(), delays.len())?;
-    let hops = route
-        .iter()
-        .map(|h| {
-            let padded = h.address.to_padded::<NODE_ADDRESS_LENGTH>()?;
-            Ok((NodeAddressBytes::from_bytes(padded), h.key.to_bytes()))
-        })
-        .collect::<Result<Vec<_>, SphinxError>>()?;
-    let delays: Vec<u64> = delays.iter().copied().map(delay_nanos).collect();
-    let (header, derived) = fast_header(
-        rng,
-        version,
-        &hops,
-        &sphinx_destination(destination),
-        &delays,
-    )?;
-    let payload_keys = fastsphinx::payload_keys(&derived, version.number());
-    let payload = Payload::encapsulate_message(plaintext, &payload_keys, payload_size)
-        .map_err(|e| SphinxError::Build(e.to_string()))?;
-    let payload = payload.as_bytes();
-    let mut out = Vec::with_capacity(SPHINX_HEADER_SIZE + payload.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(payload);
-    Ok(out)
+    let drawn = DrawnHeader::draw_forward(rng, version, route, destination, delays)?;
+    let derived = drawn.derive();
+    drawn.packet(&derived, payload_size, plaintext)
 }
 
 fn build_raw_stock<R: RngCore + CryptoRng>(

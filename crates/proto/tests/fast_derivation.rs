@@ -16,6 +16,15 @@
 //!    compares it with `SURB::new(..).to_bytes()` for the same secret in the
 //!    same way.
 //!
+//! 4. the payload of every route is also built with our own Lioness
+//!    (`fastsphinx::lioness`, SIMD ChaCha20 and BLAKE2b) and compared with
+//!    the crate's; a separate test peels random payloads both ways.
+//!
+//! Further tests: batches of routes and key exchanges derived together
+//! (`derive_batch`) against the one-at-a-time derivations, and a packet with
+//! its SURB-ACK built together (`acked::prepare_acked`) against the SURB-ACK
+//! and the packet built one after the other from the same RNG.
+//!
 //! Node keys mix what a real sender meets and what it must survive: a fixed
 //! pool of valid node keys (so per-node tables get built and used), fresh
 //! valid keys, uniformly random 32-byte strings (half of them are on the
@@ -25,9 +34,10 @@
 #![allow(clippy::unwrap_used)]
 
 use nymd_proto::crypto::aes128_ctr64;
+use nymd_proto::fastsphinx::lioness::{encapsulate, lioness_decrypt, lioness_encrypt};
 use nymd_proto::fastsphinx::{
-    build_header, derive_keys, derive_keys_plain, final_padding_len, payload_keys, x25519,
-    DerivedKeys, NodeKeyCache,
+    build_header, derive_batch, derive_keys, derive_keys_plain, final_padding_len, payload_keys,
+    x25519, Derivation, Derived, DerivedKeys, NodeKeyCache,
 };
 use nymd_proto::keys::{X25519Public, X25519Secret};
 use nymd_proto::replies::ReplySurb;
@@ -247,6 +257,8 @@ fn fast_derivation_is_byte_identical_to_sphinx_packet() {
             Payload::encapsulate_message(&msg, &payload_keys(&ours, version), payload_size)
                 .unwrap();
         assert_eq!(payload.as_bytes(), &packet[348..], "payload bytes {ctx}");
+        let ours_payload = encapsulate(&msg, &payload_keys(&ours, version), payload_size).unwrap();
+        assert_eq!(ours_payload, &packet[348..], "our Lioness payload {ctx}");
 
         // 3. Reply SURBs through the public builder.
         if i % 8 == 0 {
@@ -339,5 +351,236 @@ fn fast_x25519_is_byte_identical() {
             expected,
             "case {i}"
         );
+    }
+}
+
+/// A node key of the kinds the route test mixes: pool, fresh, random bytes
+/// (half on the twist), edge encodings.
+fn random_key(rng: &mut ChaCha20Rng, pool: &[[u8; 32]], specials: &[[u8; 32]]) -> [u8; 32] {
+    let roll = rng.gen_range(0..100);
+    if roll < 60 {
+        pool[rng.gen_range(0..pool.len())]
+    } else if roll < 75 {
+        X25519Public::from(&X25519Secret::random_from_rng(&mut *rng)).to_bytes()
+    } else if roll < 95 {
+        let mut k = [0u8; 32];
+        rng.fill_bytes(&mut k);
+        k
+    } else {
+        specials[rng.gen_range(0..specials.len())]
+    }
+}
+
+#[test]
+fn batched_derivation_is_byte_identical() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0xba7c_4ed0);
+    let pool: Vec<[u8; 32]> = (0..16)
+        .map(|_| X25519Public::from(&X25519Secret::random_from_rng(&mut rng)).to_bytes())
+        .collect();
+    let specials = special_keys();
+    let eager = NodeKeyCache::new(4096, 4096, 1);
+    let never = NodeKeyCache::new(4096, 0, u32::MAX);
+    let caches = [&eager, &never, NodeKeyCache::global()];
+    let mut exchanges = 0usize;
+    for b in 0..1_500usize {
+        // 1 to 4 jobs; routes of 1 to 5 hops (different lengths in one batch).
+        let jobs = rng.gen_range(1..=4usize);
+        let mut secrets: Vec<[u8; 32]> = Vec::new();
+        let mut keys: Vec<Vec<[u8; 32]>> = Vec::new();
+        let mut is_route: Vec<bool> = Vec::new();
+        for _ in 0..jobs {
+            let mut x = [0u8; 32];
+            rng.fill_bytes(&mut x);
+            secrets.push(x);
+            let route = rng.gen_bool(0.7);
+            let n = if route { rng.gen_range(1..=5usize) } else { 1 };
+            keys.push(
+                (0..n)
+                    .map(|_| random_key(&mut rng, &pool, &specials))
+                    .collect(),
+            );
+            is_route.push(route);
+        }
+        let batch: Vec<Derivation<'_>> = (0..jobs)
+            .map(|j| {
+                if is_route[j] {
+                    Derivation::Route {
+                        secret: &secrets[j],
+                        keys: &keys[j],
+                    }
+                } else {
+                    Derivation::Exchange {
+                        secret: &secrets[j],
+                        public: &keys[j][0],
+                    }
+                }
+            })
+            .collect();
+        let out = derive_batch(caches[b % caches.len()], &batch);
+        assert_eq!(out.len(), jobs, "batch {b}");
+        for (j, got) in out.iter().enumerate() {
+            let ctx = format!("batch {b} job {j}");
+            match got {
+                Derived::Route(k) => {
+                    assert!(is_route[j], "{ctx}: kind");
+                    let plain = derive_keys_plain(&secrets[j], &keys[j]);
+                    assert_eq!(k.alpha, plain.alpha, "{ctx}: alpha");
+                    assert_eq!(k.expanded, plain.expanded, "{ctx}: expanded secrets");
+                }
+                Derived::Exchange { public, shared } => {
+                    assert!(!is_route[j], "{ctx}: kind");
+                    exchanges += 1;
+                    let secret = X25519Secret::from(secrets[j]);
+                    assert_eq!(
+                        *public,
+                        X25519Public::from(&secret).to_bytes(),
+                        "{ctx}: public"
+                    );
+                    let expected = secret.diffie_hellman(&X25519Public::from(keys[j][0]));
+                    assert_eq!(**shared, expected.to_bytes(), "{ctx}: shared secret");
+                }
+            }
+        }
+    }
+    assert!(exchanges > 500, "{exchanges} exchanges");
+}
+
+#[test]
+fn our_lioness_matches_the_crates_both_ways() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x110e55);
+    for i in 0..400 {
+        let mut key = [0u8; 192];
+        rng.fill_bytes(&mut key);
+        let len = if i % 4 == 0 {
+            2413 - 348
+        } else {
+            rng.gen_range(33..=5000usize)
+        };
+        let mut block = vec![0u8; len];
+        rng.fill_bytes(&mut block);
+        // The crate's decrypt (a payload's unwrap) of our encryption gives
+        // back the block, and ours of its encryption too.
+        let mut ours = block.clone();
+        lioness_encrypt(&key, &mut ours).unwrap();
+        let theirs = Payload::from_bytes(&ours).unwrap().unwrap(&key).unwrap();
+        assert_eq!(theirs.as_bytes(), &block[..], "case {i}: crate peels ours");
+        let mut back = ours.clone();
+        lioness_decrypt(&key, &mut back).unwrap();
+        assert_eq!(back, block, "case {i}: round trip");
+        // One-layer payloads: ours and the crate's, byte for byte.
+        let payload_size = len.max(49);
+        let msg_len = rng.gen_range(0..=payload_size - 17);
+        let msg = &block[..msg_len.min(block.len())];
+        let crate_payload = Payload::encapsulate_message(msg, &[key], payload_size).unwrap();
+        assert_eq!(
+            encapsulate(msg, &[key], payload_size).unwrap(),
+            crate_payload.as_bytes(),
+            "case {i}: one layer"
+        );
+    }
+    // Too short or too long: errors, not panics.
+    assert!(lioness_encrypt(&[0u8; 192], &mut [0u8; 32]).is_err());
+    assert!(encapsulate(&[0u8; 100], &[[0u8; 192]], 116).is_err());
+    assert!(encapsulate(&[0u8; 99], &[[0u8; 192]], 116).is_ok());
+}
+
+#[test]
+fn a_packet_built_with_its_surb_ack_is_byte_identical_to_one_built_after_it() {
+    use nymd_proto::ack::build_surb_ack;
+    use nymd_proto::acked::{prepare_acked, AckSpec, PacketSpec};
+    use nymd_proto::address::Recipient;
+    use nymd_proto::keys::{AckKey, EncryptionKeyPair, IdentityKeyPair};
+    use nymd_proto::params::{FragmentId, KeyRotation, PacketSize};
+    use nymd_proto::payload::prepare_fragment_keyed;
+    use nymd_proto::sphinx::RouteHop;
+    use std::time::Duration;
+
+    let mut rng = ChaCha20Rng::seed_from_u64(0xac4ed);
+    let hop = |rng: &mut ChaCha20Rng| {
+        let ip = std::net::Ipv4Addr::from(rng.gen::<u32>());
+        RouteHop {
+            address: NodeAddress(std::net::SocketAddr::from((ip, rng.gen::<u16>()))),
+            key: X25519Public::from(&X25519Secret::random_from_rng(&mut *rng)),
+        }
+    };
+    let nodes: Vec<RouteHop> = (0..6).map(|_| hop(&mut rng)).collect();
+    for i in 0..64u64 {
+        let own = IdentityKeyPair::generate(&mut rng);
+        let enc = EncryptionKeyPair::generate(&mut rng);
+        let gateway = IdentityKeyPair::generate(&mut rng).public();
+        let recipient = Recipient::new(own.public(), enc.public(), gateway);
+        let ack_key = AckKey::generate(&mut rng);
+        let pick = |rng: &mut ChaCha20Rng| -> Vec<RouteHop> {
+            (0..4)
+                .map(|_| nodes[rng.gen_range(0..nodes.len())].clone())
+                .collect()
+        };
+        let ack_route = pick(&mut rng);
+        let route = pick(&mut rng);
+        let version = if i % 2 == 0 {
+            SphinxVersion::Legacy258
+        } else {
+            SphinxVersion::Seeds259
+        };
+        let size = [PacketSize::Regular, PacketSize::Extended8][(i % 2) as usize];
+        let mut fragment = vec![0u8; size.fragment_capacity()];
+        rng.fill_bytes(&mut fragment);
+        let id = FragmentId::from_bytes({
+            let mut b: [u8; 5] = rng.gen();
+            b[0] &= 0x7f;
+            b
+        });
+        let mean = Duration::from_millis(rng.gen_range(0..100));
+        let seed: [u8; 32] = rng.gen();
+
+        let mut one = ChaCha20Rng::from_seed(seed);
+        let surb_ack = build_surb_ack(
+            &mut one,
+            version,
+            &ack_key,
+            id,
+            &ack_route,
+            &own.public().to_bytes(),
+            mean,
+        )
+        .unwrap();
+        let (sequential, eph) = prepare_fragment_keyed(
+            &mut one,
+            version,
+            &fragment,
+            &recipient,
+            &route,
+            &surb_ack,
+            mean,
+            KeyRotation::Even,
+        )
+        .unwrap();
+
+        let mut two = ChaCha20Rng::from_seed(seed);
+        let own_bytes = own.public().to_bytes();
+        let (together, eph2) = prepare_acked(
+            &mut two,
+            &AckSpec {
+                version,
+                key: &ack_key,
+                id,
+                route: &ack_route,
+                own_identity: &own_bytes,
+                mean,
+            },
+            &PacketSpec {
+                version,
+                fragment: &fragment,
+                recipient: &recipient,
+                route: &route,
+                mean,
+                key_rotation: KeyRotation::Even,
+            },
+        )
+        .unwrap();
+        assert_eq!(together, sequential, "case {i}");
+        assert_eq!(eph2, eph, "case {i}: marker");
+        // Both drew the same amount of randomness.
+        assert_eq!(one.gen::<u64>(), two.gen::<u64>(), "case {i}: RNG position");
     }
 }

@@ -51,16 +51,21 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
-use curve25519_dalek::edwards::{EdwardsBasepointTable, EdwardsPoint};
-use curve25519_dalek::montgomery::MontgomeryPoint;
-use curve25519_dalek::scalar::{clamp_integer, Scalar};
-use curve25519_dalek::traits::BasepointTable;
+use curve25519_dalek_5::edwards::{EdwardsBasepointTable, EdwardsPoint};
+use curve25519_dalek_5::montgomery::MontgomeryPoint;
+use curve25519_dalek_5::scalar::{clamp_integer, Scalar};
+use curve25519_dalek_5::traits::BasepointTable;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::aes128_ctr64;
+
+mod batch;
+pub mod lioness;
+
+pub use batch::{derive_batch, Derivation, Derived};
 
 /// Header length: alpha 32 + MAC 16 + routing information 300.
 pub const HEADER_LEN: usize = 348;
@@ -198,14 +203,19 @@ impl NodePoint {
         self.table.get().is_some()
     }
 
-    /// `u(t·8P)`: the table when built, else a variable-base multiplication.
-    fn mul(&self, t: &Scalar) -> Option<[u8; 32]> {
+    /// `t·8P` (not yet converted to Montgomery): the table when built, else a
+    /// variable-base multiplication; `None` for a key on the twist.
+    fn mul_edwards(&self, t: &Scalar) -> Option<EdwardsPoint> {
         let cleared = self.cleared.as_ref()?;
-        let point = match self.table.get() {
+        Some(match self.table.get() {
             Some(table) => table.as_ref() * t,
             None => cleared * t,
-        };
-        Some(point.to_montgomery().to_bytes())
+        })
+    }
+
+    /// `u(t·8P)` on its own (one field inversion).
+    fn mul(&self, t: &Scalar) -> Option<[u8; 32]> {
+        self.mul_edwards(t).map(|p| p.to_montgomery().to_bytes())
     }
 }
 
@@ -415,31 +425,18 @@ pub fn derive_keys(
     initial_secret: &[u8; 32],
     keys: &[[u8; 32]],
 ) -> DerivedKeys {
-    let alpha = MontgomeryPoint::mul_base_clamped(*initial_secret).to_bytes();
-    let mut expanded = Vec::with_capacity(keys.len());
-    // The raw factors, in order, for hops that need the plain chain.
-    let mut factors: Vec<Zeroizing<[u8; 32]>> = Vec::with_capacity(keys.len());
-    factors.push(Zeroizing::new(*initial_secret));
-    let mut t = clamped_over_8(initial_secret);
-    for (i, key) in keys.iter().enumerate() {
-        let point = cache.get(key);
-        let shared = match point.mul(&t) {
-            Some(s) => s,
-            None => factors.iter().fold(*key, |acc, f| {
-                MontgomeryPoint(acc).mul_clamped(**f).to_bytes()
-            }),
-        };
-        let e = Expanded::from_shared_secret(&shared);
-        if i + 1 < keys.len() {
-            let b = Zeroizing::new(e.blinding_factor());
-            let cb = Scalar::from_bytes_mod_order(clamp_integer(*b));
-            t *= cb;
-            factors.push(b);
-        }
-        expanded.push(e);
+    let job = Derivation::Route {
+        secret: initial_secret,
+        keys,
+    };
+    match derive_batch(cache, &[job]).pop() {
+        Some(Derived::Route(k)) => k,
+        // derive_batch returns one result per job, of the job's kind.
+        _ => DerivedKeys {
+            alpha: [0u8; 32],
+            expanded: Vec::new(),
+        },
     }
-    t.zeroize();
-    DerivedKeys { alpha, expanded }
 }
 
 /// The plain derivation (sphinx-packet 0.6's method, written out): the full
