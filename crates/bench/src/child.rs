@@ -15,6 +15,12 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir.join(name))
 }
 
+/// `RUST_LOG` of the nymd and exit children: `NYMD_BENCH_CHILD_LOG` if set
+/// (to see why a connection closed, say), else errors only.
+pub fn child_log() -> String {
+    std::env::var("NYMD_BENCH_CHILD_LOG").unwrap_or_else(|_| "error".into())
+}
+
 /// The `nym-localnet` process.
 #[derive(Debug)]
 pub struct LocalnetProc {
@@ -151,7 +157,7 @@ impl NymdProc {
             .arg(derivation)
             .arg("--outbox")
             .arg(outbox.to_string())
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", child_log())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

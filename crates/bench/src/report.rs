@@ -207,6 +207,13 @@ pub fn table(doc: &Value) -> String {
                 f(r, "floor_packets_per_core_s"),
                 f(r, "ratio_vs_floor"),
             );
+            if let Some(e) = r.get("download_error").and_then(Value::as_str) {
+                let _ = writeln!(
+                    out,
+                    "  {:<9} download failed after {} of {} bytes: {e}",
+                    "", r["download_received_bytes"], r["download_bytes"]
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -417,6 +424,9 @@ pub fn smoke_failures(doc: &Value, wanted: &[&str]) -> Vec<String> {
                 }
                 for r in rows {
                     let what = format!("socks[{}]", s(r, "mode"));
+                    if let Some(e) = r.get("download_error").and_then(Value::as_str) {
+                        bad.push(format!("{what}: the download failed: {e}"));
+                    }
                     for key in ["ttfb_ms", "goodput_mb_per_s", "packets_per_s"] {
                         positive(&mut bad, r, &what, key);
                     }

@@ -194,7 +194,7 @@ impl ExitProc {
             .arg(api_url)
             .arg("--derivation")
             .arg(derivation)
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", crate::child::child_log())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -450,8 +450,14 @@ fn check_body(body: &[u8], at: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `GET /size` through the proxy; every body byte is checked.
-async fn fetch(proxy: &str, target: SocketAddr, size: u64) -> anyhow::Result<Fetch> {
+/// `GET /size` through the proxy; every body byte is checked. `received`
+/// follows the body bytes read (what arrived before a failure).
+async fn fetch(
+    proxy: &str,
+    target: SocketAddr,
+    size: u64,
+    received: &mut u64,
+) -> anyhow::Result<Fetch> {
     let t0 = Instant::now();
     let mut s = socks_connect(proxy, target).await?;
     let connect = t0.elapsed();
@@ -504,6 +510,7 @@ async fn fetch(proxy: &str, target: SocketAddr, size: u64) -> anyhow::Result<Fet
     }
     let mut got = (head.len() - body_at) as u64;
     check_body(&head[body_at..], 0)?;
+    *received = got;
     let mut half = None;
     while got < size {
         if half.is_none() && got >= size / 2 {
@@ -515,6 +522,7 @@ async fn fetch(proxy: &str, target: SocketAddr, size: u64) -> anyhow::Result<Fet
         }
         check_body(&buf[..n], got)?;
         got += n as u64;
+        *received = got;
     }
     if got != size {
         bail!("{got} body bytes, expected {size}");
@@ -664,7 +672,7 @@ async fn measure(
     // Warm-up: the first connection, retried while the port comes up.
     let deadline = Instant::now() + WARMUP_DEADLINE;
     loop {
-        match tokio::time::timeout(SMALL_TIMEOUT, fetch(&proxy, target.addr, 1)).await {
+        match tokio::time::timeout(SMALL_TIMEOUT, fetch(&proxy, target.addr, 1, &mut 0)).await {
             Ok(Ok(_)) => break,
             Ok(Err(e)) if Instant::now() > deadline => {
                 return Err(e.context("the first request through the SOCKS port"))
@@ -678,7 +686,7 @@ async fn measure(
 
     let mut small = Vec::with_capacity(args.socks_requests);
     for i in 0..args.socks_requests {
-        let f = tokio::time::timeout(SMALL_TIMEOUT, fetch(&proxy, target.addr, 1))
+        let f = tokio::time::timeout(SMALL_TIMEOUT, fetch(&proxy, target.addr, 1, &mut 0))
             .await
             .with_context(|| format!("small request {i} took over {SMALL_TIMEOUT:?}"))?
             .with_context(|| format!("small request {i}"))?;
@@ -690,10 +698,19 @@ async fn measure(
     let s0 = c.stats().await?;
     let e0 = exit.stats().await?;
     let m0 = CpuMark::now(&[c.pid, exit.pid, net.pid]);
-    let big = tokio::time::timeout(limit, fetch(&proxy, target.addr, size))
-        .await
-        .with_context(|| format!("the {size}-byte download took over {limit:?}"))?
-        .with_context(|| format!("the {size}-byte download"))?;
+    let mut got = 0u64;
+    // A download that fails is a result too (say, nymd closing the
+    // connection when the requester's data waits out of order beyond its
+    // bound): the row says why and how far it got.
+    let (big, error) =
+        match tokio::time::timeout(limit, fetch(&proxy, target.addr, size, &mut got)).await {
+            Ok(Ok(f)) => (Some(f), None),
+            Ok(Err(e)) => (None, Some(format!("{e:#}"))),
+            Err(_) => (None, Some(format!("not complete after {limit:?}"))),
+        };
+    if let Some(e) = &error {
+        eprintln!("socks: the download failed after {got} of {size} bytes: {e}");
+    }
     let m1 = CpuMark::now(&[c.pid, exit.pid, net.pid]);
     let s1 = c.stats().await?;
     let e1 = exit.stats().await?;
@@ -738,7 +755,9 @@ async fn measure(
         0.0
     };
     let socks_stats = s1.first().and_then(|r| r.socks_stats.clone());
-    let tail = big.total.saturating_sub(big.half).as_secs_f64();
+    let tail = big
+        .map(|b| b.total.saturating_sub(b.half).as_secs_f64())
+        .unwrap_or(0.0);
     let second_half = if tail > 0.0 {
         (size - size / 2) as f64 / tail / 1e6
     } else {
@@ -752,9 +771,12 @@ async fn measure(
         "first_byte_ms": median(small.iter().map(|f| ms(f.first_byte)).collect()),
         "small_total_ms": median(small.iter().map(|f| ms(f.total)).collect()),
         "download_bytes": size,
+        "download_received_bytes": got,
+        "download_error": error,
         "download_s": round(elapsed),
-        "download_ttfb_ms": ms(big.ttfb),
-        "goodput_mb_per_s": r3(size as f64 / elapsed / 1e6),
+        "download_ttfb_ms": big.map(|b| ms(b.ttfb)),
+        // Over what arrived (all of it unless `download_error`).
+        "goodput_mb_per_s": r3(got as f64 / elapsed / 1e6),
         // The second half alone: past the start (and, in anonymous mode,
         // usually past the SURB answers' initial burst).
         "goodput_second_half_mb_per_s": r3(second_half),
