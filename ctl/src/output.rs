@@ -159,8 +159,13 @@ pub fn memory_lines(m: &MemoryInfo, out: &mut String) {
         ("incomplete     ", m.reassembly_bytes, m.reassembly_bound),
         ("SURBs received ", m.surb_store_bytes, m.surb_store_bound),
         ("reply keys     ", m.reply_key_bytes, m.reply_key_bound),
+        ("SOCKS5 buffers ", m.socks_bytes, m.socks_bound),
     ] {
-        let _ = writeln!(out, "  {what}{} of {}", bytes(used), bytes(bound));
+        // No bound: the store is not there (no served SOCKS5 port, or an
+        // older daemon).
+        if bound > 0 {
+            let _ = writeln!(out, "  {what}{} of {}", bytes(used), bytes(bound));
+        }
     }
 }
 
@@ -631,6 +636,19 @@ mod tests {
              \x20 incomplete     1.0 KiB of 128.0 MiB\n\
              \x20 SURBs received 2.0 KiB of 32.0 MiB\n\
              \x20 reply keys     1.0 KiB of 32.0 MiB\n"
+        );
+        // With a served SOCKS5 port, its buffers too.
+        let m = MemoryInfo {
+            socks_bytes: 2048,
+            socks_bound: 64 << 20,
+            ..m
+        };
+        let mut out = String::new();
+        memory_lines(&m, &mut out);
+        assert!(
+            out.starts_with("memory         10.0 KiB held for what others sent")
+                && out.ends_with("\n  SOCKS5 buffers 2.0 KiB of 64.0 MiB\n"),
+            "{out}"
         );
     }
 

@@ -290,6 +290,10 @@ fn counters_of(s: &ClientStats) -> TrafficCounters {
 fn memory_of(i: &manager::IdentityInfo) -> Option<MemoryInfo> {
     let m = &i.stats.as_ref()?.memory;
     let (inbox, inbox_bound) = i.inbox_bytes;
+    // The SOCKS buffers, for an identity whose SOCKS5 port is served.
+    let socks = i
+        .socks_stats
+        .filter(|_| i.socks5.as_ref().is_some_and(|c| c.serves()));
     Some(MemoryInfo {
         inbox_bytes: inbox as u64,
         inbox_bound: inbox_bound as u64,
@@ -301,6 +305,8 @@ fn memory_of(i: &manager::IdentityInfo) -> Option<MemoryInfo> {
         surb_store_bound: m.surb_store_bound,
         reply_key_bytes: m.reply_key_bytes,
         reply_key_bound: m.reply_key_bound,
+        socks_bytes: socks.map_or(0, |s| s.buffered),
+        socks_bound: socks.map_or(0, |s| s.buffered_bound),
         daemon_bytes: i.daemon_memory.0,
         daemon_budget: i.daemon_memory.1,
     })

@@ -665,7 +665,10 @@ impl Manager {
                 });
             });
         }
-        let socks = SocksHub::new();
+        let socks = SocksHub::with_budget(
+            self.inner.shared.memory_budget(),
+            crate::socks::MAX_BUFFERED_BYTES,
+        );
         let runner = Runner {
             ctx: RunnerContext {
                 store: self.inner.store.clone(),

@@ -403,15 +403,18 @@ impl Collector for ManagerCollector {
             "identity_memory",
             "Memory the identity holds for what others send it, by store (reassembly: incomplete \
              messages; surbs: reply SURBs received; reply_keys: keys of the reply SURBs handed \
-             out; received: messages on their way to the app port)",
+             out; received: messages on their way to the app port; socks: the network \
+             requester's answers waiting for SOCKS programs)",
             Some(&Unit::Bytes),
             running.iter().flat_map(|(i, s)| {
                 let m = &s.memory;
+                let socks = i.socks_stats.map_or(0, |s| s.buffered);
                 [
                     ("reassembly", m.reassembly_bytes),
                     ("surbs", m.surb_store_bytes),
                     ("reply_keys", m.reply_key_bytes),
                     ("received", m.received_bytes),
+                    ("socks", socks),
                 ]
                 .map(|(store, v)| (vec![("identity", i.id.as_str()), ("store", store)], v))
             }),

@@ -68,9 +68,26 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Start a manager over `state_dir` using the directory at `api_url`.
     pub fn start(state_dir: &Path, api_url: &str, first_port: u16) -> Self {
+        Self::start_with_budget(
+            state_dir,
+            api_url,
+            first_port,
+            SharedConfig::default().memory_budget,
+        )
+    }
+
+    /// [`TestDaemon::start`] with a daemon memory budget of
+    /// `memory_budget` bytes (`[daemon] memory_budget_mib`).
+    pub fn start_with_budget(
+        state_dir: &Path,
+        api_url: &str,
+        first_port: u16,
+        memory_budget: u64,
+    ) -> Self {
         let store = IdentityStore::open(state_dir).expect("state dir");
         let shared = Shared::new(SharedConfig {
             default_source: TopologySource::NymApi(vec![Url::parse(api_url).expect("url")]),
+            memory_budget,
             ..SharedConfig::default()
         })
         .expect("shared");

@@ -16,6 +16,9 @@
 //!   apps on the identity's websocket see none of it, and an app's message
 //!   that looks like a requester's answer still reaches them;
 //! - the plain mode (the identity's address in each Connect) fetches a page;
+//! - a program that stops reading is held to the daemon's memory budget
+//!   (the identity stops taking from the mixnet) and, once it reads, gets
+//!   everything intact;
 //! - a uid not allowed on the identity is closed before the handshake.
 
 use std::net::SocketAddr;
@@ -84,6 +87,11 @@ struct Setup {
 
 impl Setup {
     async fn new(anonymous: bool) -> Self {
+        Self::with_budget(anonymous, SharedConfig::default().memory_budget).await
+    }
+
+    /// [`Setup::new`] with a daemon memory budget of `memory_budget` bytes.
+    async fn with_budget(anonymous: bool, memory_budget: u64) -> Self {
         init_tracing();
         let net = fast_localnet().await;
         let shared = Shared::new(SharedConfig {
@@ -108,7 +116,8 @@ impl Setup {
         net.set_network_requester(gateway.id, Some(exit.address()))
             .expect("exit listed");
         let state = tempfile::tempdir().expect("tmp");
-        let daemon = TestDaemon::start(state.path(), &net.api_url(), free_port());
+        let daemon =
+            TestDaemon::start_with_budget(state.path(), &net.api_url(), free_port(), memory_budget);
         let port = free_port();
         let info = tokio::time::timeout(
             WAIT,
@@ -177,9 +186,26 @@ async fn wait_listening(addr: SocketAddr) {
 /// SOCKS5 CONNECT to `host:port` (a domain name, resolved at the exit).
 /// The open stream, or the reply code of a failure.
 async fn socks5_connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpStream, u8> {
-    let mut s = TcpStream::connect(proxy)
+    let s = TcpStream::connect(proxy)
         .await
         .expect("connect to the proxy");
+    socks5_handshake(s, host, port).await
+}
+
+/// [`socks5_connect`] on a socket whose kernel receive buffer is small, so
+/// that what its program does not read stays in nymd.
+async fn socks5_connect_small_buffer(
+    proxy: SocketAddr,
+    host: &str,
+    port: u16,
+) -> Result<TcpStream, u8> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let s = socket.connect(proxy).await.expect("connect to the proxy");
+    socks5_handshake(s, host, port).await
+}
+
+async fn socks5_handshake(mut s: TcpStream, host: &str, port: u16) -> Result<TcpStream, u8> {
     s.write_all(&[5, 1, 0]).await.expect("greeting");
     let mut method = [0u8; 2];
     tokio::time::timeout(WAIT, s.read_exact(&mut method))
@@ -680,6 +706,87 @@ async fn plain_mode_fetches_a_page() {
             .await
             .expect("connected");
         assert!(http_get(c, "/").await == *body, "intact");
+        s.stop().await;
+    })
+    .await;
+}
+
+/// A program that stops reading holds back its identity, not nymd's
+/// memory: what the exit sends for it is charged to the daemon's memory
+/// budget, and once that is used up the identity takes nothing more from
+/// the mixnet (its gateway keeps it) until the program reads; then the
+/// download completes intact. Before, the connection's buffer grew outside
+/// any budget to 8 MiB and the connection was closed, cutting the download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_does_not_read_is_held_to_the_memory_budget() {
+    bounded("a_program_that_does_not_read_is_held_to_the_memory_budget", async {
+        const BUDGET: u64 = 1 << 20;
+        // Past the budget: one message admitted while there was room, and
+        // what the client's own stores force past it.
+        const SLACK: u64 = 1 << 20;
+        let s = Setup::with_budget(false, BUDGET).await;
+        // More than the kernel's socket buffers take (nymd's side of the
+        // socket took about 3 MB here) plus the budget.
+        let body = Arc::new(random_bytes(6 << 20));
+        let target = http_server(body.clone()).await;
+        let mut c = socks5_connect_small_buffer(s.socks, "127.0.0.1", target)
+            .await
+            .expect("connected");
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .await
+            .expect("request");
+        let full = phase("the program does not read: the budget fills", async {
+            let deadline = Instant::now() + TEST / 2;
+            loop {
+                let (used, limit) = s.daemon.manager.memory_use();
+                let stats = s.stats();
+                assert!(
+                    used <= limit + SLACK && stats.buffered <= limit + SLACK,
+                    "past the budget: {used} of {limit} used, SOCKS {stats:?}"
+                );
+                assert!(stats.open == 1 && stats.failed == 0, "{stats:?}");
+                if used >= limit && stats.buffered > 0 {
+                    eprintln!("    full: {used} of {limit} used, SOCKS {stats:?}");
+                    break stats;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the daemon's budget never filled ({used} of {limit}; SOCKS {stats:?}): the SOCKS buffers are not charged to it"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        phase("held there", async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let (used, limit) = s.daemon.manager.memory_use();
+            let stats = s.stats();
+            assert!(
+                used <= limit + SLACK && stats.buffered <= limit + SLACK,
+                "past the budget: {used} of {limit} used, SOCKS {stats:?}"
+            );
+            assert!(
+                stats.bytes_received <= full.bytes_received + (256 << 10),
+                "nymd kept writing: {full:?} then {stats:?}"
+            );
+        })
+        .await;
+        phase("the program reads: everything, intact", async {
+            let mut all = Vec::new();
+            tokio::time::timeout(TEST / 2, c.read_to_end(&mut all))
+                .await
+                .expect("the answer ends in time")
+                .expect("read");
+            let head = all
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("an HTTP header");
+            assert_eq!(all.len() - head - 4, body.len(), "all of it");
+            assert!(all[head + 4..] == body[..], "intact");
+        })
+        .await;
+        let stats = s.stats();
+        assert_eq!(stats.failed, 0, "{stats:?}");
         s.stop().await;
     })
     .await;

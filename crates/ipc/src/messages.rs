@@ -766,6 +766,12 @@ pub struct MemoryInfo {
     pub reply_key_bytes: u64,
     /// Bound of `reply_key_bytes`.
     pub reply_key_bound: u64,
+    /// What the SOCKS5 connections hold of the network requester's answers
+    /// for their programs. 0 (and its bound 0) for an identity without a
+    /// served SOCKS5 port, and from daemons that predate it.
+    pub socks_bytes: u64,
+    /// Bound of `socks_bytes`.
+    pub socks_bound: u64,
     /// What every identity of the daemon holds together.
     pub daemon_bytes: u64,
     /// The daemon's budget for that.
@@ -780,6 +786,7 @@ impl MemoryInfo {
             + self.reassembly_bytes
             + self.surb_store_bytes
             + self.reply_key_bytes
+            + self.socks_bytes
     }
 }
 

@@ -82,6 +82,8 @@ fn identity() -> IdentityInfo {
             surb_store_bound: 32 << 20,
             reply_key_bytes: 19_200,
             reply_key_bound: 32 << 20,
+            socks_bytes: 70_000,
+            socks_bound: 64 << 20,
             daemon_bytes: 200_000,
             daemon_budget: 1 << 30,
         }),
@@ -610,6 +612,26 @@ fn an_identity_from_a_daemon_without_socks5_still_decodes() {
     let decoded: ServerMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
     let mut want = identity();
     want.socks5 = None;
+    without_socks_memory(&mut want);
+    assert_eq!(decoded, response(ResponseBody::Identity(want)));
+}
+
+/// `MemoryInfo` as a daemon before the SOCKS5 buffers were counted sent it.
+fn without_socks_memory(i: &mut IdentityInfo) {
+    if let Some(m) = i.memory.as_mut() {
+        m.socks_bytes = 0;
+        m.socks_bound = 0;
+    }
+}
+
+#[test]
+fn an_identity_from_a_daemon_without_socks_buffers_in_memory_still_decodes() {
+    // Encoded before `MemoryInfo::socks_bytes` and `socks_bound` existed.
+    let path = fixtures_dir().join("compat/response_ok_identity_before_socks_memory.hex");
+    let frame = parse_hex(&std::fs::read_to_string(&path).expect("compat fixture"));
+    let decoded: ServerMessage = decode_body(&frame[HEADER_LEN..]).expect("decodes");
+    let mut want = identity();
+    without_socks_memory(&mut want);
     assert_eq!(decoded, response(ResponseBody::Identity(want)));
 }
 

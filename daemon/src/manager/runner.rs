@@ -553,18 +553,35 @@ impl Runner {
                 self.on_command(handle, topology.as_ref(), cmd).await;
             }
         }
+        // Since when the SOCKS connections' buffers have kept the runner
+        // from taking messages.
+        let mut socks_full_since: Option<tokio::time::Instant> = None;
         loop {
-            // Messages are taken from the client only while the hub has
-            // room: otherwise they stay with the client, which stops
-            // reading its gateway (the gateway keeps them).
+            // Messages are taken from the client only while the hub and
+            // the SOCKS connections' buffers have room: otherwise they stay
+            // with the client, which stops reading its gateway (the gateway
+            // keeps them).
             let room = self.hub.has_room();
+            let socks_room = self.socks.has_room();
+            if socks_room {
+                socks_full_since = None;
+            } else {
+                socks_full_since.get_or_insert_with(tokio::time::Instant::now);
+            }
             tokio::select! {
                 _ = self.stop.cancelled() => return Outcome::Stopped,
-                ev = events.recv(), if room => match ev {
+                ev = events.recv(), if room && socks_room => match ev {
                     Some(ev) => self.on_client_event(ev),
                     None => return Outcome::Failed("the mixnet client stopped".into()),
                 },
                 _ = self.hub.room(), if !room => {}
+                _ = self.socks.room(), if !socks_room => {}
+                _ = socks::sleep_until_some(socks_full_since.map(|t| t + socks::FULL_GRACE)) => {
+                    // A program that does not read holds the identity up:
+                    // its connection goes (once per grace period).
+                    self.socks.relieve();
+                    socks_full_since = Some(tokio::time::Instant::now());
+                }
                 Some(p) = self.inbound.pings.recv() => { let _ = p.send(()); }
                 Some(cmd) = self.inbound.commands.recv() => {
                     self.on_command(handle, topology.as_ref(), cmd).await;

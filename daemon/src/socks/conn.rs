@@ -25,7 +25,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +39,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::sleep_until_some;
 use super::{
     FromMixnet, Registration, SocksHub, CONNECT_SURBS, HANDSHAKE_DEADLINE, KEEPALIVE,
     LANE_BACKPRESSURE, LANE_DRAIN, LANE_POLL, LOCAL_EOF_GRACE, MAX_EARLY_DATA, MAX_PENDING_BYTES,
@@ -450,7 +450,7 @@ impl Conn {
                     Err(e) => return End::AppError(e.to_string()),
                     Ok(n) => {
                         out_off += n;
-                        self.reg.pending.fetch_sub(n, Ordering::AcqRel);
+                        self.reg.pending.release(n);
                         self.ctx.hub.count_received(n);
                         last_activity = Instant::now();
                         if out.front().is_some_and(|b| out_off >= b.len()) {
@@ -512,7 +512,7 @@ impl Conn {
         match receiver.push_data(d) {
             Ok(Pushed::Stored) => Ok(()),
             Ok(Pushed::Duplicate | Pushed::Stale) => {
-                self.reg.pending.fetch_sub(len, Ordering::AcqRel);
+                self.reg.pending.release(len);
                 Ok(())
             }
             Err(e) => Err(format!(
@@ -583,12 +583,4 @@ fn drain(receiver: &mut OrderedReceiver, out: &mut VecDeque<Vec<u8>>) -> bool {
         }
     }
     receiver.is_closed()
-}
-
-/// Sleep until `at`, or forever when `None`.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }

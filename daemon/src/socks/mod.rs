@@ -13,7 +13,9 @@
 //! - [`SocksHub`] (one per running identity, kept across client restarts):
 //!   the identity's current mixnet client, the open connections by id (so
 //!   the runner can hand them the requester's answers, [`SocksHub::route`]),
-//!   and the counters.
+//!   what they hold of those answers (charged to the daemon's memory
+//!   budget, bounded per identity: [`SocksHub::has_room`]), and the
+//!   counters.
 //!
 //! Lanes: every connection sends on a lane of its own in the mixnet client,
 //! numbered from [`LANE_BASE`] (`2^63`) up; the runner numbers the app
@@ -25,10 +27,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nymd_mixnet::ClientSender;
+use nymd_mixnet::{Account, ClientSender, MemoryBudget};
 use nymd_proto::socks5::wire::{ProviderResponse, SocketData, Socks5Response};
 use nymd_proto::socks5::ConnectionId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub mod conn;
@@ -68,6 +70,17 @@ pub const SEND_SURBS: u32 = 3;
 /// Bytes from the requester one connection may hold (not yet written to
 /// the app, or out of order); beyond it the connection is closed.
 pub const MAX_PENDING_BYTES: usize = 8 << 20;
+/// Bytes from the requester all SOCKS connections of one identity may hold
+/// together (not yet written to their programs, or out of order), charged
+/// to the daemon's memory budget. At this bound, or when the budget is used
+/// up, the runner takes nothing more from the mixnet client until programs
+/// read ([`SocksHub::has_room`]).
+pub const MAX_BUFFERED_BYTES: usize = 64 << 20;
+/// While the identity's own bound ([`MAX_BUFFERED_BYTES`]) keeps the runner
+/// from taking messages this long, the connection holding the most is
+/// closed ([`SocksHub::relieve`]): a program that stopped reading holds up
+/// the identity's apps and other connections only this long.
+pub const FULL_GRACE: Duration = Duration::from_secs(10);
 /// Early data an app may send before its CONNECT is answered.
 pub const MAX_EARLY_DATA: usize = 64 * 1024;
 /// Ids of closed connections remembered, so that the requester's late
@@ -102,6 +115,11 @@ pub struct SocksStats {
     pub bytes_sent: u64,
     /// Bytes received from the mixnet and written to apps.
     pub bytes_received: u64,
+    /// Bytes of the requester's answers held now for the programs (all
+    /// connections), charged to the daemon's memory budget.
+    pub buffered: u64,
+    /// The bound of `buffered`.
+    pub buffered_bound: u64,
 }
 
 #[derive(Debug, Default)]
@@ -114,12 +132,90 @@ struct Counters {
     bytes_received: AtomicU64,
 }
 
+/// What all connections of an identity hold of the requester's answers:
+/// an account of the daemon's memory budget, bounded by
+/// [`MAX_BUFFERED_BYTES`].
+#[derive(Debug)]
+struct Buffers {
+    account: Mutex<Account>,
+    /// Told when bytes are given back.
+    room: Notify,
+}
+
+impl Buffers {
+    fn take(&self, n: usize) {
+        // Admitted while there was room: never refused (the runner checks
+        // `has_room` before it takes a message).
+        lock(&self.account).force_take(n);
+    }
+
+    fn give_back(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        lock(&self.account).give_back(n);
+        self.room.notify_waiters();
+    }
+
+    fn has_room(&self) -> bool {
+        lock(&self.account).has_room()
+    }
+}
+
+/// Bytes of one connection's answers that nymd holds: handed over by the
+/// runner and not yet written to the program, nor dropped. They are
+/// charged to the identity's SOCKS account (and so to the daemon's memory
+/// budget) until released; what is left when the connection is
+/// unregistered goes back then.
+#[derive(Debug)]
+pub struct Pending {
+    bytes: AtomicUsize,
+    buffers: Arc<Buffers>,
+}
+
+impl Pending {
+    /// Bytes held now.
+    pub fn get(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// `n` bytes were written to the program, or dropped (duplicates).
+    pub fn release(&self, n: usize) {
+        let before = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(n))
+            })
+            .unwrap_or_else(|b| b);
+        self.buffers.give_back(before.min(n));
+    }
+
+    /// `n` more bytes are held; the new total.
+    fn add(&self, n: usize) -> usize {
+        self.buffers.take(n);
+        self.bytes.fetch_add(n, Ordering::AcqRel) + n
+    }
+
+    fn release_all(&self) {
+        let n = self.bytes.swap(0, Ordering::AcqRel);
+        self.buffers.give_back(n);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // A connection dropped without unregistering (the identity
+        // stopped) leaves nothing charged.
+        self.release_all();
+    }
+}
+
 /// An open connection, as the runner sees it.
 #[derive(Debug)]
 struct Registered {
     tx: mpsc::UnboundedSender<FromMixnet>,
     /// Bytes handed over and not yet written to the app or dropped.
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Pending>,
     cancel: CancellationToken,
     lane: u64,
 }
@@ -142,8 +238,8 @@ pub struct Registration {
     /// The requester's answers.
     pub rx: mpsc::UnboundedReceiver<FromMixnet>,
     /// Bytes of those answers not yet written or dropped (the connection
-    /// lowers it).
-    pub pending: Arc<AtomicUsize>,
+    /// releases them).
+    pub pending: Arc<Pending>,
 }
 
 /// One identity's SOCKS side, shared by its runner and its connections.
@@ -153,6 +249,7 @@ pub struct SocksHub {
     conns: Mutex<Conns>,
     next_lane: AtomicU64,
     counters: Counters,
+    buffers: Arc<Buffers>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -161,21 +258,75 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Default for SocksHub {
-    fn default() -> Self {
-        Self {
+impl SocksHub {
+    /// A hub without a client or connections, whose buffers have only
+    /// their own bound ([`MAX_BUFFERED_BYTES`]).
+    pub fn new() -> Arc<Self> {
+        Self::with_budget(MemoryBudget::new(u64::MAX), MAX_BUFFERED_BYTES)
+    }
+
+    /// A hub whose connections' buffers draw on the daemon's memory
+    /// `budget`, at most `bound` bytes together.
+    pub fn with_budget(budget: Arc<MemoryBudget>, bound: usize) -> Arc<Self> {
+        Arc::new(Self {
             client: watch::channel(None).0,
             conns: Mutex::default(),
             next_lane: AtomicU64::new(LANE_BASE),
             counters: Counters::default(),
-        }
+            buffers: Arc::new(Buffers {
+                account: Mutex::new(Account::new(budget, bound.max(1))),
+                room: Notify::new(),
+            }),
+        })
     }
-}
 
-impl SocksHub {
-    /// A hub without a client or connections.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    /// Whether the runner may take another message from the mixnet
+    /// client: the connections hold less than their bound, and the
+    /// daemon's memory budget is not used up. While it may not, the
+    /// messages stay with the client, which stops reading its gateway (the
+    /// gateway keeps them); nothing is dropped.
+    pub fn has_room(&self) -> bool {
+        self.buffers.has_room()
+    }
+
+    /// Wait until connections give bytes back (their programs read) and
+    /// [`SocksHub::has_room`] holds. Room the daemon's budget gets from
+    /// elsewhere is not announced: callers look again now and then.
+    pub async fn room(&self) {
+        let notified = self.buffers.room.notified();
+        if self.has_room() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// The connections hold their whole bound (not merely a daemon budget
+    /// used up by others): close the open connection that holds the most,
+    /// whose program reads slowest or not at all, so the identity can take
+    /// messages again. True when one was closed.
+    pub fn relieve(&self) -> bool {
+        {
+            let a = lock(&self.buffers.account);
+            if a.used() < a.bound() {
+                return false;
+            }
+        }
+        let conns = lock(&self.conns);
+        let largest = conns
+            .open
+            .iter()
+            .filter(|(_, r)| !r.cancel.is_cancelled())
+            .max_by_key(|(_, r)| r.pending.get());
+        let Some((conn_id, r)) = largest.filter(|(_, r)| r.pending.get() > 0) else {
+            return false;
+        };
+        tracing::info!(
+            conn_id,
+            "closing a SOCKS connection: its program has not read the {} bytes the network requester sent it, and this identity's SOCKS connections hold {MAX_BUFFERED_BYTES} bytes (nothing more is taken from the mixnet meanwhile)",
+            r.pending.get()
+        );
+        r.cancel.cancel();
+        true
     }
 
     /// Whether `lane` belongs to a SOCKS connection (not to an app).
@@ -209,7 +360,10 @@ impl SocksHub {
     /// Register a new connection: a random id not in use, the next lane.
     pub fn register(&self, cancel: CancellationToken) -> Registration {
         let (tx, rx) = mpsc::unbounded_channel();
-        let pending = Arc::new(AtomicUsize::new(0));
+        let pending = Arc::new(Pending {
+            bytes: AtomicUsize::new(0),
+            buffers: self.buffers.clone(),
+        });
         let lane = self.next_lane.fetch_add(1, Ordering::Relaxed);
         let mut conns = lock(&self.conns);
         let conn_id = loop {
@@ -236,11 +390,13 @@ impl SocksHub {
         }
     }
 
-    /// The connection ended: later answers to it are dropped.
+    /// The connection ended: later answers to it are dropped, and what it
+    /// held goes back to the budget.
     pub fn unregister(&self, conn_id: ConnectionId) {
         let mut conns = lock(&self.conns);
         if let Some(r) = conns.open.remove(&conn_id) {
             conns.by_lane.remove(&r.lane);
+            r.pending.release_all();
         }
         if conns.closed_set.insert(conn_id) {
             conns.closed.push_back(conn_id);
@@ -295,7 +451,7 @@ impl SocksHub {
             return Some(data);
         };
         if let FromMixnet::Data(d) = &msg {
-            let now = r.pending.fetch_add(d.data.len(), Ordering::AcqRel) + d.data.len();
+            let now = r.pending.add(d.data.len());
             if now > MAX_PENDING_BYTES {
                 tracing::info!(
                     conn_id,
@@ -324,7 +480,13 @@ impl SocksHub {
     pub fn stats(&self) -> SocksStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (buffered, bound) = {
+            let a = lock(&self.buffers.account);
+            (a.used() as u64, a.bound() as u64)
+        };
         SocksStats {
+            buffered,
+            buffered_bound: bound,
             open: get(&c.open),
             total: get(&c.total),
             refused: get(&c.refused),
@@ -362,6 +524,14 @@ impl SocksHub {
     pub(crate) fn open_guard(self: &Arc<Self>) -> OpenGuard {
         Self::count(&self.counters.open, 1);
         OpenGuard(self.clone())
+    }
+}
+
+/// Sleep until `at`, or forever when `None`.
+pub(crate) async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -429,7 +599,7 @@ mod tests {
             Ok(FromMixnet::Data(d)) => assert_eq!((d.seq, d.data), (0, b"hello".to_vec())),
             other => panic!("{other:?}"),
         }
-        assert_eq!(a.pending.load(Ordering::Acquire), 5);
+        assert_eq!(a.pending.get(), 5);
         assert_eq!(hub.route(refusal(a.conn_id, true)), None);
         assert!(matches!(a.rx.try_recv(), Ok(FromMixnet::Refused(m)) if m.contains("filter")));
 
@@ -481,6 +651,129 @@ mod tests {
         assert!(!cancel.is_cancelled());
         assert_eq!(hub.route(network_data(a.conn_id, 8, b"one more")), None);
         assert!(cancel.is_cancelled());
+    }
+
+    /// The runner's intake: it takes a message only while the hub has
+    /// room. However many connections hold data for programs that do not
+    /// read, the identity holds at most its bound plus one message, all of
+    /// it charged to the daemon's budget (before the bound, 256 such
+    /// connections could hold 8 MiB each, 2 GiB, outside any budget).
+    #[test]
+    fn what_connections_hold_is_bounded_per_identity_and_charged_to_the_budget() {
+        let budget = MemoryBudget::new(1 << 30);
+        let bound = 1 << 20;
+        let hub = SocksHub::with_budget(budget.clone(), bound);
+        let conns: Vec<_> = (0..256)
+            .map(|_| {
+                let cancel = CancellationToken::new();
+                (hub.register(cancel.clone()), cancel)
+            })
+            .collect();
+        let chunk = vec![7u8; 16 * 1024];
+        let mut held = 0usize;
+        let mut seq = vec![0u64; conns.len()];
+        for n in 0..(conns.len() * MAX_PENDING_BYTES / chunk.len()) {
+            if !hub.has_room() {
+                break;
+            }
+            let i = n % conns.len();
+            assert_eq!(
+                hub.route(network_data(conns[i].0.conn_id, seq[i], &chunk)),
+                None
+            );
+            seq[i] += 1;
+            held += chunk.len();
+            assert!(
+                held <= bound + chunk.len(),
+                "{held} bytes taken past the bound of {bound}"
+            );
+        }
+        assert!(!hub.has_room());
+        assert_eq!(budget.used(), held as u64, "charged to the daemon's budget");
+        let stats = hub.stats();
+        assert_eq!(
+            (stats.buffered, stats.buffered_bound),
+            (held as u64, bound as u64)
+        );
+        assert!(
+            conns.iter().all(|(_, c)| !c.is_cancelled()),
+            "nothing dropped, no connection closed"
+        );
+        // A daemon budget used up by others stops the intake too.
+        let small = MemoryBudget::new(100);
+        let other = SocksHub::with_budget(small.clone(), bound);
+        assert!(other.has_room());
+        let mut inbox = nymd_mixnet::Account::new(small.clone(), 1000);
+        assert!(inbox.try_take(100));
+        assert!(!other.has_room());
+        drop(inbox);
+        assert!(other.has_room());
+    }
+
+    #[tokio::test]
+    async fn bytes_written_or_dropped_give_room_back_and_wake_the_runner() {
+        let budget = MemoryBudget::new(1 << 30);
+        let hub = SocksHub::with_budget(budget.clone(), 1000);
+        let a = hub.register(CancellationToken::new());
+        let b = hub.register(CancellationToken::new());
+        assert_eq!(hub.route(network_data(a.conn_id, 0, &[1; 600])), None);
+        assert_eq!(hub.route(network_data(b.conn_id, 0, &[2; 600])), None);
+        assert!(!hub.has_room());
+        let waiting = {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.room().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // a's program read 500 bytes: under the bound again.
+        a.pending.release(500);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the runner is woken")
+            .expect("task");
+        assert!(hub.has_room());
+        assert_eq!(budget.used(), 700);
+        // Releasing more than is held gives back only what is held.
+        a.pending.release(10_000);
+        assert_eq!((a.pending.get(), budget.used()), (0, 600));
+        // A connection that ends gives back what it still held.
+        hub.unregister(b.conn_id);
+        assert_eq!(budget.used(), 0);
+        assert_eq!(hub.stats().buffered, 0);
+        // And so does the hub itself when the identity stops.
+        let c = hub.register(CancellationToken::new());
+        assert_eq!(hub.route(network_data(c.conn_id, 0, &[3; 10])), None);
+        assert_eq!(budget.used(), 10);
+        drop(c);
+        drop(hub);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn relieve_closes_the_largest_holder_only_at_the_identity_s_own_bound() {
+        let budget = MemoryBudget::new(1 << 30);
+        let hub = SocksHub::with_budget(budget.clone(), 1000);
+        let (small, big) = (CancellationToken::new(), CancellationToken::new());
+        let s = hub.register(small.clone());
+        let b = hub.register(big.clone());
+        assert_eq!(hub.route(network_data(s.conn_id, 0, &[0; 100])), None);
+        assert_eq!(hub.route(network_data(b.conn_id, 0, &[0; 800])), None);
+        assert!(!hub.relieve(), "under the bound: nobody is closed");
+        assert_eq!(hub.route(network_data(b.conn_id, 1, &[0; 200])), None);
+        assert!(hub.relieve());
+        assert!(big.is_cancelled() && !small.is_cancelled());
+        // Its task ends and unregisters: the room is back.
+        hub.unregister(b.conn_id);
+        assert!(hub.has_room());
+        // Only a daemon budget used up by others: backpressure, no closing.
+        let tight = MemoryBudget::new(150);
+        let hub = SocksHub::with_budget(tight, 1000);
+        let cancel = CancellationToken::new();
+        let c = hub.register(cancel.clone());
+        assert_eq!(hub.route(network_data(c.conn_id, 0, &[0; 200])), None);
+        assert!(!hub.has_room());
+        assert!(!hub.relieve());
+        assert!(!cancel.is_cancelled());
     }
 
     #[test]
