@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use nymd_proto::ack::build_surb_ack;
+use nymd_proto::acked::{prepare_acked, AckSpec, PacketSpec};
 use nymd_proto::chunking::NymMessage;
 use nymd_proto::cover::{build_loop_cover_marked, LoopCover};
 use nymd_proto::mixpacket::MixPacket;
 use nymd_proto::params::FragmentId;
-use nymd_proto::payload::{prepare_fragment, prepare_reply};
+use nymd_proto::payload::prepare_reply;
 use nymd_proto::replies::{RepliableMessage, ReplyMessage, ReplySurb};
 use nymd_proto::topology::route::to_sphinx_hops as hops;
 use nymd_proto::topology::{NymTopology, RouteError};
@@ -392,16 +393,15 @@ impl Client {
             .random_route_to(&mut self.rng, &self.own_gateway)
             .map(|r| hops(&r))
             .map_err(|e| BuildError::Other(format!("no route back to our own gateway: {e}")))?;
-        let surb_ack = build_surb_ack(
-            &mut self.rng,
-            self.config.sphinx_version,
-            &self.keys.ack,
+        let own_identity = self.own.identity().to_bytes();
+        let ack = AckSpec {
+            version: self.config.sphinx_version,
+            key: &self.keys.ack,
             id,
-            &ack_route,
-            &self.own.identity().to_bytes(),
-            self.config.ack_mean(),
-        )
-        .map_err(|e| BuildError::Other(format!("SURB-ACK: {e}")))?;
+            route: &ack_route,
+            own_identity: &own_identity,
+            mean: self.config.ack_mean(),
+        };
         match &mut p.dest {
             Dest::Recipient(r) => {
                 let route = topology
@@ -414,17 +414,18 @@ impl Client {
                         other => BuildError::Route(ErrorKind::TopologyUnavailable, other.to_string()),
                     })
                     .map(|r| hops(&r))?;
-                let prepared = prepare_fragment(
-                    &mut self.rng,
-                    self.config.sphinx_version,
-                    &p.fragment,
-                    r,
-                    &route,
-                    &surb_ack,
-                    self.config.packet_mean(),
-                    topology.key_rotation(),
-                )
-                .map_err(|e| BuildError::Other(format!("packet: {e}")))?;
+                // The SURB-ACK and the packet are built together (their key
+                // derivations share field inversions).
+                let packet = PacketSpec {
+                    version: self.config.sphinx_version,
+                    fragment: &p.fragment,
+                    recipient: r,
+                    route: &route,
+                    mean: self.config.packet_mean(),
+                    key_rotation: topology.key_rotation(),
+                };
+                let (prepared, _) = prepare_acked(&mut self.rng, &ack, &packet)
+                    .map_err(|e| BuildError::Other(e.to_string()))?;
                 let total = prepared.total_delay();
                 Ok((prepared.mix_packet, total))
             }
@@ -432,6 +433,16 @@ impl Client {
                 let Some(surb) = surb.take() else {
                     return Err(BuildError::NoSurb);
                 };
+                let surb_ack = build_surb_ack(
+                    &mut self.rng,
+                    ack.version,
+                    ack.key,
+                    ack.id,
+                    ack.route,
+                    ack.own_identity,
+                    ack.mean,
+                )
+                .map_err(|e| BuildError::Other(format!("SURB-ACK: {e}")))?;
                 let prepared = prepare_reply(
                     surb,
                     &p.fragment,
