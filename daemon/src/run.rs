@@ -300,16 +300,35 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
 /// Run a network requester (the SOCKS5 exit) as its own client on the
 /// local mixnet's first gateway, with the loopback-only exit policy, and
 /// name it in the directory's `nym-nodes/described` listing, where
-/// identities' `--provider auto` finds it. A failure is logged, not fatal.
+/// identities' `--provider auto` finds it. Its keys are kept in the
+/// localnet's state folder, so its address stays the same across restarts.
+/// A failure is logged, not fatal.
 async fn start_localnet_exit(
     net: &nymd_localnet::Localnet,
     shared: &Shared,
 ) -> Option<nymd_exit::NetworkRequester> {
     let gateway = net.gateways().into_iter().next()?;
-    let launch = nymd_exit::NetworkRequester::launch(
+    let keys = match net.network_requester_keys() {
+        Ok(Some(k)) => nymd_mixnet::ClientKeys {
+            identity: k.identity,
+            encryption: k.encryption,
+            ack: k.ack,
+        },
+        Ok(None) => nymd_mixnet::ClientKeys::generate(&mut rand::rngs::OsRng),
+        Err(e) => {
+            // New keys would silently give it another address, and every
+            // identity that names the old one as its provider would fail.
+            tracing::error!(
+                "no local network requester: {e}; nymd runs without it (once it has new keys, point the identities that used it at its new address: `nymctl socks5 ID provider auto`)"
+            );
+            return None;
+        }
+    };
+    let launch = nymd_exit::NetworkRequester::launch_with_keys(
         shared,
         None,
         nymd_mixnet::GatewaySelection::Given(gateway.identity.to_bytes()),
+        keys,
         nymd_exit::network_requester_client_config(),
         nymd_exit::ExitConfig::default(),
     );

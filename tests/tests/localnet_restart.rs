@@ -4,6 +4,8 @@
 //! its port gets a message it sends to itself. A third start with the
 //! gateway's saved port taken moves the gateway to a new port, and the
 //! identity follows it (its stored listener is updated from the topology).
+//! The local network requester keeps its address across restarts, and a
+//! damaged key file of it is an error, not new keys.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -152,4 +154,94 @@ async fn localnet_identity_survives_restarts() {
     assert!(stored.contains(moved), "saved listener: {stored}");
     stop(d, dir, 3).await;
     drop(squatter);
+}
+
+/// The address of the local network requester that run `run` logged.
+async fn exit_address(dir: &Path, run: u32) -> String {
+    let log = dir.join(format!("nymd-{run}.log"));
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("local network requester (SOCKS5 exit) running"))
+        {
+            let address = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("address="))
+                .unwrap_or_else(|| panic!("no address in {line:?}"));
+            return address.to_string();
+        }
+        assert!(
+            start.elapsed() < READY,
+            "no network requester started:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The local network requester keeps its keys in the localnet's state
+/// folder, so its address is the same after a restart (identities that
+/// name it as their provider keep working). A damaged key file is not
+/// replaced by new keys: nymd runs without the requester and says which
+/// file is wrong and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localnet_exit_keeps_its_address_across_restarts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    std::fs::write(dir.join("nymd.toml"), config(free_port())).expect("config");
+    let keys = dir.join("state/localnet/network-requester-keys.json");
+
+    let d = start(dir, 1).await;
+    let first = exit_address(dir, 1).await;
+    eprintln!("local network requester: {first}");
+    stop(d, dir, 1).await;
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&keys).expect("key file").permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o600, "key file mode");
+
+    let d = start(dir, 2).await;
+    assert_eq!(
+        exit_address(dir, 2).await,
+        first,
+        "same address after a restart"
+    );
+    stop(d, dir, 2).await;
+
+    let damaged = "{\"version\": 1, \"identity\": \"garbage\"";
+    std::fs::write(&keys, damaged).expect("damage the key file");
+    let d = start(dir, 3).await;
+    let log = dir.join("nymd-3.log");
+    let start_wait = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("no local network requester") {
+            break text;
+        }
+        assert!(
+            start_wait.elapsed() < READY,
+            "no error about the key file:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let line = text
+        .lines()
+        .find(|l| l.contains("no local network requester"))
+        .expect("the line");
+    assert!(
+        line.contains(&keys.display().to_string())
+            && line.contains("not a valid key file")
+            && line.contains("delete"),
+        "{line}"
+    );
+    assert!(!text.contains("(SOCKS5 exit) running"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(&keys).expect("key file"),
+        damaged,
+        "not replaced by new keys"
+    );
+    // The daemon itself serves on.
+    wait_running(&dir.join("nymd.sock")).await;
+    stop(d, dir, 3).await;
 }

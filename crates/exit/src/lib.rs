@@ -98,13 +98,28 @@ impl NetworkRequester {
         shared: &Shared,
         topology: Option<TopologySource>,
         gateway: GatewaySelection,
+        client_config: ClientConfig,
+        config: ExitConfig,
+    ) -> Result<Self, ExitError> {
+        let keys = ClientKeys::generate(&mut rand::rngs::OsRng);
+        Self::launch_with_keys(shared, topology, gateway, keys, client_config, config).await
+    }
+
+    /// [`NetworkRequester::launch`] with the given keys (kept by the caller,
+    /// so that the exit's address, made of them and the gateway, stays the
+    /// same across restarts). It registers with the gateway anew each
+    /// time.
+    pub async fn launch_with_keys(
+        shared: &Shared,
+        topology: Option<TopologySource>,
+        gateway: GatewaySelection,
+        keys: ClientKeys,
         mut client_config: ClientConfig,
         config: ExitConfig,
     ) -> Result<Self, ExitError> {
         if topology.is_some() {
             client_config.topology = topology;
         }
-        let keys = ClientKeys::generate(&mut rand::rngs::OsRng);
         let registration = nymd_mixnet::register_with(
             shared,
             client_config.topology.as_ref(),

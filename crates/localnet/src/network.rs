@@ -579,6 +579,26 @@ impl Localnet {
         self.state_dir.as_deref()
     }
 
+    /// The keys of this network's own network requester (the SOCKS5 exit
+    /// `nymd --localnet` runs), kept in the state folder
+    /// ([`crate::persist::NETWORK_REQUESTER_KEYS_FILE`]) and made there the
+    /// first time, so that its address stays the same across restarts.
+    /// `None` for a network without a state folder (a requester then gets
+    /// new keys each time). A damaged file is an error that names it.
+    pub fn network_requester_keys(
+        &self,
+    ) -> Result<Option<crate::persist::LocalClientKeys>, LocalnetError> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(None);
+        };
+        let path = dir.join(crate::persist::NETWORK_REQUESTER_KEYS_FILE);
+        let (keys, created) = crate::persist::load_or_create_client_keys(&path)?;
+        if created {
+            tracing::info!(file = %path.display(), "made the keys of the local network requester");
+        }
+        Ok(Some(keys))
+    }
+
     /// The `--custom-mixnet` topology file.
     pub fn topology_path(&self) -> &Path {
         &self.topology_path

@@ -2,7 +2,9 @@
 //! the network file (`localnet.json`: every node's keys and ports, the
 //! directory port) and one client file per gateway
 //! (`gateway-<id>-clients.json`: each registered client's shared key, last
-//! `authenticateV2` timestamp and bandwidth).
+//! `authenticateV2` timestamp and bandwidth); and the keys of the network's
+//! own network requester (`network-requester-keys.json`,
+//! [`load_or_create_client_keys`]), made once so that its address stays.
 //!
 //! Files are JSON, mode 0600, written atomically (temporary sibling, fsync,
 //! rename, fsync of the folder); the folder is made with mode 0700. A file
@@ -17,7 +19,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use nymd_proto::keys::{GatewaySharedKey, IdentityKeyPair, X25519Secret};
+use nymd_proto::keys::{
+    AckKey, EncryptionKeyPair, GatewaySharedKey, IdentityKeyPair, X25519Secret,
+};
 use nymd_proto::topology::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -470,10 +474,175 @@ pub(crate) struct ClientsFileRef {
     pub gateway_id: NodeId,
 }
 
+// ------------------------------------------------------- client keys
+
+/// Name of the file that keeps the keys of the network's own network
+/// requester (the SOCKS5 exit `nymd --localnet` runs), so that its Nym
+/// address stays the same across restarts.
+pub const NETWORK_REQUESTER_KEYS_FILE: &str = "network-requester-keys.json";
+
+/// The keys of a Nym client that belongs with a persistent local network
+/// (its network requester): identity, encryption key and ack key. With the
+/// gateway it registers with, they make its Nym address.
+pub struct LocalClientKeys {
+    /// ed25519 identity.
+    pub identity: IdentityKeyPair,
+    /// x25519 key that packets to the client are encrypted for.
+    pub encryption: EncryptionKeyPair,
+    /// AES key of the client's acks.
+    pub ack: AckKey,
+}
+
+impl std::fmt::Debug for LocalClientKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalClientKeys")
+            .field("identity", &self.identity)
+            .field("encryption", &self.encryption)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientKeysFile {
+    version: u32,
+    /// Base58 public identity (checked against the secret on load).
+    identity: String,
+    /// Hex ed25519 secret seed.
+    identity_secret: String,
+    /// Base58 public encryption key (checked against the secret on load).
+    encryption: String,
+    /// Hex x25519 secret.
+    encryption_secret: String,
+    /// Hex 16-byte ack key.
+    ack_key: String,
+}
+
+/// What to do about an unusable client key file.
+fn client_keys_hint(path: &Path) -> String {
+    format!(
+        "restore it from a backup, or delete {} to give the client new keys (its Nym address then changes, and whoever names the old address must be given the new one)",
+        path.display()
+    )
+}
+
+/// Load the client keys kept in `path`, or make new ones and write them
+/// there (atomically, mode 0600) when there is no such file. True in the
+/// second place when they were made now. A file that cannot be used is an
+/// error naming it and what to do: new keys would change the address.
+pub fn load_or_create_client_keys(path: &Path) -> Result<(LocalClientKeys, bool), LocalnetError> {
+    if let Some(bytes) = read_optional(path)? {
+        return decode_client_keys(path, &bytes).map(|k| (k, false));
+    }
+    let mut rng = rand::rngs::OsRng;
+    let keys = LocalClientKeys {
+        identity: IdentityKeyPair::generate(&mut rng),
+        encryption: EncryptionKeyPair::generate(&mut rng),
+        ack: AckKey::generate(&mut rng),
+    };
+    let file = ClientKeysFile {
+        version: FORMAT_VERSION,
+        identity: bs58::encode(keys.identity.public_bytes()).into_string(),
+        identity_secret: hex::encode(keys.identity.secret_bytes()),
+        encryption: bs58::encode(keys.encryption.public().as_bytes()).into_string(),
+        encryption_secret: hex::encode(keys.encryption.secret().to_bytes()),
+        ack_key: hex::encode(keys.ack.as_bytes()),
+    };
+    let json = serde_json::to_vec_pretty(&file)
+        .map_err(|e| LocalnetError::Serialise(format!("client keys: {e}")))?;
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    write_atomic(path, &json).map_err(io_error("write", path))?;
+    Ok((keys, true))
+}
+
+fn decode_client_keys(path: &Path, bytes: &[u8]) -> Result<LocalClientKeys, LocalnetError> {
+    let hint = || client_keys_hint(path);
+    let file: ClientKeysFile = serde_json::from_slice(bytes)
+        .map_err(|e| unusable(path, format!("it is not a valid key file: {e}"), hint()))?;
+    check_version(path, file.version, hint)?;
+    let decoded = (|| {
+        let identity = IdentityKeyPair::from_secret_bytes(&decode_key32(
+            &file.identity_secret,
+            "identity_secret",
+        )?);
+        if identity.public_bytes() != decode_bs58_32(&file.identity, "identity")? {
+            return Err("identity does not match its identity_secret".to_string());
+        }
+        let encryption = EncryptionKeyPair::from_secret_bytes(decode_key32(
+            &file.encryption_secret,
+            "encryption_secret",
+        )?);
+        if *encryption.public().as_bytes() != decode_bs58_32(&file.encryption, "encryption")? {
+            return Err("encryption does not match its encryption_secret".to_string());
+        }
+        let ack = hex::decode(&file.ack_key).map_err(|e| format!("ack_key is not hex: {e}"))?;
+        let ack = <[u8; 16]>::try_from(ack.as_slice())
+            .map_err(|_| format!("ack_key has {} bytes, not 16", ack.len()))?;
+        Ok(LocalClientKeys {
+            identity,
+            encryption,
+            ack: AckKey::from_bytes(ack),
+        })
+    })();
+    decoded.map_err(|reason| unusable(path, reason, hint()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn client_keys_are_made_once_then_loaded_and_damage_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("state").join(NETWORK_REQUESTER_KEYS_FILE);
+        let (made, created) = load_or_create_client_keys(&p).expect("made");
+        assert!(created);
+        let mode = fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (loaded, created) = load_or_create_client_keys(&p).expect("loaded");
+        assert!(!created);
+        assert_eq!(loaded.identity.public_bytes(), made.identity.public_bytes());
+        assert_eq!(loaded.encryption.public(), made.encryption.public());
+        assert_eq!(loaded.ack.as_bytes(), made.ack.as_bytes());
+
+        let good = fs::read_to_string(&p).expect("read");
+        let other = IdentityKeyPair::generate(&mut rand::rngs::OsRng);
+        for (damaged, says) in [
+            ("{ not json".to_string(), "not a valid key file"),
+            (String::new(), "not a valid key file"),
+            (good[..good.len() / 2].to_string(), "not a valid key file"),
+            (
+                good.replace("\"version\": 1", "\"version\": 9"),
+                "format version 9",
+            ),
+            (
+                good.replace(
+                    &bs58::encode(made.identity.public_bytes()).into_string(),
+                    &bs58::encode(other.public_bytes()).into_string(),
+                ),
+                "identity does not match",
+            ),
+            (
+                good.replace(&hex::encode(made.ack.as_bytes()), "abcd"),
+                "ack_key has 2 bytes",
+            ),
+        ] {
+            fs::write(&p, &damaged).expect("damage");
+            let e = load_or_create_client_keys(&p).expect_err("refused");
+            let text = e.to_string();
+            assert!(
+                text.contains(says)
+                    && text.contains(&p.display().to_string())
+                    && text.contains("delete"),
+                "{text}"
+            );
+            // Never replaced by new keys.
+            assert_eq!(fs::read_to_string(&p).expect("read"), damaged);
+        }
+    }
 
     #[test]
     fn atomic_write_sets_mode_and_leaves_no_temporary() {
