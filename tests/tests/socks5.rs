@@ -16,6 +16,9 @@
 //!   apps on the identity's websocket see none of it, and an app's message
 //!   that looks like a requester's answer still reaches them;
 //! - the plain mode (the identity's address in each Connect) fetches a page;
+//! - a requester that stops answering: an open connection is closed
+//!   within its keepalive interval plus the connect timeout, a new CONNECT
+//!   gets "host unreachable";
 //! - a program that stops reading is held to the daemon's memory budget
 //!   (the identity stops taking from the mixnet) and, once it reads, gets
 //!   everything intact;
@@ -789,6 +792,83 @@ async fn a_program_that_does_not_read_is_held_to_the_memory_budget() {
         assert_eq!(stats.failed, 0, "{stats:?}");
         s.stop().await;
     })
+    .await;
+}
+
+/// A network requester whose answers stop reaching the identity (here it
+/// stops; one out of reply SURBs or without a way to the identity's
+/// gateway is as silent): an open SOCKS connection is closed once nothing,
+/// not even a keepalive, came from it for its keepalive interval (60 s)
+/// plus `connect_timeout_secs`, well before `idle_timeout_secs` (300 s);
+/// a new CONNECT gets "host unreachable" (0x04) after
+/// `connect_timeout_secs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_that_stops_answering_is_noticed_in_bounded_time() {
+    bounded(
+        "a_requester_that_stops_answering_is_noticed_in_bounded_time",
+        async {
+            const CONNECT_TIMEOUT: u64 = 5;
+            let s = Setup::new(false).await;
+            // A shorter connect timeout for w ([socks5] connect_timeout_secs),
+            // applied as by `systemctl reload nymd`.
+            let store = nymd::store::IdentityStore::open(s._state.path()).expect("store");
+            let mut stored = store.load("w").expect("w");
+            let section = stored.config.socks5.as_mut().expect("[socks5]");
+            section.connect_timeout_secs = CONNECT_TIMEOUT;
+            let idle = Duration::from_secs(section.idle_timeout_secs);
+            store.save_config(&stored.config).expect("save");
+            s.daemon.manager.reload().await.expect("reload");
+            s.daemon.wait_state("w", RunState::Running).await;
+            wait_listening(s.socks).await;
+
+            let sink = sink_server().await;
+            let mut c = socks5_connect(s.socks, "127.0.0.1", sink)
+                .await
+                .expect("connected");
+            let Setup {
+                net,
+                exit,
+                daemon,
+                socks,
+                _state,
+                ..
+            } = s;
+            exit.shutdown().await;
+            let limit = nymd::socks::REQUESTER_KEEPALIVE + Duration::from_secs(CONNECT_TIMEOUT);
+            assert!(limit + Duration::from_secs(60) < idle);
+            let t0 = Instant::now();
+            let mut buf = [0u8; 16];
+            let n = tokio::time::timeout(limit + Duration::from_secs(60), c.read(&mut buf))
+                .await
+                .expect("closed before the idle timeout");
+            assert!(matches!(n, Ok(0) | Err(_)), "closed, no data: {n:?}");
+            eprintln!(
+                "    closed {:.1} s after the requester stopped (limit {limit:?})",
+                t0.elapsed().as_secs_f64()
+            );
+            let failed_before = daemon
+                .manager
+                .info("w")
+                .expect("w")
+                .socks_stats
+                .expect("running")
+                .failed;
+            assert_eq!(
+                socks5_connect(socks, "127.0.0.1", sink).await.err(),
+                Some(4),
+                "host unreachable"
+            );
+            let stats = daemon
+                .manager
+                .info("w")
+                .expect("w")
+                .socks_stats
+                .expect("running");
+            assert_eq!(stats.failed, failed_before + 1, "{stats:?}");
+            daemon.stop().await;
+            net.shutdown().await;
+        },
+    )
     .await;
 }
 

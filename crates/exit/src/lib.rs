@@ -155,6 +155,7 @@ impl NetworkRequester {
             tracker: tracker.clone(),
             refusal_log: LogLimiter::new(REFUSALS_PER_MINUTE, minute),
             malformed_log: LogLimiter::new(MALFORMED_PER_MINUTE, minute),
+            unanswerable_log: LogLimiter::new(REFUSALS_PER_MINUTE, minute),
         });
         tracing::debug!(%address, "network requester started");
         let dispatcher = tokio::spawn(tracing::Instrument::in_current_span(

@@ -65,11 +65,15 @@ pub(crate) struct Ctx {
     pub refusal_log: LogLimiter,
     /// Messages that cannot be used (warn).
     pub malformed_log: LogLimiter,
+    /// Connections whose answers cannot reach their client (info).
+    pub unanswerable_log: LogLimiter,
 }
 
 /// A connection the dispatcher knows (from its Connect to its task's end).
 #[derive(Debug)]
 struct Slot {
+    /// The Connect's `host:port`, for logs.
+    remote: String,
     receiver: OrderedReceiver,
     to_task: mpsc::UnboundedSender<nymd_proto::socks5::ordered::Delivery>,
     queued: Arc<AtomicUsize>,
@@ -158,15 +162,31 @@ impl Dispatcher {
                 message,
                 lane: Some(Lane::Connection(conn_id)),
             } => {
-                tracing::debug!(conn_id, ?kind, "send failed on a connection: {message}");
                 let lost = matches!(
                     kind,
                     ErrorKind::NoReplySurbs
                         | ErrorKind::RetransmissionsExhausted
                         | ErrorKind::RecipientGatewayUnknown
                 );
-                if lost {
-                    self.abort(conn_id, "its answers cannot reach the client");
+                match self.conns.get(&conn_id) {
+                    Some(slot) if lost && !slot.aborted => {
+                        // The client cannot be told (that is the
+                        // failure): it notices the silence. Say here why.
+                        Counters::add(&self.ctx.counters.unanswerable, 1);
+                        if let Some(skipped) = self.ctx.unanswerable_log.check() {
+                            tracing::info!(
+                                conn_id,
+                                remote = ?slot.remote,
+                                ?kind,
+                                skipped,
+                                "closing a connection whose answers cannot reach its client: {message}"
+                            );
+                        }
+                        self.abort(conn_id, "its answers cannot reach the client");
+                    }
+                    _ => {
+                        tracing::debug!(conn_id, ?kind, "send failed on a connection: {message}");
+                    }
                 }
             }
             ClientEvent::Error { kind, message, .. } => {
@@ -220,7 +240,8 @@ impl Dispatcher {
             (None, Some(t)) => ReturnPath::Tag(t),
             (None, None) => {
                 self.malformed(format_args!(
-                    "Connect {conn_id} has neither a return address nor reply SURBs"
+                    "Connect {conn_id} to {:?} cannot be answered: it has neither a return address nor reply SURBs",
+                    c.remote
                 ));
                 return;
             }
@@ -265,6 +286,7 @@ impl Dispatcher {
         self.conns.insert(
             conn_id,
             Slot {
+                remote: c.remote.clone(),
                 receiver,
                 to_task,
                 queued: queued.clone(),

@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub from_targets: AtomicU64,
     pub malformed: AtomicU64,
     pub control_answered: AtomicU64,
+    pub unanswerable: AtomicU64,
 }
 
 impl Counters {
@@ -35,6 +36,7 @@ impl Counters {
             bytes_from_targets: l(&self.from_targets),
             malformed_messages: l(&self.malformed),
             control_answered: l(&self.control_answered),
+            connections_unanswerable: l(&self.unanswerable),
         }
     }
 }
@@ -61,4 +63,8 @@ pub struct ExitStats {
     pub malformed_messages: u64,
     /// Control requests and queries answered.
     pub control_answered: u64,
+    /// Open connections closed because their answers could not reach the
+    /// client (no reply SURBs left or none usable, the client's gateway
+    /// unknown, retransmissions exhausted).
+    pub connections_unanswerable: u64,
 }

@@ -462,6 +462,59 @@ async fn closed_port_gets_seq_zero_close() {
     .await;
 }
 
+/// A Connect whose return address the exit cannot reach (its gateway is in
+/// no topology): the target connection opens, the exit's first answer
+/// fails, and the exit closes the target connection at once, counting it,
+/// instead of holding it until its idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_answers_cannot_reach_the_client_is_closed_at_once() {
+    bounded(
+        "a_connection_whose_answers_cannot_reach_the_client_is_closed_at_once",
+        async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                if let Ok((mut stream, _)) = listener.accept().await {
+                    let mut buf = [0u8; 64];
+                    // Holds the connection until the exit ends it.
+                    let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+                    let _ = closed_tx.send(());
+                }
+            });
+            let s = Setup::new(Mode::Plain, ExitConfig::default()).await;
+            let mut rng = StdRng::from_entropy();
+            let unreachable = Recipient::new(
+                nymd_proto::keys::IdentityKeyPair::generate(&mut rng).public(),
+                nymd_proto::keys::EncryptionKeyPair::generate(&mut rng).public(),
+                nymd_proto::keys::IdentityKeyPair::generate(&mut rng).public(),
+            );
+            let connect = Socks5Request::Connect(ConnectRequest {
+                conn_id: 21,
+                remote: addr.to_string(),
+                return_address: Some(unreachable),
+            });
+            s.socks.request(connect, 0, Lane::Connection(21)).await;
+            tokio::time::timeout(WAIT, closed_rx)
+                .await
+                .expect("the exit closed the target connection in time")
+                .unwrap();
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let stats = s.exit.stats();
+                if stats.connections_open == 0 && stats.connections_unanswerable == 1 {
+                    assert_eq!(stats.connections_total, 1, "{stats:?}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{stats:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            s.stop().await;
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_closing_mid_transfer_reaches_the_client() {
     bounded("target_closing_mid_transfer_reaches_the_client", async {

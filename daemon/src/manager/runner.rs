@@ -556,6 +556,8 @@ impl Runner {
         // Since when the SOCKS connections' buffers have kept the runner
         // from taking messages.
         let mut socks_full_since: Option<tokio::time::Instant> = None;
+        let mut intake = true;
+        self.socks.set_intake(true);
         loop {
             // Messages are taken from the client only while the hub and
             // the SOCKS connections' buffers have room: otherwise they stay
@@ -563,6 +565,12 @@ impl Runner {
             // keeps them).
             let room = self.hub.has_room();
             let socks_room = self.socks.has_room();
+            // SOCKS connections do not hold the requester's silence
+            // against it while nothing is taken.
+            if (room && socks_room) != intake {
+                intake = room && socks_room;
+                self.socks.set_intake(intake);
+            }
             if socks_room {
                 socks_full_since = None;
             } else {
@@ -659,6 +667,8 @@ impl Runner {
                     GatewayState::Reconnecting => RunState::Reconnecting,
                     GatewayState::Closed => RunState::Reconnecting,
                 };
+                self.socks
+                    .set_gateway_up(matches!(state, GatewayState::Connected));
                 self.ctx.status.set_state(s);
             }
         }

@@ -20,8 +20,11 @@
 //!    writing once what came before it is written, then the socket is
 //!    closed; the app's EOF sends our close and answers are still written
 //!    for [`LOCAL_EOF_GRACE`] after the last one; `idle_timeout_secs`
-//!    without data either way ends it; the lane is dropped last, once its
-//!    messages left (at most [`LANE_DRAIN`]).
+//!    without data either way ends it; so does nothing at all from the
+//!    requester (not even its keepalive) for [`REQUESTER_KEEPALIVE`] plus
+//!    `connect_timeout_secs` while the identity receives (its answers no
+//!    longer reach us); the lane is dropped last, once its messages left
+//!    (at most [`LANE_DRAIN`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -43,7 +46,7 @@ use super::sleep_until_some;
 use super::{
     FromMixnet, Registration, SocksHub, CONNECT_SURBS, HANDSHAKE_DEADLINE, KEEPALIVE,
     LANE_BACKPRESSURE, LANE_DRAIN, LANE_POLL, LOCAL_EOF_GRACE, MAX_EARLY_DATA, MAX_PENDING_BYTES,
-    MAX_QUEUED_REQUESTS, MAX_READ, SEND_SURBS,
+    MAX_QUEUED_REQUESTS, MAX_READ, REQUESTER_KEEPALIVE, SEND_SURBS,
 };
 use crate::appserver::access::ConnectionLimit;
 
@@ -226,6 +229,9 @@ enum End {
     AppError(String),
     /// The requester closed it abnormally or the mixnet client failed.
     Mixnet(String),
+    /// Nothing came from the requester for this long while this identity
+    /// received: its answers do not reach us.
+    Unanswered(Duration),
     /// The identity is stopping.
     Cancelled,
 }
@@ -298,7 +304,7 @@ impl Conn {
                 ReplyCode::NetworkUnreachable
             }
             Answer::Timeout => {
-                tracing::info!(peer = %self.peer, "the network requester did not answer a CONNECT to {remote} within {:?} (connect_timeout_secs in [socks5])", settings.connect_timeout);
+                tracing::info!(peer = %self.peer, "the network requester did not answer a CONNECT to {remote} within {:?} (connect_timeout_secs in [socks5]): it is down or overloaded, or its answers cannot reach this identity (it had no usable reply SURBs, or no way to this identity's gateway; its own log says which)", settings.connect_timeout);
                 ReplyCode::HostUnreachable
             }
             Answer::Overflow(e) => {
@@ -338,6 +344,9 @@ impl Conn {
             ),
             End::Mixnet(e) => {
                 tracing::info!(peer = %self.peer, "closing the SOCKS connection to {remote}: {e}")
+            }
+            End::Unanswered(silent) => {
+                tracing::info!(peer = %self.peer, "closing the SOCKS connection to {remote}: nothing came from the network requester for {silent:?}, though it sends at least a keepalive every {REQUESTER_KEEPALIVE:?} on an open connection: its answers no longer reach this identity (it ran out of reply SURBs, lost its way to this identity's gateway, or stopped; its own log says which)")
             }
             End::Cancelled => tracing::debug!(
                 conn_id,
@@ -409,6 +418,9 @@ impl Conn {
         let mut eof_at: Option<Instant> = None;
         let mut last_activity = Instant::now();
         let mut last_send = Instant::now();
+        // The requester's last message (the first came before the pump).
+        let mut last_heard = Instant::now();
+        let silence_limit = REQUESTER_KEEPALIVE + self.ctx.settings.connect_timeout;
         if !early.is_empty() {
             let n = early.len();
             if let Err(e) = self.send_data(client, early, false).await {
@@ -428,11 +440,18 @@ impl Conn {
                 && client.queued_requests() <= MAX_QUEUED_REQUESTS;
             let open = reading && !remote_closed;
             let grace = eof_at.map(|t| t.max(last_activity) + LOCAL_EOF_GRACE);
+            let silence_check = silence_deadline(
+                last_heard,
+                self.ctx.hub.receiving_since(),
+                silence_limit,
+                Instant::now(),
+            );
             tokio::select! {
                 _ = self.cancel.cancelled() => return End::Cancelled,
                 m = self.reg.rx.recv() => match m {
                     None => return End::Cancelled,
                     Some(FromMixnet::Data(d)) => {
+                        last_heard = Instant::now();
                         if let Err(e) = self.push(&mut receiver, d) {
                             return End::Mixnet(e);
                         }
@@ -493,6 +512,14 @@ impl Conn {
                         "idle SOCKS connection"
                     );
                     return End::Idle;
+                }
+                _ = tokio::time::sleep_until(silence_check) => {
+                    if let Some(since) = self.ctx.hub.receiving_since() {
+                        let from = last_heard.max(since);
+                        if Instant::now() >= from + silence_limit {
+                            return End::Unanswered(Instant::now() - last_heard);
+                        }
+                    }
                 }
                 _ = sleep_until_some(grace) => {
                     if client.lane_queue_length(lane) == 0 {
@@ -571,6 +598,22 @@ impl Conn {
     }
 }
 
+/// When to look whether the requester has been silent too long: `limit`
+/// after its last message, or after this identity last started receiving
+/// if that is later (silence while nothing could reach us is not the
+/// requester's); while nothing can reach us, look again in a second.
+fn silence_deadline(
+    last_heard: Instant,
+    receiving_since: Option<Instant>,
+    limit: Duration,
+    now: Instant,
+) -> Instant {
+    match receiving_since {
+        Some(since) => last_heard.max(since) + limit,
+        None => now + Duration::from_secs(1),
+    }
+}
+
 /// Move what the receiver has in order to `out`; true once the requester's
 /// close is reached.
 fn drain(receiver: &mut OrderedReceiver, out: &mut VecDeque<Vec<u8>>) -> bool {
@@ -583,4 +626,32 @@ fn drain(receiver: &mut OrderedReceiver, out: &mut VecDeque<Vec<u8>>) -> bool {
         }
     }
     receiver.is_closed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_requester_s_silence_counts_only_while_this_identity_receives() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(65);
+        let secs = Duration::from_secs;
+        // Receiving all along: the limit after its last message.
+        assert_eq!(
+            silence_deadline(t0 + secs(10), Some(t0), limit, t0 + secs(20)),
+            t0 + secs(75)
+        );
+        // The gateway came back (or the runner took messages again) after
+        // its last message: the limit counts from then.
+        assert_eq!(
+            silence_deadline(t0 + secs(10), Some(t0 + secs(50)), limit, t0 + secs(60)),
+            t0 + secs(115)
+        );
+        // Nothing can reach us now: no verdict, look again soon.
+        assert_eq!(
+            silence_deadline(t0, None, limit, t0 + secs(500)),
+            t0 + secs(501)
+        );
+    }
 }

@@ -57,6 +57,12 @@ pub const MAX_QUEUED_REQUESTS: usize = 4;
 pub const LANE_POLL: Duration = Duration::from_millis(100);
 /// An empty Send after this long without data (Nym's 60 s).
 pub const KEEPALIVE: Duration = Duration::from_secs(60);
+/// A network requester sends something on each open connection at least
+/// this often (its keepalive, Nym's 60 s). Nothing from it for this long
+/// plus `connect_timeout_secs` (the time its messages may take), while
+/// this identity receives, means its answers do not reach us: the
+/// connection is closed then rather than at its idle timeout.
+pub const REQUESTER_KEEPALIVE: Duration = Duration::from_secs(60);
 /// After the app closed its side, answers are still written for this long
 /// after the last one arrived (and once the close has left the lane).
 pub const LOCAL_EOF_GRACE: Duration = Duration::from_secs(5);
@@ -242,10 +248,34 @@ pub struct Registration {
     pub pending: Arc<Pending>,
 }
 
+/// Whether the requester's messages can reach the connections now.
+#[derive(Debug, Default)]
+struct Receiving {
+    /// The client is connected to its gateway.
+    gateway_up: bool,
+    /// The runner takes messages from the client (nothing holds it back).
+    intake: bool,
+    /// Since when both hold; `None` while either does not.
+    since: Option<tokio::time::Instant>,
+}
+
+impl Receiving {
+    fn update(&mut self, gateway_up: Option<bool>, intake: Option<bool>) {
+        self.gateway_up = gateway_up.unwrap_or(self.gateway_up);
+        self.intake = intake.unwrap_or(self.intake);
+        match (self.gateway_up && self.intake, self.since) {
+            (true, None) => self.since = Some(tokio::time::Instant::now()),
+            (false, Some(_)) => self.since = None,
+            _ => {}
+        }
+    }
+}
+
 /// One identity's SOCKS side, shared by its runner and its connections.
 #[derive(Debug)]
 pub struct SocksHub {
     client: watch::Sender<Option<ClientSender>>,
+    receiving: Mutex<Receiving>,
     conns: Mutex<Conns>,
     next_lane: AtomicU64,
     counters: Counters,
@@ -270,6 +300,10 @@ impl SocksHub {
     pub fn with_budget(budget: Arc<MemoryBudget>, bound: usize) -> Arc<Self> {
         Arc::new(Self {
             client: watch::channel(None).0,
+            receiving: Mutex::new(Receiving {
+                intake: true,
+                ..Receiving::default()
+            }),
             conns: Mutex::default(),
             next_lane: AtomicU64::new(LANE_BASE),
             counters: Counters::default(),
@@ -339,12 +373,34 @@ impl SocksHub {
     /// sequence of their messages died with it.
     pub fn set_client(&self, client: Option<ClientSender>) {
         let stopped = client.is_none();
+        // A client is handed over once it is connected to its gateway.
+        self.set_gateway_up(!stopped);
         self.client.send_replace(client);
         if stopped {
             for r in lock(&self.conns).open.values() {
                 r.cancel.cancel();
             }
         }
+    }
+
+    /// The client's gateway connection is up (`true`) or not.
+    pub fn set_gateway_up(&self, up: bool) {
+        lock(&self.receiving).update(Some(up), None);
+    }
+
+    /// The runner takes messages from the client (`true`), or something
+    /// (the apps' inbox, the SOCKS buffers, the memory budget) holds it
+    /// back.
+    pub fn set_intake(&self, taking: bool) {
+        lock(&self.receiving).update(None, Some(taking));
+    }
+
+    /// Since when the requester's messages can reach the connections
+    /// (the gateway is connected and the runner takes messages); `None`
+    /// while they cannot, so that a requester's silence meanwhile is not
+    /// held against it.
+    pub fn receiving_since(&self) -> Option<tokio::time::Instant> {
+        lock(&self.receiving).since
     }
 
     /// The current client, once there is one (at most `wait`).
@@ -774,6 +830,29 @@ mod tests {
         assert!(!hub.has_room());
         assert!(!hub.relieve());
         assert!(!cancel.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn receiving_counts_from_when_the_gateway_is_up_and_the_runner_takes() {
+        let hub = SocksHub::new();
+        assert_eq!(hub.receiving_since(), None, "no client yet");
+        hub.set_gateway_up(true);
+        let t0 = hub.receiving_since().expect("receiving");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        hub.set_intake(true);
+        assert_eq!(hub.receiving_since(), Some(t0), "unchanged by a repeat");
+        hub.set_intake(false);
+        assert_eq!(hub.receiving_since(), None, "the runner is held up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        hub.set_intake(true);
+        let t1 = hub.receiving_since().expect("receiving again");
+        assert!(t1 - t0 >= Duration::from_millis(40), "{:?}", t1 - t0);
+        hub.set_gateway_up(false);
+        assert_eq!(hub.receiving_since(), None, "the gateway is down");
+        hub.set_gateway_up(true);
+        assert!(hub.receiving_since().is_some());
+        hub.set_client(None);
+        assert_eq!(hub.receiving_since(), None, "the client stopped");
     }
 
     #[test]
