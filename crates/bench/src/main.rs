@@ -151,7 +151,7 @@ impl Args {
             self.throughput_window = 2;
             self.fanout_identities = 2;
             self.fanout_connections = 10;
-            self.socks_bytes = 1 << 20;
+            self.socks_bytes = 256 << 10;
             self.socks_requests = 3;
             return;
         }

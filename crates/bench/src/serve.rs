@@ -37,6 +37,7 @@ fn stats_json(m: &Manager) -> Value {
                     "duplicate_fragments": s.duplicate_fragments,
                     "surbs_handed_out": s.surbs_handed_out,
                     "surb_requests_answered": s.surb_requests_answered,
+                    "surb_requests_refused": s.surb_requests_refused,
                 })
             });
             let socks = i.socks5.as_ref().map(|c| format!("{}:{}", c.host, c.port));

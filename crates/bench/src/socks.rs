@@ -58,6 +58,8 @@ use crate::Args;
 const SMALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the first request may keep failing while the port comes up.
 const WARMUP_DEADLINE: Duration = Duration::from_secs(90);
+/// Longer than nymd's refresh of the counters the stats rows show.
+const STATS_SETTLE: Duration = Duration::from_millis(700);
 /// Slowest download rate before the download counts as stuck.
 const MIN_RATE: f64 = 20_000.0;
 /// Largest response head the client reads, and request head the target.
@@ -84,11 +86,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 {
+    round(if n % 2 == 1 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    })
 }
 
 fn counter(rows: &[Row], name: &str) -> u64 {
@@ -695,6 +697,10 @@ async fn measure(
 
     let size = args.socks_bytes;
     let limit = Duration::from_secs_f64(60.0 + size as f64 / MIN_RATE);
+    // nymd's counters reach the manager's rows every 500 ms: let them
+    // settle while nothing moves, so the download's packet counts are
+    // exact (the exit's are read live).
+    tokio::time::sleep(STATS_SETTLE).await;
     let s0 = c.stats().await?;
     let e0 = exit.stats().await?;
     let m0 = CpuMark::now(&[c.pid, exit.pid, net.pid]);
@@ -712,8 +718,9 @@ async fn measure(
         eprintln!("socks: the download failed after {got} of {size} bytes: {e}");
     }
     let m1 = CpuMark::now(&[c.pid, exit.pid, net.pid]);
-    let s1 = c.stats().await?;
     let e1 = exit.stats().await?;
+    tokio::time::sleep(STATS_SETTLE).await;
+    let s1 = c.stats().await?;
 
     let (cores, elapsed) = m1.cores_since(&m0);
     let core = |i: usize| cores.get(i).copied().unwrap_or(0.0);
@@ -787,6 +794,7 @@ async fn measure(
         "nymd_duplicate_fragments": d("duplicate_fragments"),
         "surbs_built": surbs,
         "surb_requests_answered": d("surb_requests_answered"),
+        "surb_requests_refused": d("surb_requests_refused"),
         "exit_packets_sent": de(&["client", "real_packets_sent"]),
         "exit_retransmissions": de(&["client", "retransmissions"]),
         "exit_bytes_from_targets": de(&["exit", "bytes_from_targets"]),
