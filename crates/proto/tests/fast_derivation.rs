@@ -462,7 +462,7 @@ fn our_lioness_matches_the_crates_both_ways() {
         // back the block, and ours of its encryption too.
         let mut ours = block.clone();
         lioness_encrypt(&key, &mut ours).unwrap();
-        let theirs = Payload::from_bytes(&ours).unwrap().unwrap(&key).unwrap();
+        let theirs = Payload::from_bytes(&ours).unwrap().unwrap(key).unwrap();
         assert_eq!(theirs.as_bytes(), &block[..], "case {i}: crate peels ours");
         let mut back = ours.clone();
         lioness_decrypt(&key, &mut back).unwrap();
@@ -512,7 +512,7 @@ fn a_packet_built_with_its_surb_ack_is_byte_identical_to_one_built_after_it() {
         let ack_key = AckKey::generate(&mut rng);
         let pick = |rng: &mut ChaCha20Rng| -> Vec<RouteHop> {
             (0..4)
-                .map(|_| nodes[rng.gen_range(0..nodes.len())].clone())
+                .map(|_| nodes[rng.gen_range(0..nodes.len())])
                 .collect()
         };
         let ack_route = pick(&mut rng);
