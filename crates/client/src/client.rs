@@ -23,7 +23,7 @@ use crate::journal::{Journal, Journalled, JournalledReply};
 use crate::lanes::{exp_sample, next_deadline, Lanes};
 use crate::memory::{Account, MemoryBudget};
 use crate::receiving::CoverMarkers;
-use crate::replies::SurbStore;
+use crate::replies::{Session, SurbStore};
 use crate::sending::Pending;
 use crate::snapshot::Snapshot;
 use crate::surbs::{ReplyKeys, SenderTags};
@@ -111,6 +111,9 @@ pub struct Client {
 
     pub(crate) lanes: Lanes,
     pub(crate) pending: BTreeMap<FragmentId, Pending>,
+    /// Real fragments of `pending` taken from their lanes and not
+    /// acknowledged yet (see [`Config::max_in_flight`]).
+    pub(crate) in_flight: usize,
     pub(crate) timers: Timers,
     pub(crate) next_message: u64,
 
@@ -120,6 +123,10 @@ pub struct Client {
     pub(crate) reply_keys: ReplyKeys,
     pub(crate) sender_tags: SenderTags,
     pub(crate) stores: BTreeMap<SenderTag, SurbStore>,
+    /// Sender tags our own sessions (open volatile lanes) sent anonymous
+    /// messages with, and the lane each such session uses.
+    pub(crate) sessions: BTreeMap<SenderTag, Session>,
+    pub(crate) session_lanes: BTreeMap<u64, SenderTag>,
     /// Bytes of the SURBs in `stores`.
     pub(crate) surb_bytes: Account,
 
@@ -196,6 +203,7 @@ impl Client {
             transmits: VecDeque::new(),
             lanes: Lanes::default(),
             pending: BTreeMap::new(),
+            in_flight: 0,
             timers: Timers::default(),
             next_message: 0,
             reassembler,
@@ -203,6 +211,8 @@ impl Client {
             reply_keys,
             sender_tags,
             stores: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            session_lanes: BTreeMap::new(),
             surb_bytes,
             events: VecDeque::new(),
             event_bytes,
@@ -305,12 +315,14 @@ impl Client {
     /// lane.
     pub fn close_lane(&mut self, now: Instant, conn: u64) {
         self.advance(now);
+        self.end_session(conn);
         for id in self.lanes.close(conn) {
             self.published.lane_adjust(Lane::Connection(conn), -1);
             if let Some(p) = self.pending.remove(&id) {
                 if let Some(k) = p.timer {
                     self.timers.remove(&k);
                 }
+                self.out_of_flight(&p);
                 self.message_done(p.message);
             }
         }
@@ -374,13 +386,16 @@ impl Client {
     }
 
     /// Whether [`Client::poll_transmit`] has something now: a transmission
-    /// not taken yet, or (main Poisson stream off) queued packets to build.
+    /// not taken yet, or (main Poisson stream off) queued packets to build:
+    /// retransmissions, or new packets while fewer than
+    /// [`Config::max_in_flight`] are out.
     pub fn wants_to_transmit(&self) -> bool {
         !self.transmits.is_empty()
             || (self.config.disable_main_poisson
                 && self.link != Link::Down
                 && self.topology.is_some()
-                && self.lanes.total > 0)
+                && (!self.lanes.retransmit.is_empty()
+                    || (self.lanes.total > 0 && self.window_open())))
     }
 
     /// The next event for the apps (messages, errors, link changes).
@@ -454,6 +469,7 @@ impl Client {
         Occupancy {
             queued_packets: self.lanes.queued(),
             pending_fragments: self.pending.len(),
+            in_flight: self.in_flight,
             ack_timers: self.timers.len(),
             events: self.events.len(),
             event_bytes: self.event_bytes.used(),
@@ -652,6 +668,9 @@ pub struct Occupancy {
     pub queued_packets: usize,
     /// Fragments queued or awaiting their ack.
     pub pending_fragments: usize,
+    /// Real fragments taken from their lanes and not acknowledged yet
+    /// (bounded by [`Config::max_in_flight`]).
+    pub in_flight: usize,
     /// Ack timers armed.
     pub ack_timers: usize,
     /// Events not taken by the driver.

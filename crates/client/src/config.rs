@@ -73,6 +73,17 @@ pub const DEFAULT_MAX_RETRANSMISSIONS: u32 = 30;
 /// Default of [`Config::ack_backoff_after`].
 pub const DEFAULT_ACK_BACKOFF_AFTER: u32 = 20;
 
+/// Default of [`Config::max_in_flight`]. A healthy path needs its rate
+/// times its ack round trip: nymd-bench's throughput run keeps 8 messages
+/// of 64 KiB (about 350 packets) in flight. A path slower than its sender
+/// holds the whole window in its queues, so the window must drain within
+/// the ack wait (1.5 s with delays off) at the rate the path carries, or
+/// every packet is sent twice: 1,024 did that on a localnet carrying
+/// 630 packets/s (nymd-bench socks, plain: 21,420 retransmissions of
+/// 32,697 packets), 512 drains at 350 packets/s. Well below what one hop
+/// of a mix network queues (the localnet keeps 2,048 packets per link).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+
 /// Settings of one client core (nym-client's defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -104,6 +115,17 @@ pub struct Config {
     /// wait ([`DEFAULT_ACK_BACKOFF_AFTER`]); after them the wait doubles
     /// with each one, up to [`Config::ack_wait_max`].
     pub ack_backoff_after: u32,
+    /// Most real packets taken from their lanes and not acknowledged yet
+    /// (sent and awaiting their ack, due for retransmission, or a reply
+    /// waiting for a SURB to be sent again): while this many are out, the
+    /// core takes no new packet from any lane (retransmissions still go),
+    /// so the lanes fill up, which is what their senders see as
+    /// backpressure ([`DEFAULT_MAX_IN_FLIGHT`]; `None`: no bound, as
+    /// nym-client). Without it a sender faster than its path overruns
+    /// the mixnodes' queues, and the losses come back as retransmissions
+    /// on top of new packets. Packets the core makes itself (SURB requests
+    /// and answers) are not counted.
+    pub max_in_flight: Option<usize>,
     /// Longest ack wait (60 s; the first wait if that is longer). Zero keeps
     /// the first wait for every retransmission (nym-client's timing).
     pub ack_wait_max: Duration,
@@ -138,11 +160,18 @@ pub struct Config {
     pub warnings_per_interval: u32,
     /// Packets queued for sending before `send` waits.
     pub max_queued_packets: usize,
-    /// Messages on connection lanes numbered from this one up are not
-    /// journalled: they belong to connections that end with the client
-    /// (nymd's SOCKS connections use lanes from 2^63), so sending them
-    /// again after a restart would only feed dead connections. `None`
-    /// (default): every app message is journalled.
+    /// Connection lanes numbered from this one up are the identity's own
+    /// sessions (nymd's SOCKS connections use lanes from 2^63): connections
+    /// that end with the client, so their messages are not journalled
+    /// (sending them again after a restart would only feed dead
+    /// connections); and a recipient that such a lane, while open, sent
+    /// anonymous messages to (the network requester we chose, answering
+    /// our own requests) is given the reply SURBs it asks for at the rate
+    /// it spends them: every packet it sends us through one of our SURBs
+    /// puts one back in its [`ReplySurbConfig::answer_burst`] on top of
+    /// [`ReplySurbConfig::answer_rate`]. Others keep that rate. `None`
+    /// (default): every app message is journalled, every recipient gets
+    /// the rate.
     pub volatile_lanes_from: Option<u64>,
 }
 
@@ -160,6 +189,7 @@ impl Default for Config {
             ack_wait_addition: Duration::from_millis(1500),
             max_retransmissions: Some(DEFAULT_MAX_RETRANSMISSIONS),
             ack_backoff_after: DEFAULT_ACK_BACKOFF_AFTER,
+            max_in_flight: Some(DEFAULT_MAX_IN_FLIGHT),
             ack_wait_max: Duration::from_secs(60),
             packet_size: PacketSize::Regular,
             sphinx_version: SphinxVersion::Seeds259,

@@ -84,6 +84,7 @@ impl Client {
                     internal: false,
                     retransmissions: 0,
                     reached_gateway: false,
+                    in_flight: false,
                     timer: None,
                 },
             );

@@ -66,7 +66,17 @@ impl Lanes {
         self.note_peak();
     }
 
-    pub(crate) fn pop<R: Rng>(&mut self, rng: &mut R) -> Option<(QueueLane, FragmentId)> {
+    /// The next packet of a lane picked at random among those that hold
+    /// one; with `fresh` false only the retransmission lane is looked at
+    /// (the window of packets in flight is full).
+    pub(crate) fn pop<R: Rng>(
+        &mut self,
+        rng: &mut R,
+        fresh: bool,
+    ) -> Option<(QueueLane, FragmentId)> {
+        if !fresh {
+            return self.pop_from(QueueLane::Retransmit);
+        }
         let mut candidates: Vec<QueueLane> = Vec::with_capacity(2 + self.conns.len());
         if !self.retransmit.is_empty() {
             candidates.push(QueueLane::Retransmit);
@@ -84,6 +94,10 @@ impl Lanes {
             return None;
         }
         let lane = candidates[rng.gen_range(0..candidates.len())];
+        self.pop_from(lane)
+    }
+
+    fn pop_from(&mut self, lane: QueueLane) -> Option<(QueueLane, FragmentId)> {
         let id = match lane {
             QueueLane::Retransmit => self.retransmit.pop_front(),
             QueueLane::General => self.general.pop_front(),
@@ -181,7 +195,7 @@ mod tests {
         lanes.push(QueueLane::Retransmit, id(4, 0), false);
         assert_eq!(lanes.total, 31);
         let mut seen: HashMap<i32, Vec<u8>> = HashMap::new();
-        while let Some((_, f)) = lanes.pop(&mut rng) {
+        while let Some((_, f)) = lanes.pop(&mut rng, true) {
             seen.entry(f.set_id).or_default().push(f.position);
         }
         assert_eq!(lanes.total, 0);
@@ -200,7 +214,7 @@ mod tests {
             let mut lanes = Lanes::default();
             lanes.push(QueueLane::General, id(1, 0), false);
             lanes.push(QueueLane::Conn(1), id(2, 0), false);
-            if let Some((QueueLane::Conn(1), _)) = lanes.pop(&mut rng) {
+            if let Some((QueueLane::Conn(1), _)) = lanes.pop(&mut rng, true) {
                 first_from_conn += 1;
             }
         }
@@ -228,7 +242,7 @@ mod tests {
         lanes.add_waiting();
         assert_eq!((lanes.queued(), lanes.peak), (6, 6));
         for _ in 0..4 {
-            lanes.pop(&mut rng);
+            lanes.pop(&mut rng, true);
         }
         lanes.remove_waiting(1);
         lanes.push(QueueLane::Conn(3), id(2, 0), false);
@@ -243,12 +257,29 @@ mod tests {
     }
 
     #[test]
+    fn a_full_window_pops_only_retransmissions() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let mut lanes = Lanes::default();
+        lanes.push(QueueLane::General, id(1, 0), false);
+        lanes.push(QueueLane::Conn(4), id(2, 0), false);
+        assert_eq!(lanes.pop(&mut rng, false), None);
+        lanes.push(QueueLane::Retransmit, id(3, 0), false);
+        assert_eq!(
+            lanes.pop(&mut rng, false),
+            Some((QueueLane::Retransmit, id(3, 0)))
+        );
+        assert_eq!(lanes.pop(&mut rng, false), None);
+        assert_eq!(lanes.total, 2);
+        assert!(lanes.pop(&mut rng, true).is_some());
+    }
+
+    #[test]
     fn front_pushes_jump_the_queue() {
         let mut rng = StdRng::seed_from_u64(3);
         let mut lanes = Lanes::default();
         lanes.push(QueueLane::Retransmit, id(1, 1), false);
         lanes.push(QueueLane::Retransmit, id(1, 2), true);
-        assert_eq!(lanes.pop(&mut rng).map(|(_, f)| f), Some(id(1, 2)));
+        assert_eq!(lanes.pop(&mut rng, true).map(|(_, f)| f), Some(id(1, 2)));
     }
 
     #[test]

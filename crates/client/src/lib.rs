@@ -42,7 +42,10 @@ mod types;
 mod warnings;
 
 pub use client::{Client, ClientParams, Occupancy, Transmit, HOUSEKEEPING, MAX_TRANSMITS};
-pub use config::{Config, ReplySurbConfig, DEFAULT_ACK_BACKOFF_AFTER, DEFAULT_MAX_RETRANSMISSIONS};
+pub use config::{
+    Config, ReplySurbConfig, DEFAULT_ACK_BACKOFF_AFTER, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_RETRANSMISSIONS,
+};
 pub use journal::{Journal, Journalled, JournalledReply, REPLY_BIT};
 pub use memory::{Account, MemoryBudget, DEFAULT_MEMORY_BUDGET};
 pub use types::{

@@ -76,6 +76,7 @@ impl Client {
                         if let Some(k) = p.timer {
                             self.timers.remove(&k);
                         }
+                        self.out_of_flight(&p);
                         self.fragment_done(p.message);
                     }
                 }
@@ -100,6 +101,11 @@ impl Client {
                     });
                 if used_key {
                     self.replies_dirty = true;
+                }
+                // One of our SURBs spent: our own session's peer gets it
+                // back when it asks for more.
+                if let Some(session) = surb_tag.and_then(|t| self.sessions.get_mut(&t)) {
+                    session.spent_one();
                 }
                 let decrypted = match decrypted {
                     Ok(d) => d,

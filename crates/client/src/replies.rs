@@ -31,6 +31,24 @@ const SURB_EVICT_BATCH: usize = 16;
 /// sender tag, content tag, list header, padding marker.
 const ANSWER_OVERHEAD: usize = 1 + 16 + 1 + 4 + 1;
 
+/// A sender tag our own sessions use (see
+/// [`crate::Config::volatile_lanes_from`]).
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// The open lanes that sent anonymous messages with this tag.
+    lanes: std::collections::BTreeSet<u64>,
+    /// Packets that came back through our SURBs for this tag since its
+    /// last request for more was looked at.
+    spent: u64,
+}
+
+impl Session {
+    /// A packet came through one of the SURBs we made for this tag.
+    pub(crate) fn spent_one(&mut self) {
+        self.spent = self.spent.saturating_add(1);
+    }
+}
+
 /// Bytes accounted for a stored reply SURB.
 pub(crate) fn surb_cost(s: &ReplySurb) -> usize {
     s.serialized_len() + SURB_OVERHEAD
@@ -227,6 +245,40 @@ impl Client {
         }
     }
 
+    /// An anonymous message to the recipient of `tag` goes out on `lane`:
+    /// if that is one of our own sessions, the recipient is given SURBs at
+    /// the rate it spends them while the lane is open.
+    pub(crate) fn note_session(&mut self, lane: Lane, tag: SenderTag) {
+        let Lane::Connection(c) = lane else {
+            return;
+        };
+        if !self.config.is_volatile(lane) {
+            return;
+        }
+        if let Some(old) = self.session_lanes.insert(c, tag) {
+            if old != tag {
+                self.leave_session(c, old);
+            }
+        }
+        self.sessions.entry(tag).or_default().lanes.insert(c);
+    }
+
+    /// Lane `conn` closed: it is no longer one of our sessions.
+    pub(crate) fn end_session(&mut self, conn: u64) {
+        if let Some(tag) = self.session_lanes.remove(&conn) {
+            self.leave_session(conn, tag);
+        }
+    }
+
+    fn leave_session(&mut self, conn: u64, tag: SenderTag) {
+        if let Some(s) = self.sessions.get_mut(&tag) {
+            s.lanes.remove(&conn);
+            if s.lanes.is_empty() {
+                self.sessions.remove(&tag);
+            }
+        }
+    }
+
     pub(crate) fn refuse_surb_request(&mut self, why: &str) {
         Stats::add(&self.published.stats.surb_requests_refused, 1);
         self.outside_warning("refused a request for reply SURBs", &why);
@@ -249,6 +301,11 @@ impl Client {
         );
         let by_queue = self.surbs_fitting_in_queue();
         let max = self.config.reply_surbs.max_accepted_request;
+        // Our own session's peer gets back what it spent.
+        let spent = self
+            .sessions
+            .get_mut(&surb_tag)
+            .map_or(0, |s| std::mem::take(&mut s.spent));
         let grant = {
             let Some(entry) = self.sender_tags.get_mut(&recipient.to_bytes()) else {
                 return self.refuse_surb_request(
@@ -259,6 +316,9 @@ impl Client {
                 return self.refuse_surb_request(
                     "it names another recipient than the one its SURB was made for",
                 );
+            }
+            if spent > 0 {
+                entry.credit(spent, burst);
             }
             let available = entry.available(now, rate, burst);
             let grant = amount.min(max).min(available).min(by_queue);
@@ -524,6 +584,7 @@ impl Client {
                     internal: true,
                     retransmissions: 0,
                     reached_gateway: false,
+                    in_flight: false,
                     timer: None,
                 },
             );
@@ -552,6 +613,7 @@ impl Client {
                 if let Some(k) = p.timer {
                     self.timers.remove(&k);
                 }
+                self.out_of_flight(&p);
                 if !failed.iter().any(|(m, _, _)| *m == p.message) {
                     failed.push((p.message, p.lane, p.internal));
                 }

@@ -49,6 +49,10 @@ pub(crate) struct Pending {
     /// Its last transmission reached our gateway connection (only those
     /// count against `max_retransmissions`).
     pub(crate) reached_gateway: bool,
+    /// It was taken from its lane and counts against
+    /// [`crate::Config::max_in_flight`] until it is acknowledged or
+    /// dropped.
+    pub(crate) in_flight: bool,
     pub(crate) timer: Option<TimerKey>,
 }
 
@@ -106,6 +110,7 @@ impl Client {
                     Err((kind, msg)) => return self.emit_error(kind, msg, Some(lane)),
                 };
                 let tag = self.sender_tag_for(&recipient);
+                self.note_session(lane, tag);
                 let surbs = match self.build_reply_surbs(&topology, reply_surbs, tag) {
                     Ok(s) => s,
                     Err(e) => {
@@ -161,6 +166,7 @@ impl Client {
                             internal: false,
                             retransmissions: 0,
                             reached_gateway: false,
+                            in_flight: false,
                             timer: None,
                         },
                     );
@@ -256,10 +262,20 @@ impl Client {
                     internal,
                     retransmissions: 0,
                     reached_gateway: false,
+                    in_flight: false,
                     timer: None,
                 },
             );
-            self.lanes.push(Self::queue_lane(lane), id, false);
+            // What the core sends of its own (answers to SURB requests)
+            // goes with the retransmissions: the window of packets in
+            // flight does not hold it back, so a peer waiting for SURBs to
+            // reply with is never stuck behind our own traffic.
+            let q = if internal {
+                QueueLane::Retransmit
+            } else {
+                Self::queue_lane(lane)
+            };
+            self.lanes.push(q, id, false);
             self.published.lane_adjust(lane, 1);
         }
     }
@@ -302,22 +318,51 @@ impl Client {
                 if let Some(k) = p.timer {
                     self.timers.remove(&k);
                 }
+                self.out_of_flight(&p);
             }
+        }
+    }
+
+    /// Whether new packets may be taken from the lanes: fewer than
+    /// [`crate::Config::max_in_flight`] real packets are out.
+    pub(crate) fn window_open(&self) -> bool {
+        self.config
+            .max_in_flight
+            .is_none_or(|max| self.in_flight < max)
+    }
+
+    /// `p` was taken from its lane: it counts against the window until it
+    /// is acknowledged or dropped (packets of the core's own are not
+    /// counted).
+    fn take_into_flight(&mut self, p: &mut Pending) {
+        if !p.internal && !p.in_flight {
+            p.in_flight = true;
+            self.in_flight += 1;
+        }
+    }
+
+    /// `p` is gone (acknowledged, dropped or given up): its place in the
+    /// window is free.
+    pub(crate) fn out_of_flight(&mut self, p: &Pending) {
+        if p.in_flight {
+            self.in_flight = self.in_flight.saturating_sub(1);
         }
     }
 
     /// Pop the next real fragment and send it. False when none was sent.
     pub(crate) fn send_next_real(&mut self) -> bool {
         loop {
-            let Some((lane, id)) = self.lanes.pop(&mut self.rng) else {
+            let fresh = self.window_open();
+            let Some((lane, id)) = self.lanes.pop(&mut self.rng, fresh) else {
                 return false;
             };
             if let QueueLane::Conn(c) = lane {
                 self.published.lane_adjust(Lane::Connection(c), -1);
             }
-            let Some(p) = self.pending.remove(&id) else {
+            let Some(mut p) = self.pending.remove(&id) else {
                 continue; // acked or dropped meanwhile
             };
+            self.take_into_flight(&mut p);
             match self.send_fragment(id, p) {
                 SendResult::Sent => return true,
                 SendResult::Blocked => return false,
@@ -339,6 +384,7 @@ impl Client {
                 let (tag, lane) = match &p.dest {
                     Dest::Reply { tag, .. } => (*tag, p.lane),
                     Dest::Recipient(_) => {
+                        self.out_of_flight(&p);
                         self.fragment_done(p.message);
                         return SendResult::Dropped;
                     }
@@ -351,6 +397,7 @@ impl Client {
             }
             Err(BuildError::Route(kind, msg)) => {
                 let (message, lane, internal) = (p.message, p.lane, p.internal);
+                self.out_of_flight(&p);
                 self.drop_message(message);
                 if !internal {
                     self.emit_error(kind, msg, Some(lane));
@@ -359,6 +406,7 @@ impl Client {
             }
             Err(BuildError::Other(msg)) => {
                 let (message, lane, internal) = (p.message, p.lane, p.internal);
+                self.out_of_flight(&p);
                 self.drop_message(message);
                 if internal {
                     tracing::warn!(%msg, "internal message dropped");
@@ -530,6 +578,7 @@ impl Client {
         if let Some(max) = self.config.max_retransmissions {
             if p.retransmissions >= max {
                 let (message, lane, internal) = (p.message, p.lane, p.internal);
+                self.out_of_flight(&p);
                 self.drop_message(message);
                 let text = format!(
                     "a message fragment was not acknowledged after {max} retransmissions; the message was abandoned"
@@ -546,6 +595,7 @@ impl Client {
         #[cfg(feature = "planted-bugs")]
         if crate::planted::skips_retransmission(p.retransmissions) {
             // The planted bug: this fragment is forgotten, silently.
+            self.out_of_flight(&p);
             return;
         }
         Stats::add(&self.published.stats.retransmissions, 1);

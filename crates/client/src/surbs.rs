@@ -45,6 +45,11 @@ impl TagEntry {
         self.tokens.max(0.0) as u32
     }
 
+    /// `n` SURBs may be handed out on top of the rate, up to `burst`.
+    pub(crate) fn credit(&mut self, n: u64, burst: u32) {
+        self.tokens = (self.tokens + n as f64).min(f64::from(burst));
+    }
+
     /// `n` SURBs were handed out.
     pub(crate) fn spend(&mut self, n: u32) {
         self.tokens = (self.tokens - f64::from(n)).max(0.0);

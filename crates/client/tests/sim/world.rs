@@ -104,6 +104,10 @@ pub struct Plan {
     pub poisson: bool,
     pub outages: usize,
     pub topology_changes: usize,
+    /// The cores' bound on real packets in flight (`Config::max_in_flight`).
+    pub max_in_flight: Option<usize>,
+    /// Messages of 4 to 40 fragments instead of mostly one.
+    pub large_messages: bool,
 }
 
 /// A failed run: which seed, what broke.
@@ -121,12 +125,16 @@ pub struct Outcome {
     pub replies_delivered: u64,
     pub failed: u64,
     pub retransmissions: u64,
+    /// The most real packets any core had in flight after a step.
+    pub peak_in_flight: usize,
     pub trace: u64,
     pub end_ms: u64,
 }
 
 pub struct World {
     seed: u64,
+    large_messages: bool,
+    peak_in_flight: usize,
     rng: ChaCha20Rng,
     start: Instant,
     now: Instant,
@@ -174,11 +182,19 @@ impl World {
                 0
             },
             topology_changes: if r.gen_bool(0.2) { 1 } else { 0 },
+            // Drawn last, so that the draws above stay what they were.
+            max_in_flight: if r.gen_bool(0.5) {
+                Some(r.gen_range(1..=8))
+            } else {
+                Some(nymd_client::DEFAULT_MAX_IN_FLIGHT)
+            },
+            large_messages: false,
         }
     }
 
-    pub fn new(seed: u64) -> Self {
-        let plan = Self::plan(seed);
+    /// A run of `seed` with a plan (its own, [`World::plan`], or a
+    /// caller's).
+    pub fn with_plan(seed: u64, plan: Plan) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let start = Instant::now();
         let gateways = 2;
@@ -210,6 +226,7 @@ impl World {
                 average_ack_delay: Duration::from_millis(5),
                 surb_store_bytes: 256 * 1024,
                 reply_key_bytes: 64 * 1024,
+                max_in_flight: plan.max_in_flight,
                 ..Config::default()
             };
             config.reply_surbs.max_sender_tags = 2;
@@ -256,6 +273,8 @@ impl World {
         script.reverse();
         Self {
             seed,
+            large_messages: plan.large_messages,
+            peak_in_flight: 0,
             rng,
             start,
             now: start,
@@ -281,7 +300,9 @@ impl World {
 
     fn payload(&mut self, id: u64, kind: u8) -> Vec<u8> {
         // Mostly one fragment; sometimes several.
-        let len = if self.rng.gen_bool(0.15) {
+        let len = if self.large_messages {
+            self.rng.gen_range(8_000..40_000)
+        } else if self.rng.gen_bool(0.15) {
             self.rng.gen_range(2_000..9_000)
         } else {
             self.rng.gen_range(0..1_500)
@@ -430,9 +451,10 @@ impl World {
         Ok(())
     }
 
-    fn check_bounds(&self) -> Result<(), Failure> {
+    fn check_bounds(&mut self) -> Result<(), Failure> {
         for (i, n) in self.nodes.iter().enumerate() {
             let o = n.core.occupancy();
+            self.peak_in_flight = self.peak_in_flight.max(o.in_flight);
             let c = n.core.config();
             let checks = [
                 ("SURB store bytes", o.surb_bytes, c.surb_store_bytes),
@@ -445,6 +467,11 @@ impl World {
                 ("sender tags", o.sender_tags, c.reply_surbs.max_sender_tags),
                 ("transmissions held", o.transmits, MAX_TRANSMITS + 1),
                 ("queued packets", o.queued_packets, c.max_queued_packets),
+                (
+                    "real packets in flight",
+                    o.in_flight,
+                    c.max_in_flight.unwrap_or(usize::MAX),
+                ),
             ];
             for (what, got, bound) in checks {
                 if got > bound {
@@ -574,7 +601,11 @@ impl World {
         // Quiescent: nothing pending, nothing journalled.
         for (i, n) in self.nodes.iter().enumerate() {
             let o = n.core.occupancy();
-            if o.ack_timers != 0 || o.journalled_messages != 0 || o.queued_packets != 0 {
+            if o.ack_timers != 0
+                || o.journalled_messages != 0
+                || o.queued_packets != 0
+                || o.in_flight != 0
+            {
                 return Err(self.fail(format!("client {i} is not quiescent at the end: {o:?}")));
             }
             let live = n.journal.live.lock().map(|l| l.len()).unwrap_or(usize::MAX);
@@ -595,6 +626,7 @@ impl World {
                 .iter()
                 .map(|n| n.core.published().stats.snapshot().retransmissions)
                 .sum(),
+            peak_in_flight: self.peak_in_flight,
             trace: 0,
             end_ms: self.now.duration_since(self.start).as_millis() as u64,
         };
@@ -608,7 +640,12 @@ impl World {
 
 /// Run one seed, turning a panic into a failure that names the seed.
 pub fn run_seed(seed: u64) -> Result<Outcome, Failure> {
-    match std::panic::catch_unwind(|| World::new(seed).run()) {
+    run_plan(seed, World::plan(seed))
+}
+
+/// Run one seed with a plan of the caller's.
+pub fn run_plan(seed: u64, plan: Plan) -> Result<Outcome, Failure> {
+    match std::panic::catch_unwind(move || World::with_plan(seed, plan).run()) {
         Ok(r) => r,
         Err(p) => Err(Failure {
             seed,
