@@ -3,6 +3,7 @@
 //! exactly.
 //!
 //! - [`net`]: the simulated network (gateways, three mix layers, faults).
+//! - [`sessions`]: reply SURBs for our own sessions against strangers.
 //! - [`world`]: cores on that network, a seeded workload and seeded faults,
 //!   and the invariants checked during and after each run.
 //!
@@ -12,6 +13,7 @@
 //! replay -- --nocapture`.
 
 mod net;
+mod sessions;
 mod world;
 
 use world::{run_plan, run_seed, Failure, World};
