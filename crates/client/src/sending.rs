@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use nymd_proto::ack::build_surb_ack;
 use nymd_proto::acked::{prepare_acked, AckSpec, PacketSpec};
 use nymd_proto::chunking::NymMessage;
 use nymd_proto::cover::{build_loop_cover_marked, LoopCover};
@@ -481,16 +480,9 @@ impl Client {
                 let Some(surb) = surb.take() else {
                     return Err(BuildError::NoSurb);
                 };
-                let surb_ack = build_surb_ack(
-                    &mut self.rng,
-                    ack.version,
-                    ack.key,
-                    ack.id,
-                    ack.route,
-                    ack.own_identity,
-                    ack.mean,
-                )
-                .map_err(|e| BuildError::Other(format!("SURB-ACK: {e}")))?;
+                let surb_ack = ack
+                    .build(&mut self.rng)
+                    .map_err(|e| BuildError::Other(format!("SURB-ACK: {e}")))?;
                 let prepared = prepare_reply(
                     surb,
                     &p.fragment,

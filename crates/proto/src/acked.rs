@@ -43,6 +43,22 @@ pub struct AckSpec<'a> {
     pub mean: Duration,
 }
 
+impl AckSpec<'_> {
+    /// The SURB-ACK on its own ([`build_surb_ack`]), for packets built
+    /// without [`prepare_acked`] (replies, the stock derivation).
+    pub fn build<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Result<SurbAck, AckError> {
+        build_surb_ack(
+            rng,
+            self.version,
+            self.key,
+            self.id,
+            self.route,
+            self.own_identity,
+            self.mean,
+        )
+    }
+}
+
 /// What the packet carrying a fragment is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct PacketSpec<'a> {
@@ -81,15 +97,7 @@ pub fn prepare_acked<R: RngCore + CryptoRng>(
     packet: &PacketSpec<'_>,
 ) -> Result<(PreparedPacket, [u8; 32]), AckedError> {
     if sphinx::sender_derivation() == SenderDerivation::Stock {
-        let surb_ack = build_surb_ack(
-            rng,
-            ack.version,
-            ack.key,
-            ack.id,
-            ack.route,
-            ack.own_identity,
-            ack.mean,
-        )?;
+        let surb_ack = ack.build(rng)?;
         return Ok(prepare_fragment_keyed(
             rng,
             packet.version,
@@ -184,13 +192,7 @@ fn build(
     size: PacketSize,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, SphinxError> {
-    if plaintext.len() != size.plaintext_size() {
-        return Err(SphinxError::PlaintextLength {
-            size,
-            expected: size.plaintext_size(),
-            got: plaintext.len(),
-        });
-    }
+    sphinx::check_plaintext(size, plaintext)?;
     header.packet(keys, size.payload_size(), plaintext)
 }
 

@@ -189,13 +189,7 @@ pub fn build_forward<R: RngCore + CryptoRng>(
     destination: &[u8; 32],
     delays: &[Duration],
 ) -> Result<Vec<u8>, SphinxError> {
-    if plaintext.len() != size.plaintext_size() {
-        return Err(SphinxError::PlaintextLength {
-            size,
-            expected: size.plaintext_size(),
-            got: plaintext.len(),
-        });
-    }
+    check_plaintext(size, plaintext)?;
     build_raw(
         rng,
         version,
@@ -231,6 +225,18 @@ pub fn sender_derivation() -> SenderDerivation {
     } else {
         SenderDerivation::Fast
     }
+}
+
+/// A packet of `size` carries exactly `size.plaintext_size()` bytes.
+pub(crate) fn check_plaintext(size: PacketSize, plaintext: &[u8]) -> Result<(), SphinxError> {
+    if plaintext.len() != size.plaintext_size() {
+        return Err(SphinxError::PlaintextLength {
+            size,
+            expected: size.plaintext_size(),
+            got: plaintext.len(),
+        });
+    }
+    Ok(())
 }
 
 fn check_route(route_len: usize, delays_len: usize) -> Result<(), SphinxError> {

@@ -64,11 +64,13 @@ fn digest(key_part: &[u8], right: &[u8], left: &mut [u8]) {
     }
 }
 
-/// Lioness-encrypt `block` (longer than 32 bytes) in place under `key`.
-pub fn lioness_encrypt(
-    key: &[u8; PAYLOAD_KEY_LEN],
-    block: &mut [u8],
-) -> Result<(), PayloadBuildError> {
+/// The four parts of a Lioness key, and the block split into its halves
+/// (an error for a block of 32 bytes or less).
+#[allow(clippy::type_complexity)]
+fn parts<'a, 'b>(
+    key: &'a [u8; PAYLOAD_KEY_LEN],
+    block: &'b mut [u8],
+) -> Result<([&'a [u8]; 4], &'b mut [u8], &'b mut [u8]), PayloadBuildError> {
     if block.len() <= LEFT {
         return Err(PayloadBuildError::TooShort(block.len()));
     }
@@ -76,6 +78,15 @@ pub fn lioness_encrypt(
     let (k2, rest) = rest.split_at(64);
     let (k3, k4) = rest.split_at(32);
     let (left, right) = block.split_at_mut(LEFT);
+    Ok(([k1, k2, k3, k4], left, right))
+}
+
+/// Lioness-encrypt `block` (longer than 32 bytes) in place under `key`.
+pub fn lioness_encrypt(
+    key: &[u8; PAYLOAD_KEY_LEN],
+    block: &mut [u8],
+) -> Result<(), PayloadBuildError> {
+    let ([k1, k2, k3, k4], left, right) = parts(key, block)?;
     stream(left, k1, right);
     digest(k2, right, left);
     stream(left, k3, right);
@@ -89,13 +100,7 @@ pub fn lioness_decrypt(
     key: &[u8; PAYLOAD_KEY_LEN],
     block: &mut [u8],
 ) -> Result<(), PayloadBuildError> {
-    if block.len() <= LEFT {
-        return Err(PayloadBuildError::TooShort(block.len()));
-    }
-    let (k1, rest) = key.split_at(32);
-    let (k2, rest) = rest.split_at(64);
-    let (k3, k4) = rest.split_at(32);
-    let (left, right) = block.split_at_mut(LEFT);
+    let ([k1, k2, k3, k4], left, right) = parts(key, block)?;
     digest(k4, right, left);
     stream(left, k3, right);
     digest(k2, right, left);
