@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use nymd_mixnet::{ClientSender, Lane, OutgoingMessage};
 use nymd_proto::socks5::local::{self, Handshake, Refused, ReplyCode, Step, Target};
-use nymd_proto::socks5::ordered::{OrderedReceiver, OrderedSender, Pushed, ReceiveLimits};
+use nymd_proto::socks5::ordered::{
+    OrderedError, OrderedReceiver, OrderedSender, Pushed, ReceiveLimits,
+};
 use nymd_proto::socks5::wire::{ConnectRequest, ProviderRequest, SocketData, Socks5Request};
 use nymd_proto::Recipient;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -45,8 +47,8 @@ use tokio_util::sync::CancellationToken;
 use super::sleep_until_some;
 use super::{
     FromMixnet, Registration, SocksHub, CONNECT_SURBS, HANDSHAKE_DEADLINE, KEEPALIVE,
-    LANE_BACKPRESSURE, LANE_DRAIN, LANE_POLL, LOCAL_EOF_GRACE, MAX_EARLY_DATA, MAX_PENDING_BYTES,
-    MAX_QUEUED_REQUESTS, MAX_READ, REQUESTER_KEEPALIVE, SEND_SURBS,
+    LANE_BACKPRESSURE, LANE_DRAIN, LANE_POLL, LOCAL_EOF_GRACE, LOSSY_PATH_ADVICE, MAX_EARLY_DATA,
+    MAX_PENDING_BYTES, MAX_QUEUED_REQUESTS, MAX_READ, REQUESTER_KEEPALIVE, SEND_SURBS,
 };
 use crate::appserver::access::ConnectionLimit;
 
@@ -267,10 +269,7 @@ impl Conn {
             return;
         };
         self.client = Some(client.clone());
-        let mut receiver = OrderedReceiver::new(ReceiveLimits {
-            max_bytes: MAX_PENDING_BYTES / 2,
-            ..ReceiveLimits::default()
-        });
+        let mut receiver = OrderedReceiver::new(receive_limits());
         let connect = Socks5Request::Connect(ConnectRequest {
             conn_id: self.reg.conn_id,
             remote: remote.clone(),
@@ -456,6 +455,7 @@ impl Conn {
                             return End::Mixnet(e);
                         }
                         remote_closed |= drain(&mut receiver, &mut out);
+                        self.reg.pending.set_out_of_order(receiver.waiting_bytes());
                     }
                     Some(FromMixnet::Refused(text)) => {
                         return End::Mixnet(format!("the network requester closed it: {text}"));
@@ -537,14 +537,15 @@ impl Conn {
     fn push(&self, receiver: &mut OrderedReceiver, d: SocketData) -> Result<(), String> {
         let len = d.data.len();
         match receiver.push_data(d) {
-            Ok(Pushed::Stored) => Ok(()),
+            Ok(Pushed::Stored) => {
+                self.reg.pending.set_out_of_order(receiver.waiting_bytes());
+                Ok(())
+            }
             Ok(Pushed::Duplicate | Pushed::Stale) => {
                 self.reg.pending.release(len);
                 Ok(())
             }
-            Err(e) => Err(format!(
-                "the network requester's data is out of order beyond the bounds: {e}"
-            )),
+            Err(e) => Err(out_of_order_error(&e)),
         }
     }
 
@@ -614,6 +615,25 @@ fn silence_deadline(
     }
 }
 
+/// Bounds of a connection's reorder buffer: the whole per-connection bound
+/// may wait out of order. On a lossy path every lost message holds back
+/// what follows it until it is sent again (seconds, at up to 1,000
+/// packets/s), and closing the connection for it would end a healthy
+/// download; the memory is charged to the daemon's budget and bounded per
+/// identity ([`super::MAX_BUFFERED_BYTES`]).
+fn receive_limits() -> ReceiveLimits {
+    ReceiveLimits {
+        max_bytes: MAX_PENDING_BYTES,
+        ..ReceiveLimits::default()
+    }
+}
+
+/// Why a connection whose answers the receiver refused is closed, and what
+/// the user can do.
+fn out_of_order_error(e: &OrderedError) -> String {
+    format!("the network requester's answers wait out of order beyond the bounds ({e}): {LOSSY_PATH_ADVICE}")
+}
+
 /// Move what the receiver has in order to `out`; true once the requester's
 /// close is reached.
 fn drain(receiver: &mut OrderedReceiver, out: &mut VecDeque<Vec<u8>>) -> bool {
@@ -653,5 +673,35 @@ mod tests {
             silence_deadline(t0, None, limit, t0 + secs(500)),
             t0 + secs(501)
         );
+    }
+
+    #[test]
+    fn the_whole_per_connection_bound_may_wait_out_of_order() {
+        // 16 KiB answers (the exit's reads) behind a lost seq 0.
+        let mut receiver = OrderedReceiver::new(receive_limits());
+        let chunk = 16 * 1024;
+        let fit = MAX_PENDING_BYTES / chunk;
+        assert!(fit < receive_limits().max_messages, "the byte bound binds");
+        for seq in 1..=fit as u64 {
+            assert_eq!(
+                receiver.push(seq, vec![0; chunk], false),
+                Ok(Pushed::Stored)
+            );
+        }
+        // More than half the bound (what it used to be) waits.
+        assert!(receiver.waiting_bytes() > MAX_PENDING_BYTES / 2);
+        let e = match receiver.push(fit as u64 + 1, vec![0; chunk], false) {
+            Err(e) => e,
+            other => panic!("beyond the bound: {other:?}"),
+        };
+        let text = out_of_order_error(&e);
+        assert!(text.contains("losing packets"), "{text}");
+        assert!(text.contains("nymctl socks5 ID provider"), "{text}");
+        // The lost one still gets in, and everything drains.
+        assert_eq!(receiver.push(0, vec![0; chunk], false), Ok(Pushed::Stored));
+        let mut out = VecDeque::new();
+        assert!(!drain(&mut receiver, &mut out));
+        assert_eq!(out.iter().map(Vec::len).sum::<usize>(), (fit + 1) * chunk);
+        assert_eq!(receiver.waiting_bytes(), 0);
     }
 }

@@ -74,8 +74,15 @@ pub const CONNECT_SURBS: u32 = 20;
 /// Reply SURBs sent with every anonymous Send (Nym's 3).
 pub const SEND_SURBS: u32 = 3;
 /// Bytes from the requester one connection may hold (not yet written to
-/// the app, or out of order); beyond it the connection is closed.
+/// the app, or out of order); beyond it the connection is closed. All of
+/// it may be out of order (waiting for a lost message to be sent again):
+/// at 1,000 packets/s a lossy path holds megabytes behind one loss, and
+/// the memory is charged to the daemon's budget and bounded per identity
+/// ([`MAX_BUFFERED_BYTES`]).
 pub const MAX_PENDING_BYTES: usize = 8 << 20;
+/// What a user can do about a connection closed because its answers wait
+/// out of order for lost ones.
+pub const LOSSY_PATH_ADVICE: &str = "the mixnet path from the network requester is losing packets (the rest of its answers wait for lost ones to be sent again); retry, and if it keeps happening choose another network requester (nymctl socks5 ID provider ADDRESS, or auto)";
 /// Bytes from the requester all SOCKS connections of one identity may hold
 /// together (not yet written to their programs, or out of order), charged
 /// to the daemon's memory budget. At this bound, or when the budget is used
@@ -176,6 +183,8 @@ impl Buffers {
 #[derive(Debug)]
 pub struct Pending {
     bytes: AtomicUsize,
+    /// Of those, bytes waiting out of order (as the connection last saw).
+    out_of_order: AtomicUsize,
     buffers: Arc<Buffers>,
 }
 
@@ -194,6 +203,16 @@ impl Pending {
             })
             .unwrap_or_else(|b| b);
         self.buffers.give_back(before.min(n));
+    }
+
+    /// The connection's receiver holds `n` bytes out of order.
+    pub fn set_out_of_order(&self, n: usize) {
+        self.out_of_order.store(n, Ordering::Release);
+    }
+
+    /// Bytes held out of order.
+    pub fn out_of_order(&self) -> usize {
+        self.out_of_order.load(Ordering::Acquire)
     }
 
     /// `n` more bytes are held; the new total.
@@ -418,6 +437,7 @@ impl SocksHub {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(Pending {
             bytes: AtomicUsize::new(0),
+            out_of_order: AtomicUsize::new(0),
             buffers: self.buffers.clone(),
         });
         let lane = self.next_lane.fetch_add(1, Ordering::Relaxed);
@@ -509,10 +529,8 @@ impl SocksHub {
         if let FromMixnet::Data(d) = &msg {
             let now = r.pending.add(d.data.len());
             if now > MAX_PENDING_BYTES {
-                tracing::info!(
-                    conn_id,
-                    "closing a SOCKS connection: {now} bytes from the network requester wait for an app that does not read them (at most {MAX_PENDING_BYTES})"
-                );
+                let why = overflow_reason(now, r.pending.out_of_order());
+                tracing::info!(conn_id, "closing a SOCKS connection: {why}");
                 r.cancel.cancel();
                 return None;
             }
@@ -598,6 +616,17 @@ pub(crate) struct OpenGuard(Arc<SocksHub>);
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.counters.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection holding `held` bytes (`out_of_order` of them waiting
+/// for lost messages) is closed at [`MAX_PENDING_BYTES`]: mostly out of
+/// order, the path loses packets; otherwise the program does not read.
+fn overflow_reason(held: usize, out_of_order: usize) -> String {
+    if out_of_order >= held / 2 {
+        format!("{held} bytes from the network requester are held, {out_of_order} of them out of order (at most {MAX_PENDING_BYTES} per connection): {LOSSY_PATH_ADVICE}")
+    } else {
+        format!("{held} bytes from the network requester wait for an app that does not read them (at most {MAX_PENDING_BYTES})")
     }
 }
 
@@ -862,5 +891,20 @@ mod tests {
         let _a = hub.register(cancel.clone());
         hub.set_client(None);
         assert!(cancel.is_cancelled());
+    }
+
+    #[test]
+    fn a_connection_closed_for_answers_out_of_order_blames_the_path() {
+        let lossy = overflow_reason(MAX_PENDING_BYTES + 1, MAX_PENDING_BYTES - 100);
+        assert!(lossy.contains("losing packets"), "{lossy}");
+        assert!(lossy.contains("nymctl socks5 ID provider"), "{lossy}");
+        let unread = overflow_reason(MAX_PENDING_BYTES + 1, 1000);
+        assert!(unread.contains("does not read"), "{unread}");
+
+        // The hub sees what the connection reported out of order.
+        let hub = SocksHub::new();
+        let a = hub.register(CancellationToken::new());
+        a.pending.set_out_of_order(123);
+        assert_eq!(a.pending.out_of_order(), 123);
     }
 }
