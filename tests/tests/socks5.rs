@@ -15,7 +15,8 @@
 //!   (SOCKS5 0x02, SOCKS4 0x5B); a closed port gets "connection refused";
 //!   apps on the identity's websocket see none of it, and an app's message
 //!   that looks like a requester's answer still reaches them;
-//! - the plain mode (the identity's address in each Connect) fetches a page;
+//! - the plain mode (the identity's address in each Connect) fetches a page
+//!   and 16 MiB intact (checksum) within a generous bound;
 //! - a requester that stops answering: an open connection is closed
 //!   within its keepalive interval plus the connect timeout, a new CONNECT
 //!   gets "host unreachable";
@@ -697,18 +698,45 @@ async fn anonymous_proxy_end_to_end() {
     .await;
 }
 
+/// Bytes of the plain mode's large download.
+const PLAIN_DOWNLOAD: usize = 16 << 20;
+/// Bound of that download: generous, so that a loaded 2-core machine
+/// passes (no speed is asserted).
+const PLAIN_DOWNLOAD_WAIT: Duration = Duration::from_secs(300);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_mode_fetches_a_page() {
-    bounded("plain_mode_fetches_a_page", async {
-        let s = Setup::new(false).await;
+async fn plain_mode_fetches_a_page_and_16_mib() {
+    bounded("plain_mode_fetches_a_page_and_16_mib", async {
+        let s = phase("setup (localnet, exit, daemon, auto)", Setup::new(false)).await;
         let info = s.daemon.manager.info("w").expect("w");
         assert!(!info.socks5.expect("section").anonymous);
-        let body = Arc::new(random_bytes(300_000));
+        let body = Arc::new(random_bytes(PLAIN_DOWNLOAD));
         let target = http_server(body.clone()).await;
-        let c = socks5_connect(s.socks, "127.0.0.1", target)
-            .await
-            .expect("connected");
-        assert!(http_get(c, "/").await == *body, "intact");
+        phase("a page", async {
+            let c = socks5_connect(s.socks, "127.0.0.1", target)
+                .await
+                .expect("connected");
+            assert!(http_get(c, "/300000").await == body[..300_000], "intact");
+        })
+        .await;
+        phase("16 MiB download", async {
+            let c = socks5_connect(s.socks, "127.0.0.1", target)
+                .await
+                .expect("connected");
+            let t0 = Instant::now();
+            let got = tokio::time::timeout(PLAIN_DOWNLOAD_WAIT, http_get(c, "/"))
+                .await
+                .unwrap_or_else(|_| panic!("16 MiB not downloaded within {PLAIN_DOWNLOAD_WAIT:?}"));
+            let secs = t0.elapsed().as_secs_f64();
+            assert_eq!(got.len(), body.len(), "all of it");
+            assert_eq!(fnv(FNV_OFFSET, &got), fnv(FNV_OFFSET, &body), "intact");
+            eprintln!(
+                "    {} bytes in {secs:.1} s ({:.0} KiB/s)",
+                got.len(),
+                got.len() as f64 / 1024.0 / secs
+            );
+        })
+        .await;
         s.stop().await;
     })
     .await;
