@@ -138,6 +138,9 @@ pub struct Client {
     pub(crate) warnings: OutsideWarnings,
     /// Markers of our loop cover in flight (see [`CoverMarkers`]).
     pub(crate) cover_markers: CoverMarkers,
+    /// Loop cover packets built ahead, in batches, for the next Poisson
+    /// slots (see `Client::send_cover`).
+    pub(crate) cover_reserve: VecDeque<(nymd_proto::mixpacket::MixPacket, [u8; 32])>,
     /// The outbox journal, and for each message journalled there the
     /// number of its fragments not acknowledged yet.
     pub(crate) journal: Option<Box<dyn Journal>>,
@@ -218,6 +221,7 @@ impl Client {
             event_bytes,
             warnings,
             cover_markers: CoverMarkers::default(),
+            cover_reserve: VecDeque::new(),
             journal: p.journal,
             journalled: BTreeMap::new(),
             replies_dirty: false,
@@ -254,6 +258,8 @@ impl Client {
     pub fn set_topology(&mut self, now: Instant, topology: Option<Arc<NymTopology>>) {
         self.advance(now);
         self.topology = topology;
+        // Built over the old routes and key rotation.
+        self.cover_reserve.clear();
     }
 
     /// The topology in use.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nymd_proto::acked::{prepare_acked, AckSpec, PacketSpec};
 use nymd_proto::chunking::NymMessage;
-use nymd_proto::cover::{build_loop_cover_marked, LoopCover};
+use nymd_proto::cover::{build_loop_covers_marked, LoopCover};
 use nymd_proto::mixpacket::MixPacket;
 use nymd_proto::params::FragmentId;
 use nymd_proto::payload::prepare_reply;
@@ -13,6 +13,11 @@ use nymd_proto::replies::{RepliableMessage, ReplyMessage, ReplySurb};
 use nymd_proto::topology::route::to_sphinx_hops as hops;
 use nymd_proto::topology::{NymTopology, RouteError};
 use nymd_proto::{Recipient, SenderTag};
+
+/// Loop cover packets built together (their key derivations share field
+/// inversions); the ones not sent yet wait, at most this many minus one, in
+/// `Client::cover_reserve` (about 2.4 KB each).
+pub(crate) const COVER_BATCH: usize = 4;
 
 use crate::client::Client;
 use crate::journal::REPLY_BIT;
@@ -509,40 +514,61 @@ impl Client {
     }
 
     pub(crate) fn send_cover(&mut self) {
+        if self.cover_reserve.is_empty() {
+            self.fill_cover_reserve();
+        }
+        let Some((mp, marker)) = self.cover_reserve.pop_front() else {
+            return;
+        };
+        if let Some(bytes) = self.forward(&mp, None) {
+            self.cover_markers.insert(marker);
+            let s = &self.published.stats;
+            Stats::add(&s.cover_packets_sent, 1);
+            Stats::add(&s.cover_bytes_sent, bytes as u64);
+        }
+    }
+
+    /// Build the next [`COVER_BATCH`] loop cover packets together: cover
+    /// depends on nothing an app sends, so their key derivations can share
+    /// field inversions (one per hop step for the whole batch). They wait in
+    /// the reserve for their Poisson slots; a new topology empties it.
+    fn fill_cover_reserve(&mut self) {
         let Some(topology) = self.topology.clone() else {
             tracing::debug!("no topology: skipping a loop cover packet");
             return;
         };
-        let (route, ack_route) = match (
-            topology.random_route_to(&mut self.rng, &self.own_gateway),
-            topology.random_route_to(&mut self.rng, &self.own_gateway),
-        ) {
-            (Ok(r), Ok(a)) => (hops(&r), hops(&a)),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::debug!(error = %e, "cannot route loop cover");
-                return;
-            }
-        };
-        let params = LoopCover {
-            own: &self.own,
-            ack_key: &self.keys.ack,
-            ack_route: &ack_route,
-            route: &route,
-            ack_mean: self.config.ack_mean(),
-            packet_mean: self.config.packet_mean(),
-            size: self.config.packet_size,
-            key_rotation: topology.key_rotation(),
-        };
-        match build_loop_cover_marked(&mut self.rng, &params) {
-            Ok((mp, marker)) => {
-                if let Some(bytes) = self.forward(&mp, None) {
-                    self.cover_markers.insert(marker);
-                    let s = &self.published.stats;
-                    Stats::add(&s.cover_packets_sent, 1);
-                    Stats::add(&s.cover_bytes_sent, bytes as u64);
+        let mut routes = Vec::with_capacity(COVER_BATCH);
+        for _ in 0..COVER_BATCH {
+            match (
+                topology.random_route_to(&mut self.rng, &self.own_gateway),
+                topology.random_route_to(&mut self.rng, &self.own_gateway),
+            ) {
+                (Ok(r), Ok(a)) => routes.push((hops(&r), hops(&a))),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %e, "cannot route loop cover");
+                    return;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "loop cover packet"),
+        }
+        let params: Vec<LoopCover<'_>> = routes
+            .iter()
+            .map(|(route, ack_route)| LoopCover {
+                own: &self.own,
+                ack_key: &self.keys.ack,
+                ack_route,
+                route,
+                ack_mean: self.config.ack_mean(),
+                packet_mean: self.config.packet_mean(),
+                size: self.config.packet_size,
+                key_rotation: topology.key_rotation(),
+            })
+            .collect();
+        let built = build_loop_covers_marked(&mut self.rng, &params);
+        for packet in built {
+            match packet {
+                Ok(p) => self.cover_reserve.push_back(p),
+                Err(e) => tracing::warn!(error = %e, "loop cover packet"),
+            }
         }
     }
 

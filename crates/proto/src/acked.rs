@@ -16,11 +16,14 @@ use std::time::Duration;
 use rand::{CryptoRng, RngCore};
 
 use crate::ack::{ack_plaintext, build_surb_ack, AckError, SurbAck};
+use crate::address::NodeAddress;
 use crate::address::Recipient;
 use crate::fastsphinx::{derive_batch, Derivation, Derived, DerivedKeys, NodeKeyCache};
 use crate::keys::{AckKey, X25519Secret};
 use crate::mixpacket::MixPacket;
-use crate::params::{FragmentId, KeyRotation, PacketSize, SphinxVersion, SURB_ACK_ADDRESS_SIZE};
+use crate::params::{
+    FragmentId, KeyRotation, PacketSize, SphinxVersion, ACK_PLAINTEXT_SIZE, SURB_ACK_ADDRESS_SIZE,
+};
 use crate::payload::{
     self, packet_key, prepare_fragment_keyed, size_for_fragment, PayloadError, PreparedPacket,
 };
@@ -96,94 +99,178 @@ pub fn prepare_acked<R: RngCore + CryptoRng>(
     ack: &AckSpec<'_>,
     packet: &PacketSpec<'_>,
 ) -> Result<(PreparedPacket, [u8; 32]), AckedError> {
+    prepare_acked_many(rng, &[(*ack, *packet)])
+        .pop()
+        .unwrap_or_else(|| Err(batch_mismatch().into()))
+}
+
+/// [`prepare_acked`] for several packets at once: their randomness is drawn
+/// packet after packet, in the order [`prepare_acked`] draws it (so the
+/// same RNG gives the same packets as calling it for each in turn), and all
+/// their key derivations run as one batch (one field inversion per hop step
+/// for all of them). One result per packet, in order.
+pub fn prepare_acked_many<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    specs: &[(AckSpec<'_>, PacketSpec<'_>)],
+) -> Vec<Result<(PreparedPacket, [u8; 32]), AckedError>> {
     if sphinx::sender_derivation() == SenderDerivation::Stock {
-        let surb_ack = ack.build(rng)?;
-        return Ok(prepare_fragment_keyed(
+        return specs
+            .iter()
+            .map(|(ack, packet)| {
+                let surb_ack = ack.build(rng)?;
+                Ok(prepare_fragment_keyed(
+                    rng,
+                    packet.version,
+                    packet.fragment,
+                    packet.recipient,
+                    packet.route,
+                    &surb_ack,
+                    packet.mean,
+                    packet.key_rotation,
+                )?)
+            })
+            .collect();
+    }
+    let drawn: Vec<Result<Drawn<'_>, AckedError>> = specs
+        .iter()
+        .map(|(ack, packet)| Drawn::draw(rng, ack, packet))
+        .collect();
+    let ok: Vec<&Drawn<'_>> = drawn.iter().filter_map(|d| d.as_ref().ok()).collect();
+    let jobs: Vec<Derivation<'_>> = ok.iter().flat_map(|d| d.derivations()).collect();
+    let mut derived = derive_batch(NodeKeyCache::global(), &jobs).into_iter();
+    drawn
+        .into_iter()
+        .map(|d| {
+            let d = d?;
+            let mut next = || derived.next().ok_or_else(batch_mismatch);
+            let (ack_keys, exchange, keys) = (next()?, next()?, next()?);
+            d.finish(ack_keys, exchange, keys)
+        })
+        .collect()
+}
+
+/// One packet's randomness, drawn; its keys not yet derived.
+struct Drawn<'a> {
+    packet: PacketSpec<'a>,
+    ack_first: NodeAddress,
+    ack_first_padded: [u8; SURB_ACK_ADDRESS_SIZE],
+    ack_delays: Vec<Duration>,
+    ack_plain: [u8; ACK_PLAINTEXT_SIZE],
+    ack_header: DrawnHeader,
+    size: PacketSize,
+    first_hop: NodeAddress,
+    eph: zeroize::Zeroizing<[u8; 32]>,
+    delays: Vec<Duration>,
+    header: DrawnHeader,
+}
+
+impl<'a> Drawn<'a> {
+    fn draw<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        ack: &AckSpec<'_>,
+        packet: &PacketSpec<'a>,
+    ) -> Result<Self, AckedError> {
+        // The SURB-ACK's randomness, as build_surb_ack draws it.
+        let ack_first = ack
+            .route
+            .first()
+            .ok_or(AckError::Sphinx(SphinxError::RouteLength(0)))?
+            .address;
+        let ack_first_padded = ack_first
+            .to_padded::<SURB_ACK_ADDRESS_SIZE>()
+            .map_err(AckError::Address)?;
+        let ack_delays = sphinx::sample_delays(rng, ack.mean, ack.route.len());
+        let ack_plain = ack_plaintext(rng, ack.key, ack.id);
+        let ack_header =
+            DrawnHeader::draw_forward(rng, ack.version, ack.route, ack.own_identity, &ack_delays)
+                .map_err(AckError::Sphinx)?;
+
+        // The packet's, as prepare_fragment_keyed draws it.
+        let size = size_for_fragment(packet.fragment.len())
+            .ok_or(PayloadError::FragmentLength(packet.fragment.len()))?;
+        let first_hop = packet
+            .route
+            .first()
+            .ok_or(PayloadError::Sphinx(SphinxError::RouteLength(0)))?
+            .address;
+        let eph = X25519Secret::random_from_rng(&mut *rng);
+        let eph = zeroize::Zeroizing::new(eph.to_bytes());
+        let delays = sphinx::sample_delays(rng, packet.mean, packet.route.len());
+        let header = DrawnHeader::draw_forward(
             rng,
             packet.version,
-            packet.fragment,
-            packet.recipient,
             packet.route,
-            &surb_ack,
-            packet.mean,
-            packet.key_rotation,
-        )?);
+            packet.recipient.identity().as_bytes(),
+            &delays,
+        )
+        .map_err(PayloadError::Sphinx)?;
+        Ok(Self {
+            packet: *packet,
+            ack_first,
+            ack_first_padded,
+            ack_delays,
+            ack_plain,
+            ack_header,
+            size,
+            first_hop,
+            eph,
+            delays,
+            header,
+        })
     }
 
-    // The SURB-ACK's randomness, as build_surb_ack draws it.
-    let ack_first = ack
-        .route
-        .first()
-        .ok_or(AckError::Sphinx(SphinxError::RouteLength(0)))?;
-    let ack_first_padded = ack_first
-        .address
-        .to_padded::<SURB_ACK_ADDRESS_SIZE>()
-        .map_err(AckError::Address)?;
-    let ack_delays = sphinx::sample_delays(rng, ack.mean, ack.route.len());
-    let ack_plain = ack_plaintext(rng, ack.key, ack.id);
-    let ack_header =
-        DrawnHeader::draw_forward(rng, ack.version, ack.route, ack.own_identity, &ack_delays)
-            .map_err(AckError::Sphinx)?;
-
-    // The packet's, as prepare_fragment_keyed draws it.
-    let size = size_for_fragment(packet.fragment.len())
-        .ok_or(PayloadError::FragmentLength(packet.fragment.len()))?;
-    let first_hop = packet
-        .route
-        .first()
-        .ok_or(PayloadError::Sphinx(SphinxError::RouteLength(0)))?
-        .address;
-    let eph = X25519Secret::random_from_rng(&mut *rng);
-    let eph_bytes = zeroize::Zeroizing::new(eph.to_bytes());
-    let delays = sphinx::sample_delays(rng, packet.mean, packet.route.len());
-    let header = DrawnHeader::draw_forward(
-        rng,
-        packet.version,
-        packet.route,
-        packet.recipient.identity().as_bytes(),
-        &delays,
-    )
-    .map_err(PayloadError::Sphinx)?;
-
-    let derived = derive_batch(
-        NodeKeyCache::global(),
-        &[
-            ack_header.derivation(),
+    /// The three derivations, in the order `finish` takes their results.
+    fn derivations(&self) -> [Derivation<'_>; 3] {
+        [
+            self.ack_header.derivation(),
             Derivation::Exchange {
-                secret: &eph_bytes,
-                public: packet.recipient.encryption_key().as_bytes(),
+                secret: &self.eph,
+                public: self.packet.recipient.encryption_key().as_bytes(),
             },
-            header.derivation(),
-        ],
-    );
-    let [Derived::Route(ack_keys), Derived::Exchange { public, shared }, Derived::Route(keys)] =
-        <[Derived; 3]>::try_from(derived).map_err(|_| batch_mismatch())?
-    else {
-        return Err(batch_mismatch().into());
-    };
+            self.header.derivation(),
+        ]
+    }
 
-    let ack_packet =
-        build(&ack_header, &ack_keys, PacketSize::Ack, &ack_plain).map_err(AckError::Sphinx)?;
-    let mut surb_ack_bytes = Vec::with_capacity(ack_first_padded.len() + ack_packet.len());
-    surb_ack_bytes.extend_from_slice(&ack_first_padded);
-    surb_ack_bytes.extend_from_slice(&ack_packet);
-    let surb_ack = SurbAck {
-        bytes: surb_ack_bytes,
-        first_hop: ack_first.address,
-        expected_delay: sphinx::embedded_delay(&ack_delays),
-    };
+    fn finish(
+        self,
+        ack_keys: Derived,
+        exchange: Derived,
+        keys: Derived,
+    ) -> Result<(PreparedPacket, [u8; 32]), AckedError> {
+        let (Derived::Route(ack_keys), Derived::Exchange { public, shared }, Derived::Route(keys)) =
+            (ack_keys, exchange, keys)
+        else {
+            return Err(batch_mismatch().into());
+        };
+        let ack_packet = build(
+            &self.ack_header,
+            &ack_keys,
+            PacketSize::Ack,
+            &self.ack_plain,
+        )
+        .map_err(AckError::Sphinx)?;
+        let mut surb_ack_bytes = Vec::with_capacity(self.ack_first_padded.len() + ack_packet.len());
+        surb_ack_bytes.extend_from_slice(&self.ack_first_padded);
+        surb_ack_bytes.extend_from_slice(&ack_packet);
+        let surb_ack = SurbAck {
+            bytes: surb_ack_bytes,
+            first_hop: self.ack_first,
+            expected_delay: sphinx::embedded_delay(&self.ack_delays),
+        };
 
-    let key = packet_key(&shared)?;
-    let plaintext = payload::assemble(&surb_ack.bytes, &public, &key, packet.fragment)?;
-    let bytes = build(&header, &keys, size, &plaintext).map_err(PayloadError::Sphinx)?;
-    Ok((
-        PreparedPacket {
-            mix_packet: MixPacket::new(first_hop, bytes, packet.key_rotation),
-            data_delay: sphinx::embedded_delay(&delays),
-            ack_delay: surb_ack.expected_delay,
-        },
-        public,
-    ))
+        let key = packet_key(&shared)?;
+        let plaintext = payload::assemble(&surb_ack.bytes, &public, &key, self.packet.fragment)?;
+        let bytes =
+            build(&self.header, &keys, self.size, &plaintext).map_err(PayloadError::Sphinx)?;
+        Ok((
+            PreparedPacket {
+                mix_packet: MixPacket::new(self.first_hop, bytes, self.packet.key_rotation),
+                data_delay: sphinx::embedded_delay(&self.delays),
+                ack_delay: surb_ack.expected_delay,
+            },
+            public,
+        ))
+    }
 }
 
 fn build(

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::{CryptoRng, RngCore};
 
 use crate::ack::AckError;
-use crate::acked::{prepare_acked, AckSpec, AckedError, PacketSpec};
+use crate::acked::{prepare_acked_many, AckSpec, AckedError, PacketSpec};
 use crate::address::Recipient;
 use crate::keys::AckKey;
 use crate::mixpacket::MixPacket;
@@ -93,28 +93,63 @@ pub fn build_loop_cover_marked<R: RngCore + CryptoRng>(
     rng: &mut R,
     params: &LoopCover<'_>,
 ) -> Result<(MixPacket, [u8; 32]), CoverError> {
-    let content = cover_content(params.size)?;
-    let ack = AckSpec {
-        version: COVER_SPHINX_VERSION,
-        key: params.ack_key,
-        id: FragmentId::COVER,
-        route: params.ack_route,
-        own_identity: params.own.identity().as_bytes(),
-        mean: params.ack_mean,
-    };
-    let packet = PacketSpec {
-        version: COVER_SPHINX_VERSION,
-        fragment: &content,
-        recipient: params.own,
-        route: params.route,
-        mean: params.packet_mean,
-        key_rotation: params.key_rotation,
-    };
-    let (prepared, marker) = prepare_acked(rng, &ack, &packet).map_err(|e| match e {
-        AckedError::Ack(e) => CoverError::Ack(e),
-        AckedError::Payload(e) => CoverError::Payload(e),
-    })?;
-    Ok((prepared.mix_packet, marker))
+    build_loop_covers_marked(rng, std::slice::from_ref(params))
+        .pop()
+        .unwrap_or(Err(CoverError::Size(params.size)))
+}
+
+/// [`build_loop_cover_marked`] for several packets at once, their key
+/// derivations batched ([`crate::acked::prepare_acked_many`]); the same RNG
+/// gives the same packets as building them one after the other. One result
+/// per packet, in order.
+pub fn build_loop_covers_marked<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    params: &[LoopCover<'_>],
+) -> Vec<Result<(MixPacket, [u8; 32]), CoverError>> {
+    let contents: Vec<Result<Vec<u8>, CoverError>> =
+        params.iter().map(|p| cover_content(p.size)).collect();
+    let mut specs = Vec::with_capacity(params.len());
+    for (p, content) in params.iter().zip(&contents) {
+        let Ok(content) = content else {
+            continue;
+        };
+        let ack = AckSpec {
+            version: COVER_SPHINX_VERSION,
+            key: p.ack_key,
+            id: FragmentId::COVER,
+            route: p.ack_route,
+            own_identity: p.own.identity().as_bytes(),
+            mean: p.ack_mean,
+        };
+        let packet = PacketSpec {
+            version: COVER_SPHINX_VERSION,
+            fragment: content,
+            recipient: p.own,
+            route: p.route,
+            mean: p.packet_mean,
+            key_rotation: p.key_rotation,
+        };
+        specs.push((ack, packet));
+    }
+    let mut built = prepare_acked_many(rng, &specs).into_iter();
+    contents
+        .iter()
+        .map(|content| {
+            if let Err(e) = content {
+                return Err(e.clone());
+            }
+            match built.next() {
+                Some(Ok((prepared, marker))) => Ok((prepared.mix_packet, marker)),
+                Some(Err(AckedError::Ack(e))) => Err(CoverError::Ack(e)),
+                Some(Err(AckedError::Payload(e))) => Err(CoverError::Payload(e)),
+                None => Err(CoverError::Payload(PayloadError::Sphinx(
+                    crate::sphinx::SphinxError::Build(
+                        "batched cover build returned too few packets".into(),
+                    ),
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// Whether decrypted fragment bytes are loop cover content.

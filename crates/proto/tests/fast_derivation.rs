@@ -484,103 +484,172 @@ fn our_lioness_matches_the_crates_both_ways() {
     assert!(encapsulate(&[0u8; 99], &[[0u8; 192]], 116).is_ok());
 }
 
-#[test]
-fn a_packet_built_with_its_surb_ack_is_byte_identical_to_one_built_after_it() {
+mod acked {
+    use super::*;
     use nymd_proto::ack::build_surb_ack;
-    use nymd_proto::acked::{prepare_acked, AckSpec, PacketSpec};
+    use nymd_proto::acked::{prepare_acked, prepare_acked_many, AckSpec, PacketSpec};
     use nymd_proto::address::Recipient;
     use nymd_proto::keys::{AckKey, EncryptionKeyPair, IdentityKeyPair};
     use nymd_proto::params::{FragmentId, KeyRotation, PacketSize};
-    use nymd_proto::payload::prepare_fragment_keyed;
+    use nymd_proto::payload::{prepare_fragment_keyed, PreparedPacket};
     use nymd_proto::sphinx::RouteHop;
     use std::time::Duration;
 
-    let mut rng = ChaCha20Rng::seed_from_u64(0xac4ed);
-    let hop = |rng: &mut ChaCha20Rng| {
-        let ip = std::net::Ipv4Addr::from(rng.gen::<u32>());
-        RouteHop {
-            address: NodeAddress(std::net::SocketAddr::from((ip, rng.gen::<u16>()))),
-            key: X25519Public::from(&X25519Secret::random_from_rng(&mut *rng)),
-        }
-    };
-    let nodes: Vec<RouteHop> = (0..6).map(|_| hop(&mut rng)).collect();
-    for i in 0..64u64 {
-        let own = IdentityKeyPair::generate(&mut rng);
-        let enc = EncryptionKeyPair::generate(&mut rng);
-        let gateway = IdentityKeyPair::generate(&mut rng).public();
-        let recipient = Recipient::new(own.public(), enc.public(), gateway);
-        let ack_key = AckKey::generate(&mut rng);
-        let pick = |rng: &mut ChaCha20Rng| -> Vec<RouteHop> {
-            (0..4)
-                .map(|_| nodes[rng.gen_range(0..nodes.len())])
-                .collect()
-        };
-        let ack_route = pick(&mut rng);
-        let route = pick(&mut rng);
-        let version = if i % 2 == 0 {
-            SphinxVersion::Legacy258
-        } else {
-            SphinxVersion::Seeds259
-        };
-        let size = [PacketSize::Regular, PacketSize::Extended8][(i % 2) as usize];
-        let mut fragment = vec![0u8; size.fragment_capacity()];
-        rng.fill_bytes(&mut fragment);
-        let id = FragmentId::from_bytes({
-            let mut b: [u8; 5] = rng.gen();
-            b[0] &= 0x7f;
-            b
-        });
-        let mean = Duration::from_millis(rng.gen_range(0..100));
-        let seed: [u8; 32] = rng.gen();
+    /// One random packet to build: sender, recipient, routes, fragment.
+    struct Case {
+        own: [u8; 32],
+        recipient: Recipient,
+        ack_key: AckKey,
+        ack_route: Vec<RouteHop>,
+        route: Vec<RouteHop>,
+        version: SphinxVersion,
+        fragment: Vec<u8>,
+        id: FragmentId,
+        mean: Duration,
+    }
 
-        let mut one = ChaCha20Rng::from_seed(seed);
-        let surb_ack = build_surb_ack(
-            &mut one,
-            version,
-            &ack_key,
-            id,
-            &ack_route,
-            &own.public().to_bytes(),
-            mean,
-        )
-        .unwrap();
-        let (sequential, eph) = prepare_fragment_keyed(
-            &mut one,
-            version,
-            &fragment,
-            &recipient,
-            &route,
-            &surb_ack,
-            mean,
-            KeyRotation::Even,
-        )
-        .unwrap();
-
-        let mut two = ChaCha20Rng::from_seed(seed);
-        let own_bytes = own.public().to_bytes();
-        let (together, eph2) = prepare_acked(
-            &mut two,
-            &AckSpec {
+    impl Case {
+        fn random(rng: &mut ChaCha20Rng, nodes: &[RouteHop], i: u64) -> Case {
+            let own = IdentityKeyPair::generate(rng).public();
+            let enc = EncryptionKeyPair::generate(rng);
+            let gateway = IdentityKeyPair::generate(rng).public();
+            let recipient = Recipient::new(own, enc.public(), gateway);
+            let ack_key = AckKey::generate(rng);
+            let mut pick = || -> Vec<RouteHop> {
+                (0..4)
+                    .map(|_| nodes[rng.gen_range(0..nodes.len())])
+                    .collect()
+            };
+            let (ack_route, route) = (pick(), pick());
+            let version = if i.is_multiple_of(2) {
+                SphinxVersion::Legacy258
+            } else {
+                SphinxVersion::Seeds259
+            };
+            let size = [PacketSize::Regular, PacketSize::Extended8][(i % 2) as usize];
+            let mut fragment = vec![0u8; size.fragment_capacity()];
+            rng.fill_bytes(&mut fragment);
+            let id = FragmentId::from_bytes({
+                let mut b: [u8; 5] = rng.gen();
+                b[0] &= 0x7f;
+                b
+            });
+            let mean = Duration::from_millis(rng.gen_range(0..100));
+            Case {
+                own: own.to_bytes(),
+                recipient,
+                ack_key,
+                ack_route,
+                route,
                 version,
-                key: &ack_key,
+                fragment,
                 id,
-                route: &ack_route,
-                own_identity: &own_bytes,
                 mean,
-            },
-            &PacketSpec {
-                version,
-                fragment: &fragment,
-                recipient: &recipient,
-                route: &route,
-                mean,
-                key_rotation: KeyRotation::Even,
-            },
-        )
-        .unwrap();
-        assert_eq!(together, sequential, "case {i}");
-        assert_eq!(eph2, eph, "case {i}: marker");
-        // Both drew the same amount of randomness.
-        assert_eq!(one.gen::<u64>(), two.gen::<u64>(), "case {i}: RNG position");
+            }
+        }
+
+        fn specs(&self) -> (AckSpec<'_>, PacketSpec<'_>) {
+            (
+                AckSpec {
+                    version: self.version,
+                    key: &self.ack_key,
+                    id: self.id,
+                    route: &self.ack_route,
+                    own_identity: &self.own,
+                    mean: self.mean,
+                },
+                PacketSpec {
+                    version: self.version,
+                    fragment: &self.fragment,
+                    recipient: &self.recipient,
+                    route: &self.route,
+                    mean: self.mean,
+                    key_rotation: KeyRotation::Even,
+                },
+            )
+        }
+
+        /// The SURB-ACK, then the packet, one after the other.
+        fn sequential(&self, rng: &mut ChaCha20Rng) -> (PreparedPacket, [u8; 32]) {
+            let surb_ack = build_surb_ack(
+                rng,
+                self.version,
+                &self.ack_key,
+                self.id,
+                &self.ack_route,
+                &self.own,
+                self.mean,
+            )
+            .unwrap();
+            prepare_fragment_keyed(
+                rng,
+                self.version,
+                &self.fragment,
+                &self.recipient,
+                &self.route,
+                &surb_ack,
+                self.mean,
+                KeyRotation::Even,
+            )
+            .unwrap()
+        }
+    }
+
+    fn nodes(rng: &mut ChaCha20Rng) -> Vec<RouteHop> {
+        (0..6)
+            .map(|_| {
+                let ip = std::net::Ipv4Addr::from(rng.gen::<u32>());
+                RouteHop {
+                    address: NodeAddress(std::net::SocketAddr::from((ip, rng.gen::<u16>()))),
+                    key: X25519Public::from(&X25519Secret::random_from_rng(&mut *rng)),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_packet_built_with_its_surb_ack_is_byte_identical_to_one_built_after_it() {
+        let mut rng = ChaCha20Rng::seed_from_u64(0xac4ed);
+        let nodes = nodes(&mut rng);
+        for i in 0..64u64 {
+            let case = Case::random(&mut rng, &nodes, i);
+            let seed: [u8; 32] = rng.gen();
+            let mut one = ChaCha20Rng::from_seed(seed);
+            let (sequential, eph) = case.sequential(&mut one);
+            let mut two = ChaCha20Rng::from_seed(seed);
+            let (ack, packet) = case.specs();
+            let (together, eph2) = prepare_acked(&mut two, &ack, &packet).unwrap();
+            assert_eq!(together, sequential, "case {i}");
+            assert_eq!(eph2, eph, "case {i}: marker");
+            // Both drew the same amount of randomness.
+            assert_eq!(one.gen::<u64>(), two.gen::<u64>(), "case {i}: RNG position");
+        }
+    }
+
+    #[test]
+    fn packets_built_in_one_batch_are_byte_identical_to_ones_built_in_turn() {
+        let mut rng = ChaCha20Rng::seed_from_u64(0xba7c4);
+        let nodes = nodes(&mut rng);
+        for b in 0..16u64 {
+            let n = 1 + (b % 5) as usize;
+            let cases: Vec<Case> = (0..n)
+                .map(|i| Case::random(&mut rng, &nodes, b + i as u64))
+                .collect();
+            let seed: [u8; 32] = rng.gen();
+            let mut one = ChaCha20Rng::from_seed(seed);
+            let sequential: Vec<_> = cases.iter().map(|c| c.sequential(&mut one)).collect();
+            let mut two = ChaCha20Rng::from_seed(seed);
+            let specs: Vec<_> = cases.iter().map(Case::specs).collect();
+            let batch: Vec<_> = prepare_acked_many(&mut two, &specs)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(batch, sequential, "batch {b} of {n}");
+            assert_eq!(
+                one.gen::<u64>(),
+                two.gen::<u64>(),
+                "batch {b}: RNG position"
+            );
+        }
     }
 }
