@@ -155,6 +155,17 @@ impl Shared {
         warm.remove(client)
     }
 
+    /// Forget the session a registration left open for `client`'s next
+    /// start, if it is still there: the run it was for ended before using
+    /// it (stopped or restarted), and a later start must not take a session
+    /// whose gateway may have gone meanwhile (it would count as connected
+    /// until the dead socket is noticed).
+    pub fn discard_warm(&self, client: &[u8; 32]) {
+        if let Ok(mut warm) = self.inner.warm.lock() {
+            warm.remove(client);
+        }
+    }
+
     pub(crate) fn put_warm(&self, client: [u8; 32], conn: WarmConnection) {
         if let Ok(mut warm) = self.inner.warm.lock() {
             warm.retain(|_, w| w.created.elapsed() < WARM_MAX_AGE);

@@ -256,6 +256,16 @@ impl Runner {
     pub(super) async fn run(mut self) {
         self.open_inbox().await;
         self.run_loop().await;
+        // A gateway session left open by this identity's registration is
+        // for the run that follows it; this one ends without having used it
+        // (stopped or restarted before it started its client), so the next
+        // start connects anew instead of taking a session whose gateway may
+        // be gone.
+        if let Ok(stored) = self.ctx.store.load(&self.id) {
+            self.ctx
+                .shared
+                .discard_warm(&stored.keys.identity.public_bytes());
+        }
         // What waits for an app is on disk before the identity counts as
         // stopped (a restart in this process reopens the same journal).
         if let Some(mut j) = self.hub.close_inbox() {
