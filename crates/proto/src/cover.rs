@@ -95,7 +95,7 @@ pub fn build_loop_cover_marked<R: RngCore + CryptoRng>(
 ) -> Result<(MixPacket, [u8; 32]), CoverError> {
     build_loop_covers_marked(rng, std::slice::from_ref(params))
         .pop()
-        .unwrap_or(Err(CoverError::Size(params.size)))
+        .unwrap_or_else(|| Err(too_few_built()))
 }
 
 /// [`build_loop_cover_marked`] for several packets at once, their key
@@ -142,14 +142,17 @@ pub fn build_loop_covers_marked<R: RngCore + CryptoRng>(
                 Some(Ok((prepared, marker))) => Ok((prepared.mix_packet, marker)),
                 Some(Err(AckedError::Ack(e))) => Err(CoverError::Ack(e)),
                 Some(Err(AckedError::Payload(e))) => Err(CoverError::Payload(e)),
-                None => Err(CoverError::Payload(PayloadError::Sphinx(
-                    crate::sphinx::SphinxError::Build(
-                        "batched cover build returned too few packets".into(),
-                    ),
-                ))),
+                None => Err(too_few_built()),
             }
         })
         .collect()
+}
+
+/// `prepare_acked_many` answers every spec; this is the error should it not.
+fn too_few_built() -> CoverError {
+    CoverError::Payload(PayloadError::Sphinx(crate::sphinx::SphinxError::Build(
+        "batched cover build returned too few packets".into(),
+    )))
 }
 
 /// Whether decrypted fragment bytes are loop cover content.
