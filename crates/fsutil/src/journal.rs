@@ -10,20 +10,27 @@
 //! aside as `journal.damaged.<unix seconds>` (a later damage gets a name of
 //! its own).
 //!
-//! One thread per journal does the file work, in batches with one
-//! `fdatasync` each, so callers never wait for the disk. A lock file keeps a
-//! second writer of the same folder waiting (up to 5 s) until the first has
-//! written everything. When the folder cannot be written (disk full,
-//! read-only) the journal is opened disabled: callers go on in memory and
-//! the log says so.
+//! A small pool of writer threads (two, named `nymd-journal`, started with
+//! the first journals and shared by every journal of the process) does the
+//! file work, so callers never wait for the disk and a journal costs no
+//! thread of its own. Each journal is pinned to one of them, which writes
+//! its operations in order, in batches with one `fdatasync` each (a batch:
+//! what is queued for that journal when its thread gets to it). A write of
+//! one journal delays the others of its thread only while it runs: a
+//! failing journal holds them up for its tries, not until it recovers. A
+//! lock file keeps a second writer of the same folder waiting (up to 5 s)
+//! until the first has written everything and closed, or been dropped.
+//! When the folder cannot be written (disk full, read-only) the journal is
+//! opened disabled: callers go on in memory and the log says so.
 //!
 //! A write that fails later (ENOSPC, EIO) loses nothing: the operations of
 //! the failed batch stay with the writer, an add and its done cancelling out
 //! while both wait, and are written when a write succeeds again (retried
-//! every second, and with every new batch); a file left longer than its
-//! whole records is cut back, or rewritten from its live records, first.
-//! The writer always drains the channel, so what waits is bounded by the
-//! live records the callers hold (their own bounds), not by time.
+//! every second, and with every new batch of that journal); a file left
+//! longer than its whole records is cut back, or rewritten from its live
+//! records, first. The writer threads always drain their channels, so what
+//! waits is bounded by the live records the callers hold (their own bounds),
+//! not by time.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -31,7 +38,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::{create_private_dir, write_atomic, SECRET_FILE_MODE};
@@ -92,8 +99,11 @@ enum Op {
 /// The writing side: queue records (never blocks).
 #[derive(Debug)]
 pub struct Journal {
-    tx: Option<mpsc::Sender<Op>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// The channel of the pool thread this journal is pinned to (`None`:
+    /// disabled or closed).
+    tx: Option<mpsc::Sender<Msg>>,
+    /// This journal's name on that thread.
+    key: u64,
     /// Bytes of operations not yet on disk (see [`MAX_BACKLOG_BYTES`]).
     backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -152,7 +162,7 @@ impl Journal {
     pub fn disabled() -> Journal {
         Journal {
             tx: None,
-            thread: None,
+            key: 0,
             backlog: Arc::default(),
         }
     }
@@ -214,22 +224,22 @@ impl Journal {
             std::fs::rename(&path, &aside).map_err(io(&aside))?;
             tracing::warn!(path = %aside.display(), "a damaged journal was moved aside");
         }
-        let mut writer = Writer::rewrite(&path, header, &records, live)?;
-        let backlog: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
-        writer.backlog = backlog.clone();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("nymd-journal".into())
-            .spawn(move || writer.run(rx, lock))
-            .map_err(io(dir))?;
-        Ok((
-            Journal {
-                tx: Some(tx),
-                thread: Some(thread),
-                backlog,
-            },
-            records,
-        ))
+        let writer = Writer::rewrite(&path, header, &records, live)?;
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        let journal = Journal::start(key, writer, lock).map_err(io(dir))?;
+        Ok((journal, records))
+    }
+
+    /// Hand `writer` and the `lock` it holds to the pool thread of `key`
+    /// (a key no other journal has).
+    fn start(key: u64, writer: Writer, lock: File) -> std::io::Result<Journal> {
+        let backlog = writer.backlog.clone();
+        let tx = attach(key, writer, lock)?;
+        Ok(Journal {
+            tx: Some(tx),
+            key,
+            backlog,
+        })
     }
 
     /// Record `payload` under `id`.
@@ -246,26 +256,253 @@ impl Journal {
         if let Some(tx) = &self.tx {
             let cost = op.cost();
             self.backlog.fetch_add(cost, Ordering::Relaxed);
-            if tx.send(op).is_err() {
+            let msg = Msg::Op { key: self.key, op };
+            if tx.send(msg).is_err() {
                 self.backlog.fetch_sub(cost, Ordering::Relaxed);
             }
         }
     }
 
-    /// Write what is queued and stop the writer (blocking).
+    /// Write what is queued for this journal and let go of its folder
+    /// (blocking; a write that still fails is logged and its operations
+    /// lost with the process).
     pub fn close(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(tx) = self.tx.take() {
+            let (ack, closed) = mpsc::channel();
+            let msg = Msg::Close {
+                key: self.key,
+                ack: Some(ack),
+            };
+            if tx.send(msg).is_ok() {
+                // An error: the thread ended, which released the lock too.
+                let _ = closed.recv();
+            }
         }
     }
 }
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        // Without a join the writer finishes on its own; the lock file keeps
-        // a new writer of the same folder waiting until then.
-        self.tx = None;
+        // Without waiting: the pool thread writes what is queued on its own;
+        // the lock file keeps a new writer of the same folder waiting until
+        // then.
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::Close {
+                key: self.key,
+                ack: None,
+            });
+        }
+    }
+}
+
+/// Writer threads shared by every journal of the process.
+const WORKERS: usize = 2;
+/// Their name.
+const THREAD_NAME: &str = "nymd-journal";
+/// Messages a writer thread takes before it writes what they brought, so
+/// that a busy journal delays the others of its thread by a few batches at
+/// most.
+const ROUND: usize = 4 * BATCH;
+
+/// What a journal tells its pool thread.
+enum Msg {
+    /// A journal starts: its writer, and its lock file, held until it is
+    /// closed and written.
+    Attach {
+        key: u64,
+        writer: Box<Writer>,
+        lock: File,
+    },
+    Op {
+        key: u64,
+        op: Op,
+    },
+    /// Write what is queued, release the lock, then answer on `ack` (a
+    /// dropped journal waits for no answer).
+    Close {
+        key: u64,
+        ack: Option<mpsc::Sender<()>>,
+    },
+}
+
+/// The pool: a channel to each writer thread, started when first needed.
+/// Threads live as long as the process.
+static POOL: Mutex<[Option<mpsc::Sender<Msg>>; WORKERS]> = Mutex::new([const { None }; WORKERS]);
+
+/// Names of journals on their pool thread (never reused).
+static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
+
+/// The pool thread a journal is pinned to (so its operations stay in
+/// order).
+fn worker_of(key: u64) -> usize {
+    (key % WORKERS as u64) as usize
+}
+
+/// Give `writer` and `lock` to the pool thread of `key`, starting that
+/// thread if needed. Returns the journal's channel to it.
+fn attach(key: u64, writer: Writer, lock: File) -> std::io::Result<mpsc::Sender<Msg>> {
+    let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    let slot = &mut pool[worker_of(key)];
+    let mut msg = Msg::Attach {
+        key,
+        writer: Box::new(writer),
+        lock,
+    };
+    let mut started = false;
+    loop {
+        if let Some(tx) = slot.as_ref() {
+            match tx.send(msg) {
+                Ok(()) => return Ok(tx.clone()),
+                Err(mpsc::SendError(back)) => msg = back,
+            }
+            if started {
+                return Err(std::io::Error::other("the journal writer thread ended"));
+            }
+        }
+        // Not started yet, or it ended (a bug; its journals are lost): a
+        // new one. A failed start drops `msg` later, which lets go of the
+        // lock.
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(move || Worker::default().run(rx))?;
+        *slot = Some(tx);
+        started = true;
+    }
+}
+
+/// A journal on its pool thread.
+struct Slot {
+    writer: Writer,
+    /// Held until the journal is closed and written.
+    _lock: File,
+    /// Operations taken this round and not written yet.
+    fresh: usize,
+}
+
+/// A pool thread: the journals pinned to it.
+#[derive(Default)]
+struct Worker {
+    journals: HashMap<u64, Slot>,
+    /// Journals that took operations this round (a key may repeat).
+    dirty: Vec<u64>,
+    /// Failing journals, and when each tries again.
+    retry: HashMap<u64, Instant>,
+}
+
+impl Worker {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        loop {
+            let first = match self.retry.values().min() {
+                None => match rx.recv() {
+                    Ok(msg) => Some(msg),
+                    Err(_) => break,
+                },
+                // Failing journals try again every second even if nothing
+                // comes.
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(msg) => Some(msg),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            let mut next = first;
+            let mut taken = 0;
+            while let Some(msg) = next {
+                self.take(msg);
+                taken += 1;
+                next = if taken < ROUND {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            for i in 0..self.dirty.len() {
+                let key = self.dirty[i];
+                if self.journals.get(&key).is_some_and(|s| s.fresh > 0) {
+                    self.flush(key);
+                }
+            }
+            self.dirty.clear();
+            let now = Instant::now();
+            let due: Vec<u64> = self
+                .retry
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(key, _)| *key)
+                .collect();
+            for key in due {
+                self.flush(key);
+            }
+        }
+        // Only when the pool lets go of the thread (it never does).
+        let keys: Vec<u64> = self.journals.keys().copied().collect();
+        for key in keys {
+            self.close(key, None);
+        }
+    }
+
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Attach { key, writer, lock } => {
+                let slot = Slot {
+                    writer: *writer,
+                    _lock: lock,
+                    fresh: 0,
+                };
+                self.journals.insert(key, slot);
+            }
+            Msg::Op { key, op } => {
+                // A journal's operations follow its attach on this channel.
+                let Some(slot) = self.journals.get_mut(&key) else {
+                    return;
+                };
+                slot.writer.pending.push(op);
+                slot.fresh += 1;
+                if slot.fresh == 1 {
+                    self.dirty.push(key);
+                }
+                if slot.fresh >= BATCH {
+                    self.flush(key);
+                }
+            }
+            Msg::Close { key, ack } => self.close(key, ack),
+        }
+    }
+
+    /// Write what the journal `key` has pending (one batch).
+    fn flush(&mut self, key: u64) {
+        let Some(slot) = self.journals.get_mut(&key) else {
+            return;
+        };
+        slot.fresh = 0;
+        slot.writer.flush();
+        if slot.writer.pending.is_empty() {
+            self.retry.remove(&key);
+        } else {
+            self.retry.insert(key, Instant::now() + RETRY);
+        }
+    }
+
+    fn close(&mut self, key: u64, ack: Option<mpsc::Sender<()>>) {
+        self.retry.remove(&key);
+        if let Some(mut slot) = self.journals.remove(&key) {
+            // Closing: a last try, then what could not be written is lost
+            // with the process (logged).
+            slot.writer.flush();
+            if !slot.writer.pending.is_empty() {
+                tracing::warn!(
+                    path = %slot.writer.path.display(),
+                    operations = slot.writer.pending.len(),
+                    "the journal could not be written before it was closed"
+                );
+            }
+            // Lets go of the lock.
+            drop(slot);
+        }
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
     }
 }
 
@@ -395,8 +632,8 @@ fn coalesce(ops: Vec<Op>) -> Vec<Op> {
         .collect()
 }
 
-/// The writer thread's state: the open file and where each live record is
-/// in it (for compaction).
+/// A journal's state on its pool thread: the open file and where each live
+/// record is in it (for compaction).
 struct Writer {
     path: PathBuf,
     header: &'static [u8],
@@ -457,48 +694,6 @@ impl Writer {
             live_count,
             backlog: Arc::default(),
         })
-    }
-
-    fn run(mut self, rx: mpsc::Receiver<Op>, _lock: File) {
-        loop {
-            let first = if self.pending.is_empty() {
-                match rx.recv() {
-                    Ok(op) => Some(op),
-                    Err(_) => return,
-                }
-            } else {
-                // Failing: try again every second even if nothing comes.
-                match rx.recv_timeout(RETRY) {
-                    Ok(op) => Some(op),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        // Closing: a last try, then what could not be
-                        // written is lost with the process (logged).
-                        self.flush();
-                        if !self.pending.is_empty() {
-                            tracing::warn!(
-                                path = %self.path.display(),
-                                operations = self.pending.len(),
-                                "the journal could not be written before it was closed"
-                            );
-                        }
-                        return;
-                    }
-                }
-            };
-            self.pending.extend(first);
-            let mut taken = 0;
-            while taken < BATCH {
-                match rx.try_recv() {
-                    Ok(op) => {
-                        self.pending.push(op);
-                        taken += 1;
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.flush();
-        }
     }
 
     /// Write what is pending; on failure keep it (coalesced) for the next
@@ -991,7 +1186,27 @@ mod tests {
     /// cancelled pairs leave the count.
     #[test]
     fn a_failing_disk_keeps_the_backlog_counted() {
-        let mut w = Writer {
+        let mut w = failing_writer();
+        let ops = vec![
+            Op::Add(1, vec![0; 100]),
+            Op::Add(2, vec![0; 50]),
+            Op::Done(1),
+        ];
+        let total: usize = ops.iter().map(Op::cost).sum();
+        w.backlog.store(total, Ordering::Relaxed);
+        w.pending = ops;
+        w.flush();
+        assert_eq!(w.pending.len(), 1, "add 1 and its done cancelled");
+        assert_eq!(
+            w.backlog.load(Ordering::Relaxed),
+            Op::Add(2, vec![0; 50]).cost()
+        );
+    }
+
+    /// A writer whose every write fails: its file is /dev/null opened
+    /// read-only.
+    fn failing_writer() -> Writer {
+        Writer {
             path: PathBuf::from("/nonexistent/j"),
             header: H,
             file: File::open("/dev/null").expect("null"),
@@ -1002,21 +1217,168 @@ mod tests {
             pending: Vec::new(),
             live_count: Arc::default(),
             backlog: Arc::default(),
-        };
-        let ops = vec![
-            Op::Add(1, vec![0; 100]),
-            Op::Add(2, vec![0; 50]),
-            Op::Done(1),
-        ];
-        let total: usize = ops.iter().map(Op::cost).sum();
-        w.backlog.store(total, Ordering::Relaxed);
-        w.pending = ops;
-        // /dev/null opened read-only: every write fails.
-        w.flush();
-        assert_eq!(w.pending.len(), 1, "add 1 and its done cancelled");
-        assert_eq!(
-            w.backlog.load(Ordering::Relaxed),
-            Op::Add(2, vec![0; 50]).cost()
+        }
+    }
+
+    /// Threads of this process named like the pool's.
+    fn journal_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|name| name.trim_end() == THREAD_NAME)
+            })
+            .count()
+    }
+
+    /// Run `f` on a thread of its own; panics if it has not returned
+    /// within `secs` (the thread is then left behind, the test does not
+    /// hang).
+    fn within<T: Send + 'static>(
+        secs: u64,
+        what: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(Duration::from_secs(secs)) {
+            Ok(v) => v,
+            Err(e) => panic!("{what} did not return within {secs} s: {e}"),
+        }
+    }
+
+    /// Many journals open at once share the pool's threads, and each keeps
+    /// its own records, whether it was closed or dropped.
+    #[test]
+    fn many_journals_share_the_pool_threads() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let paths: Vec<PathBuf> = (0..64).map(|i| dir.path().join(format!("j{i}"))).collect();
+        let mut journals: Vec<Journal> = paths
+            .iter()
+            .map(|p| Journal::open(p, H, Arc::default()).expect("open").0)
+            .collect();
+        for (i, j) in journals.iter().enumerate() {
+            assert!(j.enabled());
+            for id in 0..10u64 {
+                let (id, p) = rec(id + 100 * i as u64, 50 + i);
+                j.add(id, p);
+            }
+            j.done(100 * i as u64 + 3);
+        }
+        // Other tests of this process use the pool at the same time: count
+        // all the pool's threads, not a difference.
+        let threads = journal_threads();
+        assert!(
+            (1..=WORKERS).contains(&threads),
+            "64 open journals: {threads} threads named {THREAD_NAME}, the pool has {WORKERS}"
         );
+        // Half are closed, half dropped.
+        for (i, mut j) in journals.drain(..).enumerate() {
+            if i % 2 == 0 {
+                j.close();
+            }
+        }
+        assert!(journal_threads() <= WORKERS);
+        for (i, p) in paths.iter().enumerate() {
+            let count = Arc::new(AtomicU64::new(0));
+            let (mut j, got) = Journal::open(p, H, count.clone()).expect("reopen");
+            let want: Vec<Record> = (0..10u64)
+                .filter(|id| *id != 3)
+                .map(|id| rec(id + 100 * i as u64, 50 + i))
+                .collect();
+            assert_eq!(got, want, "journal {i}");
+            assert_eq!(count.load(Ordering::Relaxed), 9);
+            j.close();
+        }
+        assert!(journal_threads() <= WORKERS);
+    }
+
+    /// A journal whose writes keep failing does not hold up the close of
+    /// another journal of the same pool thread.
+    #[test]
+    fn a_close_does_not_wait_for_a_failing_journal_of_its_thread() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("good");
+        let (mut good, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        // The failing journal goes to the same thread as the good one.
+        let key = loop {
+            let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+            if worker_of(key) == worker_of(good.key) {
+                break key;
+            }
+        };
+        let lock = File::create(dir.path().join("failing.lock")).expect("lock");
+        let failing = Journal::start(key, failing_writer(), lock).expect("start");
+        failing.add(1, vec![1; 100]);
+        good.add(1, vec![1; 10]);
+        // Both were taken (one channel, in order), and the failing one's
+        // write failed: it is retried every second from now on.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while good.backlog_bytes() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the good journal was never written"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            failing.backlog_bytes() > 0,
+            "the failing journal's add waits"
+        );
+        good.add(2, vec![2; 10]);
+        good.done(1);
+        let good = within(10, "close of the good journal", move || {
+            good.close();
+            good
+        });
+        assert_eq!(good.backlog_bytes(), 0);
+        assert!(failing.backlog_bytes() > 0, "still failing, still counted");
+        let (_j, got) = Journal::open(&path, H, Arc::default()).expect("reopen");
+        assert_eq!(got, vec![(2, vec![2; 10])]);
+        // The failing journal closes too: one last try, logged.
+        let left = within(10, "close of the failing journal", move || {
+            let mut failing = failing;
+            failing.close();
+            failing.backlog_bytes()
+        });
+        assert!(left > 0);
+    }
+
+    /// A journal dropped without close writes what was queued, then lets
+    /// go of its folder: a new writer waits for that and sees everything.
+    #[test]
+    fn a_dropped_journal_is_written_then_released() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("j");
+        let (j, _) = Journal::open(&path, H, Arc::default()).expect("open");
+        let records: Vec<Record> = (0..3_000).map(|id| rec(id, 1_000)).collect();
+        for (id, p) in &records {
+            j.add(*id, p.clone());
+        }
+        for id in (0..3_000).step_by(7) {
+            j.done(id);
+        }
+        let started = Instant::now();
+        drop(j);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "drop does not wait for the disk"
+        );
+        let count = Arc::new(AtomicU64::new(0));
+        let (mut j, got) = Journal::open(&path, H, count.clone()).expect("reopen after the drop");
+        let want: Vec<Record> = records.into_iter().filter(|(id, _)| id % 7 != 0).collect();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got, want);
+        assert_eq!(count.load(Ordering::Relaxed), want.len() as u64);
+        j.close();
+        // Closed: the folder is free at once.
+        let (_j, got) = within(10, "a third open", move || {
+            Journal::open(&path, H, Arc::default()).expect("third open")
+        });
+        assert_eq!(got.len(), want.len());
     }
 }
