@@ -168,6 +168,7 @@ fn cover(rng: &mut StdRng, f: &Fixture) {
         packet_mean: Duration::from_millis(15),
         size: PacketSize::Regular,
         key_rotation: KeyRotation::Unknown,
+        own_keys: Some(&f.enc),
     };
     let _ = std::hint::black_box(build_loop_cover(rng, &params));
 }

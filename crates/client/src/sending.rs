@@ -475,6 +475,8 @@ impl Client {
                     route: &route,
                     mean: self.config.packet_mean(),
                     key_rotation: topology.key_rotation(),
+                    // Used only when the recipient is ourselves.
+                    own_keys: Some(&self.keys.encryption),
                 };
                 let (prepared, _) = prepare_acked(&mut self.rng, &ack, &packet)
                     .map_err(|e| BuildError::Other(e.to_string()))?;
@@ -561,6 +563,7 @@ impl Client {
                 packet_mean: self.config.packet_mean(),
                 size: self.config.packet_size,
                 key_rotation: topology.key_rotation(),
+                own_keys: Some(&self.keys.encryption),
             })
             .collect();
         let built = build_loop_covers_marked(&mut self.rng, &params);

@@ -153,6 +153,7 @@ fn packets(c: &mut Criterion) {
             packet_mean: Duration::from_millis(50),
             size: PacketSize::Regular,
             key_rotation: KeyRotation::Even,
+            own_keys: None,
         };
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         bench.iter(|| black_box(build_loop_cover(&mut rng, &params).expect("cover")))

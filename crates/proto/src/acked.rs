@@ -19,7 +19,7 @@ use crate::ack::{ack_plaintext, build_surb_ack, AckError, SurbAck};
 use crate::address::NodeAddress;
 use crate::address::Recipient;
 use crate::fastsphinx::{derive_batch, Derivation, Derived, DerivedKeys, NodeKeyCache};
-use crate::keys::{AckKey, X25519Secret};
+use crate::keys::{AckKey, EncryptionKeyPair, X25519Secret};
 use crate::mixpacket::MixPacket;
 use crate::params::{
     FragmentId, KeyRotation, PacketSize, SphinxVersion, ACK_PLAINTEXT_SIZE, SURB_ACK_ADDRESS_SIZE,
@@ -77,6 +77,12 @@ pub struct PacketSpec<'a> {
     pub mean: Duration,
     /// The topology's key-rotation parity.
     pub key_rotation: KeyRotation,
+    /// Our own encryption key pair, when the packet may be for ourselves
+    /// (loop cover): if its public half is the recipient's key, the
+    /// payload's key exchange runs on the fixed base
+    /// ([`Derivation::OwnExchange`]: same bytes, no table per identity).
+    /// Ignored for any other recipient.
+    pub own_keys: Option<&'a EncryptionKeyPair>,
 }
 
 /// Why a packet with its SURB-ACK could not be built.
@@ -221,12 +227,25 @@ impl<'a> Drawn<'a> {
 
     /// The three derivations, in the order `finish` takes their results.
     fn derivations(&self) -> [Derivation<'_>; 3] {
+        let public = self.packet.recipient.encryption_key().as_bytes();
+        let exchange = match self
+            .packet
+            .own_keys
+            .filter(|own| own.public().as_bytes() == public)
+        {
+            Some(own) => Derivation::OwnExchange {
+                secret: &self.eph,
+                own_secret: own.secret().as_bytes(),
+                own_public: public,
+            },
+            None => Derivation::Exchange {
+                secret: &self.eph,
+                public,
+            },
+        };
         [
             self.ack_header.derivation(),
-            Derivation::Exchange {
-                secret: &self.eph,
-                public: self.packet.recipient.encryption_key().as_bytes(),
-            },
+            exchange,
             self.header.derivation(),
         ]
     }

@@ -16,7 +16,7 @@ use rand::{CryptoRng, RngCore};
 use crate::ack::AckError;
 use crate::acked::{prepare_acked_many, AckSpec, AckedError, PacketSpec};
 use crate::address::Recipient;
-use crate::keys::AckKey;
+use crate::keys::{AckKey, EncryptionKeyPair};
 use crate::mixpacket::MixPacket;
 use crate::params::{FragmentId, KeyRotation, PacketSize, SphinxVersion};
 use crate::payload::PayloadError;
@@ -73,6 +73,12 @@ pub struct LoopCover<'a> {
     pub size: PacketSize,
     /// Current topology's key-rotation parity.
     pub key_rotation: KeyRotation,
+    /// Our encryption key pair (the half of `own` we keep secret): with it
+    /// the payload's key exchange to ourselves runs on the fixed base
+    /// instead of a table of our own public key (same bytes; see
+    /// [`crate::acked::PacketSpec::own_keys`]). `None` builds it the
+    /// general way.
+    pub own_keys: Option<&'a EncryptionKeyPair>,
 }
 
 /// Build a loop cover packet (version 258, its SURB-ACK too).
@@ -128,6 +134,7 @@ pub fn build_loop_covers_marked<R: RngCore + CryptoRng>(
             route: p.route,
             mean: p.packet_mean,
             key_rotation: p.key_rotation,
+            own_keys: p.own_keys,
         };
         specs.push((ack, packet));
     }
@@ -212,6 +219,7 @@ mod tests {
                 packet_mean: Duration::from_millis(15),
                 size: PacketSize::Regular,
                 key_rotation: KeyRotation::Even,
+                own_keys: Some(&me.encryption),
             },
         )
         .expect("cover");

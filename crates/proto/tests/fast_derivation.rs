@@ -446,6 +446,92 @@ fn batched_derivation_is_byte_identical() {
 }
 
 #[test]
+fn an_exchange_with_our_own_key_is_byte_identical() {
+    // Derivation::OwnExchange (fixed base, product of both clamped secrets)
+    // against StaticSecret::diffie_hellman with the pair's public key, for
+    // random and edge secrets on both sides, alone and batched with routes
+    // and ordinary exchanges.
+    let mut rng = ChaCha20Rng::seed_from_u64(0x0e4e_c4a6);
+    let mut edges: Vec<[u8; 32]> = vec![[0u8; 32], [0xff; 32], [1u8; 32], [0x80; 32]];
+    let mut low = [0u8; 32];
+    low[0] = 8;
+    edges.push(low);
+    let pool: Vec<[u8; 32]> = (0..8)
+        .map(|_| X25519Public::from(&X25519Secret::random_from_rng(&mut rng)).to_bytes())
+        .collect();
+    let specials = special_keys();
+    let cache = NodeKeyCache::new(4096, 4096, 1);
+    for b in 0..600usize {
+        let pick = |rng: &mut ChaCha20Rng| -> [u8; 32] {
+            if rng.gen_bool(0.1) {
+                edges[rng.gen_range(0..edges.len())]
+            } else {
+                rng.gen()
+            }
+        };
+        let secret = pick(&mut rng);
+        let own_secret = pick(&mut rng);
+        let own_public = X25519Public::from(&X25519Secret::from(own_secret)).to_bytes();
+        let route_secret: [u8; 32] = rng.gen();
+        let route: Vec<[u8; 32]> = (0..rng.gen_range(1..=5usize))
+            .map(|_| random_key(&mut rng, &pool, &specials))
+            .collect();
+        let own = Derivation::OwnExchange {
+            secret: &secret,
+            own_secret: &own_secret,
+            own_public: &own_public,
+        };
+        let batch = match b % 3 {
+            0 => vec![own],
+            1 => vec![
+                Derivation::Route {
+                    secret: &route_secret,
+                    keys: &route,
+                },
+                own,
+            ],
+            _ => vec![
+                own,
+                Derivation::Exchange {
+                    secret: &route_secret,
+                    public: &route[0],
+                },
+            ],
+        };
+        let out = derive_batch(&cache, &batch);
+        assert_eq!(out.len(), batch.len(), "batch {b}");
+        let at = usize::from(b % 3 == 1);
+        let Derived::Exchange { public, shared } = &out[at] else {
+            panic!("batch {b}: kind");
+        };
+        let ours = X25519Secret::from(secret);
+        assert_eq!(
+            *public,
+            X25519Public::from(&ours).to_bytes(),
+            "batch {b}: public"
+        );
+        let expected = ours.diffie_hellman(&X25519Public::from(own_public));
+        assert_eq!(**shared, expected.to_bytes(), "batch {b}: shared secret");
+        // The other job is unaffected.
+        let Some(other) = out.get(1 - at).filter(|_| out.len() == 2) else {
+            continue;
+        };
+        match (other, b % 3) {
+            (Derived::Route(k), 1) => {
+                let plain = derive_keys_plain(&route_secret, &route);
+                assert_eq!(k.expanded, plain.expanded, "batch {b}: route");
+            }
+            (Derived::Exchange { shared, .. }, 2) => {
+                let expected =
+                    X25519Secret::from(route_secret).diffie_hellman(&X25519Public::from(route[0]));
+                assert_eq!(**shared, expected.to_bytes(), "batch {b}: exchange");
+            }
+            _ => panic!("batch {b}: kinds"),
+        }
+    }
+}
+
+#[test]
 fn our_lioness_matches_the_crates_both_ways() {
     let mut rng = ChaCha20Rng::seed_from_u64(0x110e55);
     for i in 0..400 {
@@ -498,6 +584,8 @@ mod acked {
     /// One random packet to build: sender, recipient, routes, fragment.
     struct Case {
         own: [u8; 32],
+        /// The recipient's key pair (as if the packet were to ourselves).
+        enc: EncryptionKeyPair,
         recipient: Recipient,
         ack_key: AckKey,
         ack_route: Vec<RouteHop>,
@@ -537,6 +625,7 @@ mod acked {
             let mean = Duration::from_millis(rng.gen_range(0..100));
             Case {
                 own: own.to_bytes(),
+                enc,
                 recipient,
                 ack_key,
                 ack_route,
@@ -549,6 +638,13 @@ mod acked {
         }
 
         fn specs(&self) -> (AckSpec<'_>, PacketSpec<'_>) {
+            self.specs_with(None)
+        }
+
+        fn specs_with<'s>(
+            &'s self,
+            own_keys: Option<&'s EncryptionKeyPair>,
+        ) -> (AckSpec<'s>, PacketSpec<'s>) {
             (
                 AckSpec {
                     version: self.version,
@@ -565,6 +661,7 @@ mod acked {
                     route: &self.route,
                     mean: self.mean,
                     key_rotation: KeyRotation::Even,
+                    own_keys,
                 },
             )
         }
@@ -644,6 +741,55 @@ mod acked {
                 .into_iter()
                 .map(Result::unwrap)
                 .collect();
+            assert_eq!(batch, sequential, "batch {b} of {n}");
+            assert_eq!(
+                one.gen::<u64>(),
+                two.gen::<u64>(),
+                "batch {b}: RNG position"
+            );
+        }
+    }
+
+    #[test]
+    fn a_packet_to_ourselves_built_with_our_key_pair_is_byte_identical() {
+        // `own_keys` matching the recipient: the key exchange runs on the
+        // fixed base; not matching: ignored. Same bytes and RNG position as
+        // building the SURB-ACK then the packet, either way, alone and in
+        // batches.
+        let mut rng = ChaCha20Rng::seed_from_u64(0x0e4c0e);
+        let nodes = nodes(&mut rng);
+        let stranger = EncryptionKeyPair::generate(&mut rng);
+        for b in 0..24u64 {
+            let n = 1 + (b % 4) as usize;
+            let cases: Vec<Case> = (0..n)
+                .map(|i| Case::random(&mut rng, &nodes, b + i as u64))
+                .collect();
+            let seed: [u8; 32] = rng.gen();
+            let mut one = ChaCha20Rng::from_seed(seed);
+            let sequential: Vec<_> = cases.iter().map(|c| c.sequential(&mut one)).collect();
+            let mut two = ChaCha20Rng::from_seed(seed);
+            let specs: Vec<_> = cases
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    // Mostly our own key; now and then a key pair that is
+                    // not the recipient's (must be ignored).
+                    if (b + i as u64) % 5 == 4 {
+                        c.specs_with(Some(&stranger))
+                    } else {
+                        c.specs_with(Some(&c.enc))
+                    }
+                })
+                .collect();
+            let batch: Vec<_> = if n == 1 {
+                let (ack, packet) = specs[0];
+                vec![prepare_acked(&mut two, &ack, &packet).unwrap()]
+            } else {
+                prepare_acked_many(&mut two, &specs)
+                    .into_iter()
+                    .map(Result::unwrap)
+                    .collect()
+            };
             assert_eq!(batch, sequential, "batch {b} of {n}");
             assert_eq!(
                 one.gen::<u64>(),

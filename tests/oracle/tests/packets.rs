@@ -241,6 +241,7 @@ fn our_loop_cover_is_cover_to_nym() {
             packet_mean: MEAN,
             size: PacketSize::Regular,
             key_rotation: KeyRotation::Even,
+            own_keys: Some(&me.encryption),
         },
     )
     .expect("cover");

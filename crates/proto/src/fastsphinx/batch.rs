@@ -38,6 +38,23 @@ pub enum Derivation<'a> {
         /// Their public key.
         public: &'a [u8; 32],
     },
+    /// An exchange with a key pair of our own (a loop cover packet's payload
+    /// is encrypted to our own key): the same results as [`Self::Exchange`]
+    /// with `public = X25519(own_secret, 9)`, computed on the fixed base.
+    /// X25519 multiplies by clamped scalars `c`, so the shared secret is
+    /// `u(c_secret·c_own·B)` for the base point `B` of prime order ℓ, i.e.
+    /// `u(s·B)` with `s = c_secret·c_own mod ℓ` (never 0: `c = 8k` with
+    /// `0 < k < ℓ`). No per-key table is needed, and nothing is cached per
+    /// identity. The caller must pass a matching pair
+    /// ([`crate::keys::EncryptionKeyPair`] guarantees it).
+    OwnExchange {
+        /// Our ephemeral secret.
+        secret: &'a [u8; 32],
+        /// The secret half of the recipient's (our own) key.
+        own_secret: &'a [u8; 32],
+        /// Its public half, `X25519(own_secret, 9)`.
+        own_public: &'a [u8; 32],
+    },
 }
 
 /// The result of one [`Derivation`], in the same position.
@@ -71,12 +88,27 @@ struct Chain<'a> {
     alpha: [u8; 32],
     expanded: Vec<Expanded>,
     shared: Zeroizing<[u8; 32]>,
+    /// For [`Derivation::OwnExchange`]: `c_secret·c_own mod ℓ`.
+    own: Option<Scalar>,
 }
 
 impl Drop for Chain<'_> {
     fn drop(&mut self) {
         self.t.zeroize();
+        if let Some(s) = self.own.as_mut() {
+            s.zeroize();
+        }
     }
+}
+
+/// `c_a·c_b mod ℓ` for the X25519-clamped scalars of `a` and `b`.
+fn clamped_product(a: &[u8; 32], b: &[u8; 32]) -> Scalar {
+    let mut ca = clamp_integer(*a);
+    let mut cb = clamp_integer(*b);
+    let s = Scalar::from_bytes_mod_order(ca) * Scalar::from_bytes_mod_order(cb);
+    ca.zeroize();
+    cb.zeroize();
+    s
 }
 
 impl Chain<'_> {
@@ -103,11 +135,21 @@ pub fn derive_batch(cache: &NodeKeyCache, jobs: &[Derivation<'_>]) -> Vec<Derive
     let mut chains: Vec<Chain<'_>> = jobs
         .iter()
         .map(|job| {
-            let (secret, keys, route) = match job {
-                Derivation::Route { secret, keys } => (*secret, *keys, true),
+            let (secret, keys, route, own) = match job {
+                Derivation::Route { secret, keys } => (*secret, *keys, true, None),
                 Derivation::Exchange { secret, public } => {
-                    (*secret, std::slice::from_ref(*public), false)
+                    (*secret, std::slice::from_ref(*public), false, None)
                 }
+                Derivation::OwnExchange {
+                    secret,
+                    own_secret,
+                    own_public,
+                } => (
+                    *secret,
+                    std::slice::from_ref(*own_public),
+                    false,
+                    Some(clamped_product(secret, own_secret)),
+                ),
             };
             Chain {
                 keys,
@@ -117,6 +159,7 @@ pub fn derive_batch(cache: &NodeKeyCache, jobs: &[Derivation<'_>]) -> Vec<Derive
                 alpha: [0u8; 32],
                 expanded: Vec::with_capacity(keys.len()),
                 shared: Zeroizing::new([0u8; 32]),
+                own,
             }
         })
         .collect();
@@ -139,6 +182,11 @@ pub fn derive_batch(cache: &NodeKeyCache, jobs: &[Derivation<'_>]) -> Vec<Derive
             let Some(key) = chain.keys.get(step) else {
                 continue;
             };
+            if let Some(s) = chain.own.as_ref() {
+                points.push(EdwardsPoint::mul_base(s));
+                slots.push((c, Slot::Hop(step)));
+                continue;
+            }
             let point = cache.get(key);
             match point.mul_edwards(&chain.t) {
                 Some(p) => {
