@@ -267,7 +267,7 @@ struct Slot {
 
 struct Running {
     stop: CancellationToken,
-    commands: mpsc::Sender<AppCommand>,
+    commands: mpsc::Sender<Box<AppCommand>>,
     /// Liveness pings for the watchdog (see [`crate::health`]).
     pings: mpsc::Sender<Ping>,
     hub: Arc<AppHub>,
@@ -821,7 +821,7 @@ impl Manager {
                 .map_err(|e| ManagerError::InvalidArgument(e.message))?;
         }
         let (respond, rx) = oneshot::channel();
-        tx.send(AppCommand {
+        tx.send(Box::new(AppCommand {
             session: 0,
             request: ClientRequest::Send {
                 recipient,
@@ -829,7 +829,7 @@ impl Manager {
                 connection_id: None,
             },
             respond,
-        })
+        }))
         .await
         .map_err(|_| ManagerError::NotRunning(id.to_string()))?;
         match rx.await {

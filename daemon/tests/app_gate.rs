@@ -39,7 +39,7 @@ struct Server {
 async fn start(ws: WebsocketConfig, daemon_limit: Arc<ConnectionLimit>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
-    let (tx, mut rx) = mpsc::channel::<AppCommand>(16);
+    let (tx, mut rx) = mpsc::channel::<Box<AppCommand>>(16);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(serve(

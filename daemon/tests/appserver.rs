@@ -42,7 +42,7 @@ async fn start_with(websocket: WebsocketConfig) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}", listener.local_addr().expect("addr"));
     let hub = AppHub::new(100);
-    let (tx, mut rx) = mpsc::channel::<AppCommand>(16);
+    let (tx, mut rx) = mpsc::channel::<Box<AppCommand>>(16);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     tracker.spawn(serve(

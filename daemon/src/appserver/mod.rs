@@ -54,7 +54,10 @@ pub struct Delivery {
     pub sender_tag: Option<SenderTag>,
 }
 
-/// What the app server asks of the identity actor.
+/// What the app server asks of the identity actor. It travels boxed
+/// (`mpsc::Sender<Box<AppCommand>>`): a request is some 500 bytes, and a
+/// tokio channel allocates its first block of 32 slots when it is made, so
+/// an idle identity's queue costs 32 pointers instead of 15 KiB.
 #[derive(Debug)]
 pub struct AppCommand {
     /// The app session that asked.

@@ -3,6 +3,7 @@
 //! and completes the websocket handshake, then hands each app to a
 //! [`super::session`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,15 +39,19 @@ pub struct AppServerConfig {
 ///
 /// Runs in a span `identity` with the identity's name (a journal field,
 /// `NYMD_IDENTITY`, see [`crate::logging`]), as do its app sessions.
-pub async fn serve(
+///
+/// Not `async fn`s (this and the accept loop): each would keep a second
+/// copy of its arguments in the future, which every identity holds while it
+/// runs.
+pub fn serve(
     listener: TcpListener,
     config: AppServerConfig,
     daemon_limit: Arc<ConnectionLimit>,
     hub: Arc<AppHub>,
-    commands: mpsc::Sender<AppCommand>,
+    commands: mpsc::Sender<Box<AppCommand>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
-) {
+) -> impl Future<Output = ()> {
     let span = tracing::info_span!("identity", identity = %config.identity);
     accept_loop(
         listener,
@@ -58,74 +63,76 @@ pub async fn serve(
         tracker,
     )
     .instrument(span)
-    .await
 }
 
-async fn accept_loop(
+#[allow(clippy::manual_async_fn)] // see `serve`
+fn accept_loop(
     listener: TcpListener,
     config: AppServerConfig,
     daemon_limit: Arc<ConnectionLimit>,
     hub: Arc<AppHub>,
-    commands: mpsc::Sender<AppCommand>,
+    commands: mpsc::Sender<Box<AppCommand>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
-) {
-    let gate = Arc::new(Gate::new(&config.websocket, &config.identity, daemon_limit));
-    let ws = &config.websocket;
-    if !access::is_loopback(ws.host) && ws.allow_remote_apps {
-        tracing::warn!(
-            port = ws.port,
-            host = %ws.host,
-            "apps on other machines may connect to this port (allow_remote_apps): the user check applies only to apps on this machine"
-        );
-    }
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!("app listener accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        // Counted from here until the session ends, so connections still
-        // in the handshake count too; over the limit: closed at once.
-        let Some(admission) = gate.admit(peer) else {
-            drop(stream);
-            continue;
-        };
-        let app = session::SessionContext {
-            hub: hub.clone(),
-            commands: commands.clone(),
-            cancel: cancel.child_token(),
-            address: config.address,
-            write_deadline: config.websocket.write_timeout(),
-        };
-        let gate = gate.clone();
-        let app_task = async move {
-            let _admission = admission;
-            // Closed before the handshake if its user may not connect.
-            if !gate.check_peer(&stream, peer).await {
-                return;
-            }
-            let (ws, tap) = match handshake(stream, peer, &gate, &app.cancel).await {
-                Ok(Some(ws)) => ws,
-                Ok(None) => return,
+) -> impl Future<Output = ()> {
+    async move {
+        let gate = Arc::new(Gate::new(&config.websocket, &config.identity, daemon_limit));
+        let ws = &config.websocket;
+        if !access::is_loopback(ws.host) && ws.allow_remote_apps {
+            tracing::warn!(
+                port = ws.port,
+                host = %ws.host,
+                "apps on other machines may connect to this port (allow_remote_apps): the user check applies only to apps on this machine"
+            );
+        }
+        loop {
+            let accepted = tokio::select! {
+                _ = cancel.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
                 Err(e) => {
-                    tracing::debug!(%peer, "app connection dropped: {e}");
-                    return;
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!("app listener accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
             };
-            if let Err(e) = session::run(ws, peer, app, tap).await {
-                tracing::debug!(%peer, "app session ended: {e}");
-            }
-        };
-        tracker.spawn(app_task.in_current_span());
+            // Counted from here until the session ends, so connections still
+            // in the handshake count too; over the limit: closed at once.
+            let Some(admission) = gate.admit(peer) else {
+                drop(stream);
+                continue;
+            };
+            let app = session::SessionContext {
+                hub: hub.clone(),
+                commands: commands.clone(),
+                cancel: cancel.child_token(),
+                address: config.address,
+                write_deadline: config.websocket.write_timeout(),
+            };
+            let gate = gate.clone();
+            let app_task = async move {
+                let _admission = admission;
+                // Closed before the handshake if its user may not connect.
+                if !gate.check_peer(&stream, peer).await {
+                    return;
+                }
+                let (ws, tap) = match handshake(stream, peer, &gate, &app.cancel).await {
+                    Ok(Some(ws)) => ws,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(%peer, "app connection dropped: {e}");
+                        return;
+                    }
+                };
+                if let Err(e) = session::run(ws, peer, app, tap).await {
+                    tracing::debug!(%peer, "app session ended: {e}");
+                }
+            };
+            tracker.spawn(app_task.in_current_span());
+        }
     }
 }
 

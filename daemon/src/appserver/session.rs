@@ -48,7 +48,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(40);
 #[derive(Debug, Clone)]
 pub(crate) struct SessionContext {
     pub(crate) hub: Arc<AppHub>,
-    pub(crate) commands: mpsc::Sender<AppCommand>,
+    pub(crate) commands: mpsc::Sender<Box<AppCommand>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) address: Recipient,
     /// How long one write to the app may wait (`write_timeout_secs`).
@@ -58,14 +58,14 @@ pub(crate) struct SessionContext {
 type Answer = Pin<Box<dyn Future<Output = Option<ServerResponse>> + Send>>;
 
 /// A request for the identity actor, answered when it answers.
-fn ask(session: u64, request: ClientRequest, commands: mpsc::Sender<AppCommand>) -> Answer {
+fn ask(session: u64, request: ClientRequest, commands: mpsc::Sender<Box<AppCommand>>) -> Answer {
     Box::pin(async move {
         let (tx, rx) = oneshot::channel();
-        let cmd = AppCommand {
+        let cmd = Box::new(AppCommand {
             session,
             request,
             respond: tx,
-        };
+        });
         if commands.send(cmd).await.is_err() {
             return Some(ServerResponse::Error(ApiError::other(
                 "the identity stopped before answering",

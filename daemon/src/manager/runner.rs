@@ -54,7 +54,7 @@ pub(super) struct Runner {
     pub(super) inbound: Inbound,
     /// Given to the app server so app sessions and the control plane share
     /// one queue.
-    pub(super) commands_tx: mpsc::Sender<AppCommand>,
+    pub(super) commands_tx: mpsc::Sender<Box<AppCommand>>,
     pub(super) hub: Arc<AppHub>,
     /// Lanes of the apps' sends (see [`AppLanes`]).
     pub(super) lanes: AppLanes,
@@ -88,10 +88,10 @@ const LANE_PRUNE_TICKS: u32 = 20;
 /// What reaches a runner from outside: requests and watchdog pings, plus
 /// the requests that wait for the identity to connect.
 pub(super) struct Inbound {
-    commands: mpsc::Receiver<AppCommand>,
+    commands: mpsc::Receiver<Box<AppCommand>>,
     /// Answered from every wait of the loop (see [`crate::health`]).
     pings: mpsc::Receiver<Ping>,
-    waiting: VecDeque<(Instant, AppCommand)>,
+    waiting: VecDeque<(Instant, Box<AppCommand>)>,
 }
 
 impl Inbound {
@@ -100,7 +100,10 @@ impl Inbound {
         Self::new(mpsc::channel(1).1, health::channel().1)
     }
 
-    pub(super) fn new(commands: mpsc::Receiver<AppCommand>, pings: mpsc::Receiver<Ping>) -> Self {
+    pub(super) fn new(
+        commands: mpsc::Receiver<Box<AppCommand>>,
+        pings: mpsc::Receiver<Ping>,
+    ) -> Self {
         Self {
             commands,
             pings,
@@ -158,7 +161,7 @@ impl Inbound {
     }
 
     /// Keep `cmd` for when the identity is connected (bounded).
-    fn hold(&mut self, why: &str, cmd: AppCommand) {
+    fn hold(&mut self, why: &str, cmd: Box<AppCommand>) {
         if self.waiting.len() >= NOT_READY_QUEUE {
             let _ = cmd.respond.send(Some(ServerResponse::Error(ApiError::other(format!(
                 "the identity is {why} and {NOT_READY_QUEUE} requests already wait for it; try again later"
@@ -253,23 +256,29 @@ enum Outcome {
 }
 
 impl Runner {
-    pub(super) async fn run(mut self) {
-        self.open_inbox().await;
-        self.run_loop().await;
-        // A gateway session left open by this identity's registration is
-        // for the run that follows it; this one ends without having used it
-        // (stopped or restarted before it started its client), so the next
-        // start connects anew instead of taking a session whose gateway may
-        // be gone.
-        if let Ok(stored) = self.ctx.store.load(&self.id) {
-            self.ctx
-                .shared
-                .discard_warm(&stored.keys.identity.public_bytes());
-        }
-        // What waits for an app is on disk before the identity counts as
-        // stopped (a restart in this process reopens the same journal).
-        if let Some(mut j) = self.hub.close_inbox() {
-            let _ = tokio::task::spawn_blocking(move || j.close()).await;
+    /// The task of the identity. Not an `async fn`: that would keep a
+    /// second copy of `self` (its argument) in the future, next to the one
+    /// the body uses.
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn run(mut self) -> impl Future<Output = ()> {
+        async move {
+            self.open_inbox().await;
+            self.run_loop().await;
+            // A gateway session left open by this identity's registration is
+            // for the run that follows it; this one ends without having used it
+            // (stopped or restarted before it started its client), so the next
+            // start connects anew instead of taking a session whose gateway may
+            // be gone.
+            if let Ok(stored) = self.ctx.store.load(&self.id) {
+                self.ctx
+                    .shared
+                    .discard_warm(&stored.keys.identity.public_bytes());
+            }
+            // What waits for an app is on disk before the identity counts as
+            // stopped (a restart in this process reopens the same journal).
+            if let Some(mut j) = self.hub.close_inbox() {
+                let _ = tokio::task::spawn_blocking(move || j.close()).await;
+            }
         }
     }
 
@@ -312,16 +321,15 @@ impl Runner {
                 Outcome::Failed(reason) => {
                     tracing::warn!(identity = %self.id, "identity failed, retrying in {backoff:?} (within {RETRY_WHILE_REQUESTS_WAIT:?} while app requests wait): {reason}");
                     self.ctx.status.set_state(RunState::Failed { reason });
-                    // Requests wait (bounded) for the next attempt.
-                    let stopped = self
-                        .inbound
-                        .retry_pause(
-                            "not connected to the mixnet (retrying)",
-                            &self.stop,
-                            Instant::now(),
-                            backoff,
-                        )
-                        .await;
+                    // Requests wait (bounded) for the next attempt. Boxed
+                    // like the phases of a run (see `run_once`).
+                    let stopped = Box::pin(self.inbound.retry_pause(
+                        "not connected to the mixnet (retrying)",
+                        &self.stop,
+                        Instant::now(),
+                        backoff,
+                    ))
+                    .await;
                     if stopped {
                         break;
                     }
@@ -337,22 +345,57 @@ impl Runner {
         }
     }
 
+    /// One run of the client: connect, serve until it fails or `stop`
+    /// fires, shut it down.
+    ///
+    /// Each phase is boxed: the future of a runner is allocated whole when
+    /// its task is spawned and is as large as its largest state, and
+    /// connecting (the topology, the gateway handshake) takes tens of KiB
+    /// of future state that an identity serving its apps does not need.
+    /// Boxed, the runner's task stays small and an idle identity holds only
+    /// the serve loop's state.
     async fn run_once(&mut self, listeners: &mut Listeners) -> Outcome {
+        let (handle, topology, last_auth) = match Box::pin(self.connect(listeners)).await {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
+        };
+        self.ctx.status.set_state(RunState::Running);
+        self.socks.set_client(Some(handle.sender()));
+        let outcome = Box::pin(self.serve(&handle, topology, last_auth)).await;
+        // Open SOCKS connections end with the client.
+        self.socks.set_client(None);
+        self.persist_auth(&handle, last_auth);
+        self.persist_received(&handle, &mut 0);
+        Box::pin(health::answering(
+            &mut self.inbound.pings,
+            handle.shutdown(),
+        ))
+        .await;
+        outcome
+    }
+
+    /// Bind the listeners (once) and start the mixnet client: its handle,
+    /// the topology, and the persisted auth timestamp; the outcome of the
+    /// run if it ends before the client is up.
+    async fn connect(
+        &mut self,
+        listeners: &mut Listeners,
+    ) -> Result<(ClientHandle, Option<TopologyHandle>, u64), Outcome> {
         let stored = match self.ctx.store.load(&self.id) {
             Ok(s) => s,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) => return Err(Outcome::Failed(e.to_string())),
         };
         // The file may have been edited since the manager checked it.
         if let Some(why) = super::remote_apps_refusal(&stored.config, &self.ctx.store) {
-            return Outcome::Failed(why);
+            return Err(Outcome::Failed(why));
         }
         if let Some(why) = super::socks5_refusal(&stored.config, &self.ctx.store) {
-            return Outcome::Failed(why);
+            return Err(Outcome::Failed(why));
         }
         self.report_send_failures = stored.config.websocket.report_send_failures;
         let address = match super::address_of(&stored) {
             Ok(a) => a,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) => return Err(Outcome::Failed(e.to_string())),
         };
         // Bind the app port first: a port conflict is reported early and
         // connected apps survive client restarts.
@@ -360,7 +403,7 @@ impl Runner {
             let addr = SocketAddr::new(stored.config.websocket.host, stored.config.websocket.port);
             let listener = match TcpListener::bind(addr).await {
                 Ok(l) => l,
-                Err(e) => return Outcome::Failed(format!("cannot listen on {addr}: {e}")),
+                Err(e) => return Err(Outcome::Failed(format!("cannot listen on {addr}: {e}"))),
             };
             let token = self.stop.child_token();
             self.ctx.tracker.spawn(appserver::serve(
@@ -385,9 +428,9 @@ impl Runner {
                 let listener = match TcpListener::bind(addr).await {
                     Ok(l) => l,
                     Err(e) => {
-                        return Outcome::Failed(format!(
+                        return Err(Outcome::Failed(format!(
                             "cannot listen on {addr} for SOCKS5: {e} (change port in [socks5])"
-                        ))
+                        )))
                     }
                 };
                 let token = self.stop.child_token();
@@ -427,18 +470,20 @@ impl Runner {
         // The topology handle is held until the client has its own, so the
         // topology is fetched once. The fetch may take long (nym-api
         // unreachable): pings are answered and requests kept meanwhile.
+        // The futures of the fetch and of the client's start are boxed: the
+        // wrappers that serve requests meanwhile would hold them twice.
         let mut inbound = std::mem::replace(&mut self.inbound, Inbound::detached());
         let followed = inbound
             .while_not_ready("connecting to the mixnet", async {
                 tokio::select! {
                     _ = self.stop.cancelled() => None,
-                    r = self.follow_gateway_listener(stored.registration) => Some(r),
+                    r = Box::pin(self.follow_gateway_listener(stored.registration)) => Some(r),
                 }
             })
             .await;
         self.inbound = inbound;
         let Some((registration, topology)) = followed else {
-            return Outcome::Stopped;
+            return Err(Outcome::Stopped);
         };
         let reg = GatewayRegistration {
             gateway_id: registration.gateway_id,
@@ -447,40 +492,30 @@ impl Runner {
             shared_key: registration.shared_key,
             last_auth_timestamp: stored.state.last_auth_timestamp,
         };
-        let start = nymd_mixnet::start(
+        let start = Box::pin(nymd_mixnet::start(
             &self.ctx.shared,
             to_client_keys(&stored.keys),
             reg,
             config,
             self.stop.child_token(),
-        );
+        ));
         let stop = self.stop.clone();
-        let start = self
+        let started = self
             .inbound
             .while_not_ready("connecting to the mixnet", async {
                 tokio::select! {
                     _ = stop.cancelled() => None,
                     h = start => Some(h),
                 }
-            });
-        let handle = match start.await {
-            None => return Outcome::Stopped,
-            Some(h) => match h {
-                Ok(h) => h,
-                Err(e) => return Outcome::Failed(format!("cannot start the mixnet client: {e}")),
-            },
-        };
-        self.ctx.status.set_state(RunState::Running);
-        self.socks.set_client(Some(handle.sender()));
-        let outcome = self
-            .serve(&handle, topology, stored.state.last_auth_timestamp)
+            })
             .await;
-        // Open SOCKS connections end with the client.
-        self.socks.set_client(None);
-        self.persist_auth(&handle, stored.state.last_auth_timestamp);
-        self.persist_received(&handle, &mut 0);
-        health::answering(&mut self.inbound.pings, handle.shutdown()).await;
-        outcome
+        match started {
+            None => Err(Outcome::Stopped),
+            Some(Ok(h)) => Ok((h, topology, stored.state.last_auth_timestamp)),
+            Some(Err(e)) => Err(Outcome::Failed(format!(
+                "cannot start the mixnet client: {e}"
+            ))),
+        }
     }
 
     /// If the registered gateway is in the current topology with another
@@ -690,7 +725,7 @@ impl Runner {
         &mut self,
         handle: &ClientHandle,
         topology: Option<&TopologyHandle>,
-        cmd: AppCommand,
+        cmd: Box<AppCommand>,
     ) {
         let session = cmd.session;
         let queue_reply = |lanes: &AppLanes, c: Option<u64>| {
@@ -775,7 +810,11 @@ impl Runner {
                 )
             }
         };
-        let resp = match health::answering(&mut self.inbound.pings, handle.send(msg)).await {
+        // Boxed: waiting for room in the client's queue takes some KiB of
+        // future state, which the serve loop would otherwise hold (inline)
+        // for as long as the identity runs.
+        let sent = Box::pin(health::answering(&mut self.inbound.pings, handle.send(msg)));
+        let resp = match sent.await {
             Ok(()) => queue_reply(&self.lanes, conn),
             Err(e) => Some(ServerResponse::Error(ApiError::other(format!(
                 "could not queue the message: {e}"
