@@ -1,7 +1,7 @@
 //! Receiving: what the gateway pushes (acks, our loop cover coming back,
 //! messages), decryption with reply keys, reassembly, and delivery.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use nymd_proto::ack::recognise_ack;
 use nymd_proto::chunking::{Fragment, InsertOutcome, NymMessage, ReassemblyError};
@@ -23,44 +23,65 @@ pub(crate) enum Via {
     Other,
 }
 
-/// Loop cover markers kept (about 55 cover packets a second leave at
-/// Nym's defaults and come back within a second; older ones are opened the
-/// usual way).
-const COVER_MARKERS: usize = 256;
+/// Loop cover markers kept. At Nym's defaults about 55 cover packets a
+/// second leave (5 of the loop cover stream, 50 of the main Poisson stream
+/// when it has nothing real to send) and each comes back well under 2 s
+/// later (three mixes of 50 ms mean delay, then the gateway): 128 markers
+/// cover about 2.3 s of cover in flight. A marker forgotten costs only work:
+/// `on_pushed` then opens that packet the usual way (Diffie-Hellman and
+/// decryption) and still counts it as cover when it finds the cover content.
+const COVER_MARKERS: usize = 128;
 
 /// The ephemeral keys of our own loop cover packets still in flight. A
 /// pushed message starting with one of them is our loop coming back: it is
 /// counted and dropped without the Diffie-Hellman and decryption (a stock
 /// client decrypts it only to find the cover content). Nothing on the wire
 /// changes; anything else is opened as usual.
+///
+/// Only the first 16 bytes of each 32-byte key are kept, in a ring scanned
+/// linearly (2 KiB when full; the set and queue of whole keys it replaces
+/// took about 25 KB per identity). A message that is not one of our loops
+/// starts with a key its sender drew at random (or a reply key digest), so
+/// it matches a kept marker only by a coincidence of probability 2^-128 per
+/// marker. Nobody can aim for one either: a marker is first seen by the
+/// last mix and our gateway as the packet comes back, and they could as
+/// well drop it (as with whole keys).
 #[derive(Debug, Default)]
 pub(crate) struct CoverMarkers {
-    order: VecDeque<[u8; 32]>,
-    set: HashSet<[u8; 32]>,
+    /// Oldest first; at most [`COVER_MARKERS`].
+    ring: VecDeque<u128>,
+}
+
+/// The part of a marker (or of a message's first 32 bytes) that is kept.
+fn short_marker(head: &[u8; 32]) -> u128 {
+    let mut half = [0u8; 16];
+    half.copy_from_slice(&head[..16]);
+    u128::from_le_bytes(half)
 }
 
 impl CoverMarkers {
     pub(crate) fn insert(&mut self, marker: [u8; 32]) {
-        if self.order.len() >= COVER_MARKERS {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+        if self.ring.len() >= COVER_MARKERS {
+            self.ring.pop_front();
         }
-        if self.set.insert(marker) {
-            self.order.push_back(marker);
-        }
+        self.ring.push_back(short_marker(&marker));
     }
 
-    /// Whether `message` is one of our loops (forgetting its marker).
+    /// Whether `message` is one of our loops (forgetting its marker, so
+    /// that it matches once).
     pub(crate) fn take(&mut self, message: &[u8]) -> bool {
-        let Some(head) = message.get(..32) else {
+        let Some(head) = message.first_chunk::<32>() else {
             return false;
         };
-        let mut key = [0u8; 32];
-        key.copy_from_slice(head);
-        // Its entry in `order` stays until it ages out (removing it would
-        // cost a scan; an absent key is harmless there).
-        self.set.remove(&key)
+        let key = short_marker(head);
+        // Loops come back roughly in the order they left: oldest first.
+        match self.ring.iter().position(|m| *m == key) {
+            Some(i) => {
+                self.ring.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -222,24 +243,50 @@ mod tests {
     #[test]
     fn cover_markers_recognise_our_loops_once_and_forget_old_ones() {
         let mut m = CoverMarkers::default();
-        let msg = |k: u8| {
-            let mut v = vec![k; 32];
+        // A pushed message starting with `head`.
+        let msg_of = |head: [u8; 32]| {
+            let mut v = head.to_vec();
             v.extend_from_slice(&[9u8; 100]);
             v
         };
+        let msg = |k: u8| msg_of([k; 32]);
         m.insert([1; 32]);
         m.insert([2; 32]);
+        m.insert([4; 32]);
         assert!(m.take(&msg(1)));
         assert!(!m.take(&msg(1)), "a marker matches once");
         assert!(!m.take(&msg(3)));
         assert!(!m.take(&[2u8; 31]), "too short");
-        for i in 0..COVER_MARKERS as u32 + 10 {
+        // Taken from the middle of the ring: once, and the others stay.
+        m.insert([5; 32]);
+        assert!(m.take(&msg(4)));
+        assert!(
+            !m.take(&msg(4)),
+            "a marker taken from the middle matches once"
+        );
+        assert!(m.take(&msg(5)));
+        assert_eq!(m.ring.len(), 1, "only [2; 32] is left");
+        // Only the first 16 bytes are compared.
+        let mut near = [6u8; 32];
+        m.insert(near);
+        near[16..].fill(0);
+        assert!(m.take(&msg_of(near)));
+        // Many more: the last COVER_MARKERS are kept.
+        let marker = |i: u32| {
             let mut k = [0u8; 32];
             k[..4].copy_from_slice(&i.to_be_bytes());
-            k[31] = 0xee;
-            m.insert(k);
+            k[15] = 0xee;
+            k
+        };
+        for i in 0..COVER_MARKERS as u32 + 10 {
+            m.insert(marker(i));
         }
-        assert!(m.set.len() <= COVER_MARKERS && m.order.len() <= COVER_MARKERS);
+        assert_eq!(m.ring.len(), COVER_MARKERS);
         assert!(!m.take(&msg(2)), "old markers age out");
+        assert!(!m.take(&msg_of(marker(9))), "old markers age out");
+        assert!(m.take(&msg_of(marker(COVER_MARKERS as u32 + 9))));
+        assert!(m.take(&msg_of(marker(10))));
+        assert!(!m.take(&msg_of(marker(10))), "a marker matches once");
+        assert_eq!(m.ring.len(), COVER_MARKERS - 2);
     }
 }

@@ -233,6 +233,10 @@ pub async fn start(
         }
     };
     let address = keys.address(gateway);
+    // Requests travel boxed: an `OutgoingMessage` is 464 bytes (its
+    // `Recipient` holds two decompressed ed25519 keys) and tokio allocates a
+    // channel's first block of 32 slots when it makes the channel, so the
+    // empty channel of every identity cost 15 KB; boxed, 256 bytes.
     let (req_tx, req_rx) = mpsc::channel(config.request_buffer.max(1));
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let cancel = cancel.child_token();
@@ -291,7 +295,7 @@ pub async fn start(
 #[derive(Debug)]
 pub struct ClientHandle {
     address: Recipient,
-    requests: mpsc::Sender<OutgoingMessage>,
+    requests: mpsc::Sender<Box<OutgoingMessage>>,
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<HandleShared>,
     cancel: CancellationToken,
@@ -303,7 +307,7 @@ pub struct ClientHandle {
 /// (the driver then lowers the count), it counts as one packet of its lane,
 /// so `lane_queue_length` never reads 0 while it waits there.
 async fn send_request(
-    requests: &mpsc::Sender<OutgoingMessage>,
+    requests: &mpsc::Sender<Box<OutgoingMessage>>,
     shared: &HandleShared,
     req: OutgoingMessage,
 ) -> Result<(), ClientError> {
@@ -329,7 +333,7 @@ async fn send_request(
         queued: false,
     };
     requests
-        .send(req)
+        .send(Box::new(req))
         .await
         .map_err(|_| ClientError::Shutdown)?;
     guard.queued = true;
@@ -342,7 +346,7 @@ async fn send_request(
 #[derive(Debug, Clone)]
 pub struct ClientSender {
     address: Recipient,
-    requests: mpsc::Sender<OutgoingMessage>,
+    requests: mpsc::Sender<Box<OutgoingMessage>>,
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<HandleShared>,
 }
