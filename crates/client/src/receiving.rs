@@ -25,12 +25,15 @@ pub(crate) enum Via {
 
 /// Loop cover markers kept. At Nym's defaults about 55 cover packets a
 /// second leave (5 of the loop cover stream, 50 of the main Poisson stream
-/// when it has nothing real to send) and each comes back well under 2 s
-/// later (three mixes of 50 ms mean delay, then the gateway): 128 markers
-/// cover about 2.3 s of cover in flight. A marker forgotten costs only work:
-/// `on_pushed` then opens that packet the usual way (Diffie-Hellman and
-/// decryption) and still counts it as cover when it finds the cover content.
-const COVER_MARKERS: usize = 128;
+/// when it has nothing real to send) and each usually comes back within a
+/// second (three mixes of 50 ms mean delay, then the gateway); a congested
+/// mixnet can hold them for seconds. 512 markers (8 KiB) cover about 9 s of
+/// cover in flight. A marker forgotten costs only work, but real work:
+/// `on_pushed` then opens the packet the usual way (a Diffie-Hellman and
+/// decryption, ~80 µs, more than the rest of an idle identity's receive
+/// path per packet) and still counts it as cover when it finds the cover
+/// content.
+const COVER_MARKERS: usize = 512;
 
 /// The ephemeral keys of our own loop cover packets still in flight. A
 /// pushed message starting with one of them is our loop coming back: it is
@@ -39,7 +42,7 @@ const COVER_MARKERS: usize = 128;
 /// changes; anything else is opened as usual.
 ///
 /// Only the first 16 bytes of each 32-byte key are kept, in a ring scanned
-/// linearly (2 KiB when full; the set and queue of whole keys it replaces
+/// linearly (8 KiB when full; the set and queue of whole keys it replaces
 /// took about 25 KB per identity). A message that is not one of our loops
 /// starts with a key its sender drew at random (or a reply key digest), so
 /// it matches a kept marker only by a coincidence of probability 2^-128 per
