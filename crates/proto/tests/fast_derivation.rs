@@ -723,19 +723,36 @@ mod acked {
         }
     }
 
+    /// `n` random cases (the `b`th batch), built one after the other from a
+    /// fresh seed: the cases, the packets, the RNG after them, and a second
+    /// RNG from the same seed for the build under test.
+    fn in_turn(
+        rng: &mut ChaCha20Rng,
+        nodes: &[RouteHop],
+        b: u64,
+        n: usize,
+    ) -> (
+        Vec<Case>,
+        Vec<(PreparedPacket, [u8; 32])>,
+        ChaCha20Rng,
+        ChaCha20Rng,
+    ) {
+        let cases: Vec<Case> = (0..n)
+            .map(|i| Case::random(rng, nodes, b + i as u64))
+            .collect();
+        let seed: [u8; 32] = rng.gen();
+        let mut one = ChaCha20Rng::from_seed(seed);
+        let sequential: Vec<_> = cases.iter().map(|c| c.sequential(&mut one)).collect();
+        (cases, sequential, one, ChaCha20Rng::from_seed(seed))
+    }
+
     #[test]
     fn packets_built_in_one_batch_are_byte_identical_to_ones_built_in_turn() {
         let mut rng = ChaCha20Rng::seed_from_u64(0xba7c4);
         let nodes = nodes(&mut rng);
         for b in 0..16u64 {
             let n = 1 + (b % 5) as usize;
-            let cases: Vec<Case> = (0..n)
-                .map(|i| Case::random(&mut rng, &nodes, b + i as u64))
-                .collect();
-            let seed: [u8; 32] = rng.gen();
-            let mut one = ChaCha20Rng::from_seed(seed);
-            let sequential: Vec<_> = cases.iter().map(|c| c.sequential(&mut one)).collect();
-            let mut two = ChaCha20Rng::from_seed(seed);
+            let (cases, sequential, mut one, mut two) = in_turn(&mut rng, &nodes, b, n);
             let specs: Vec<_> = cases.iter().map(Case::specs).collect();
             let batch: Vec<_> = prepare_acked_many(&mut two, &specs)
                 .into_iter()
@@ -761,13 +778,7 @@ mod acked {
         let stranger = EncryptionKeyPair::generate(&mut rng);
         for b in 0..24u64 {
             let n = 1 + (b % 4) as usize;
-            let cases: Vec<Case> = (0..n)
-                .map(|i| Case::random(&mut rng, &nodes, b + i as u64))
-                .collect();
-            let seed: [u8; 32] = rng.gen();
-            let mut one = ChaCha20Rng::from_seed(seed);
-            let sequential: Vec<_> = cases.iter().map(|c| c.sequential(&mut one)).collect();
-            let mut two = ChaCha20Rng::from_seed(seed);
+            let (cases, sequential, mut one, mut two) = in_turn(&mut rng, &nodes, b, n);
             let specs: Vec<_> = cases
                 .iter()
                 .enumerate()
