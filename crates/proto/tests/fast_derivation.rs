@@ -723,27 +723,31 @@ mod acked {
         }
     }
 
-    /// `n` random cases (the `b`th batch), built one after the other from a
-    /// fresh seed: the cases, the packets, the RNG after them, and a second
-    /// RNG from the same seed for the build under test.
-    fn in_turn(
-        rng: &mut ChaCha20Rng,
-        nodes: &[RouteHop],
-        b: u64,
-        n: usize,
-    ) -> (
-        Vec<Case>,
-        Vec<(PreparedPacket, [u8; 32])>,
-        ChaCha20Rng,
-        ChaCha20Rng,
-    ) {
+    /// `n` random cases built one after the other from a fresh seed.
+    struct InTurn {
+        cases: Vec<Case>,
+        /// What building them in turn gave.
+        sequential: Vec<(PreparedPacket, [u8; 32])>,
+        /// The RNG after them.
+        after: ChaCha20Rng,
+        /// A second RNG from the same seed, for the build under test.
+        fresh: ChaCha20Rng,
+    }
+
+    /// [`InTurn`] for the `b`th batch of `n` cases.
+    fn in_turn(rng: &mut ChaCha20Rng, nodes: &[RouteHop], b: u64, n: usize) -> InTurn {
         let cases: Vec<Case> = (0..n)
             .map(|i| Case::random(rng, nodes, b + i as u64))
             .collect();
         let seed: [u8; 32] = rng.gen();
-        let mut one = ChaCha20Rng::from_seed(seed);
-        let sequential: Vec<_> = cases.iter().map(|c| c.sequential(&mut one)).collect();
-        (cases, sequential, one, ChaCha20Rng::from_seed(seed))
+        let mut after = ChaCha20Rng::from_seed(seed);
+        let sequential = cases.iter().map(|c| c.sequential(&mut after)).collect();
+        InTurn {
+            cases,
+            sequential,
+            after,
+            fresh: ChaCha20Rng::from_seed(seed),
+        }
     }
 
     #[test]
@@ -752,7 +756,12 @@ mod acked {
         let nodes = nodes(&mut rng);
         for b in 0..16u64 {
             let n = 1 + (b % 5) as usize;
-            let (cases, sequential, mut one, mut two) = in_turn(&mut rng, &nodes, b, n);
+            let InTurn {
+                cases,
+                sequential,
+                after: mut one,
+                fresh: mut two,
+            } = in_turn(&mut rng, &nodes, b, n);
             let specs: Vec<_> = cases.iter().map(Case::specs).collect();
             let batch: Vec<_> = prepare_acked_many(&mut two, &specs)
                 .into_iter()
@@ -778,7 +787,12 @@ mod acked {
         let stranger = EncryptionKeyPair::generate(&mut rng);
         for b in 0..24u64 {
             let n = 1 + (b % 4) as usize;
-            let (cases, sequential, mut one, mut two) = in_turn(&mut rng, &nodes, b, n);
+            let InTurn {
+                cases,
+                sequential,
+                after: mut one,
+                fresh: mut two,
+            } = in_turn(&mut rng, &nodes, b, n);
             let specs: Vec<_> = cases
                 .iter()
                 .enumerate()
