@@ -734,6 +734,20 @@ mod acked {
         fresh: ChaCha20Rng,
     }
 
+    impl InTurn {
+        /// `batch`, built from `fresh`, is what building in turn gave, and
+        /// both drew the same amount of randomness.
+        fn check(&mut self, batch: &[(PreparedPacket, [u8; 32])], b: u64) {
+            let n = self.cases.len();
+            assert_eq!(batch, self.sequential, "batch {b} of {n}");
+            assert_eq!(
+                self.after.gen::<u64>(),
+                self.fresh.gen::<u64>(),
+                "batch {b}: RNG position"
+            );
+        }
+    }
+
     /// [`InTurn`] for the `b`th batch of `n` cases.
     fn in_turn(rng: &mut ChaCha20Rng, nodes: &[RouteHop], b: u64, n: usize) -> InTurn {
         let cases: Vec<Case> = (0..n)
@@ -756,23 +770,13 @@ mod acked {
         let nodes = nodes(&mut rng);
         for b in 0..16u64 {
             let n = 1 + (b % 5) as usize;
-            let InTurn {
-                cases,
-                sequential,
-                after: mut one,
-                fresh: mut two,
-            } = in_turn(&mut rng, &nodes, b, n);
-            let specs: Vec<_> = cases.iter().map(Case::specs).collect();
-            let batch: Vec<_> = prepare_acked_many(&mut two, &specs)
+            let mut t = in_turn(&mut rng, &nodes, b, n);
+            let specs: Vec<_> = t.cases.iter().map(Case::specs).collect();
+            let batch: Vec<_> = prepare_acked_many(&mut t.fresh, &specs)
                 .into_iter()
                 .map(Result::unwrap)
                 .collect();
-            assert_eq!(batch, sequential, "batch {b} of {n}");
-            assert_eq!(
-                one.gen::<u64>(),
-                two.gen::<u64>(),
-                "batch {b}: RNG position"
-            );
+            t.check(&batch, b);
         }
     }
 
@@ -787,13 +791,9 @@ mod acked {
         let stranger = EncryptionKeyPair::generate(&mut rng);
         for b in 0..24u64 {
             let n = 1 + (b % 4) as usize;
-            let InTurn {
-                cases,
-                sequential,
-                after: mut one,
-                fresh: mut two,
-            } = in_turn(&mut rng, &nodes, b, n);
-            let specs: Vec<_> = cases
+            let mut t = in_turn(&mut rng, &nodes, b, n);
+            let specs: Vec<_> = t
+                .cases
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
@@ -808,19 +808,14 @@ mod acked {
                 .collect();
             let batch: Vec<_> = if n == 1 {
                 let (ack, packet) = specs[0];
-                vec![prepare_acked(&mut two, &ack, &packet).unwrap()]
+                vec![prepare_acked(&mut t.fresh, &ack, &packet).unwrap()]
             } else {
-                prepare_acked_many(&mut two, &specs)
+                prepare_acked_many(&mut t.fresh, &specs)
                     .into_iter()
                     .map(Result::unwrap)
                     .collect()
             };
-            assert_eq!(batch, sequential, "batch {b} of {n}");
-            assert_eq!(
-                one.gen::<u64>(),
-                two.gen::<u64>(),
-                "batch {b}: RNG position"
-            );
+            t.check(&batch, b);
         }
     }
 }
