@@ -187,6 +187,37 @@ impl Sim {
         );
     }
 
+    /// We (client 0) send `to` 100 bytes of `marker` anonymously, with 5
+    /// reply SURBs, on `lane`.
+    fn ask(&mut self, to: usize, marker: u8, lane: Lane) {
+        let now = self.now;
+        let recipient = self.peers[to].address;
+        self.peers[0].core.handle_app(
+            now,
+            OutgoingMessage::Anonymous {
+                recipient,
+                data: vec![marker; 100],
+                reply_surbs: 5,
+                lane,
+            },
+        );
+    }
+
+    /// `from` replies on `tag` with `marker`; the network runs until we
+    /// (client 0) have it or [`WINDOW`] has passed. Our answers before and
+    /// after, and how long it ran.
+    fn reply_for_a_window(&mut self, from: usize, tag: SenderTag, marker: u8) -> Window {
+        let before = self.answers();
+        let start = self.now;
+        self.reply(from, tag, marker);
+        self.run_until(start + WINDOW, |s| s.received(0, marker));
+        Window {
+            before,
+            after: self.answers(),
+            took: self.now.duration_since(start),
+        }
+    }
+
     /// Our (client 0's) answers so far: (answered, refused, SURBs handed out).
     fn answers(&self) -> (u64, u64, u64) {
         let s = &self.peers[0].core.published().stats;
@@ -196,6 +227,14 @@ impl Sim {
             s.surbs_handed_out.load(Ordering::Relaxed),
         )
     }
+}
+
+/// What [`Sim::reply_for_a_window`] saw: our answers (answered, refused,
+/// SURBs handed out) before and after, and the time it ran.
+struct Window {
+    before: (u64, u64, u64),
+    after: (u64, u64, u64),
+    took: Duration,
 }
 
 /// Our own SOCKS session's peer is kept supplied with SURBs as it spends
@@ -208,27 +247,8 @@ fn our_own_sessions_peer_gets_back_the_surbs_it_spends_and_strangers_keep_the_ra
     let (peer, stranger) = (1, 2);
     // Our session asks the peer (the network requester) something; another
     // lane of ours, not a session, asks the stranger.
-    let now = sim.now;
-    let to_peer = sim.peers[peer].address;
-    let to_stranger = sim.peers[stranger].address;
-    sim.peers[0].core.handle_app(
-        now,
-        OutgoingMessage::Anonymous {
-            recipient: to_peer,
-            data: vec![1; 100],
-            reply_surbs: 5,
-            lane: session_lane,
-        },
-    );
-    sim.peers[0].core.handle_app(
-        now,
-        OutgoingMessage::Anonymous {
-            recipient: to_stranger,
-            data: vec![2; 100],
-            reply_surbs: 5,
-            lane: Lane::Connection(5),
-        },
-    );
+    sim.ask(peer, 1, session_lane);
+    sim.ask(stranger, 2, Lane::Connection(5));
     let until = sim.now + WINDOW;
     sim.run_until(until, |s| s.received(peer, 1) && s.received(stranger, 2));
     let peer_tag = sim.tag_seen_by(peer, 1).expect("the peer got our question");
@@ -237,12 +257,11 @@ fn our_own_sessions_peer_gets_back_the_surbs_it_spends_and_strangers_keep_the_ra
     // 1. The session's peer replies with ~100 packets, 5 SURBs in hand:
     // every packet it sends through our SURBs is given back, so it is
     // never refused and gets far more than burst + rate over the window.
-    let before = sim.answers();
-    let start = sim.now;
-    sim.reply(peer, peer_tag, 11);
-    sim.run_until(start + WINDOW, |s| s.received(0, 11));
-    let after = sim.answers();
-    let took = sim.now.duration_since(start);
+    let Window {
+        before,
+        after,
+        took,
+    } = sim.reply_for_a_window(peer, peer_tag, 11);
     assert!(
         sim.received(0, 11),
         "our session's peer could not reply {REPLY_LEN} bytes within {WINDOW:?}: answers {before:?} -> {after:?}"
@@ -258,11 +277,7 @@ fn our_own_sessions_peer_gets_back_the_surbs_it_spends_and_strangers_keep_the_ra
     // 2. The stranger replies as much: it gets the burst and then the
     // rate, its requests beyond that are refused, and its reply cannot be
     // complete within the window.
-    let before = sim.answers();
-    let start = sim.now;
-    sim.reply(stranger, stranger_tag, 12);
-    sim.run_until(start + WINDOW, |s| s.received(0, 12));
-    let after = sim.answers();
+    let Window { before, after, .. } = sim.reply_for_a_window(stranger, stranger_tag, 12);
     assert!(
         !sim.received(0, 12),
         "a stranger got SURBs for {REPLY_LEN} bytes within {WINDOW:?}: answers {before:?} -> {after:?}"
@@ -282,11 +297,7 @@ fn our_own_sessions_peer_gets_back_the_surbs_it_spends_and_strangers_keep_the_ra
     // (the stranger still asks meanwhile, within its own rate).
     let now = sim.now;
     sim.peers[0].core.close_lane(now, VOLATILE_FROM + 3);
-    let before = sim.answers();
-    let start = sim.now;
-    sim.reply(peer, peer_tag, 13);
-    sim.run_until(start + WINDOW, |s| s.received(0, 13));
-    let after = sim.answers();
+    let Window { before, after, .. } = sim.reply_for_a_window(peer, peer_tag, 13);
     assert!(
         !sim.received(0, 13),
         "the peer of a closed session still got SURBs for {REPLY_LEN} bytes within {WINDOW:?}: answers {before:?} -> {after:?}"
