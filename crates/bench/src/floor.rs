@@ -4,15 +4,18 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use curve25519_dalek_5::edwards::EdwardsPoint;
+use curve25519_dalek_5::scalar::Scalar;
 use nymd_proto::ack::build_surb_ack;
 use nymd_proto::cover::{build_loop_cover, cover_content, LoopCover};
+use nymd_proto::fastsphinx::{self, NodeKeyCache};
 use nymd_proto::keys::{AckKey, EncryptionKeyPair, SigningKey, X25519Public, X25519Secret};
 use nymd_proto::params::FragmentId;
 use nymd_proto::payload::{decrypt_message, prepare_fragment};
 use nymd_proto::sphinx::{self, RouteHop, SenderDerivation};
 use nymd_proto::{KeyRotation, NodeAddress, PacketSize, Recipient, SphinxVersion};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 
 use crate::procfs::thread_cpu_seconds;
 
@@ -99,6 +102,32 @@ pub struct Floor {
     pub receive: OpCost,
     /// One mixnode hop (for reference: the mixnet's cost per packet-hop).
     pub mix_hop: OpCost,
+    /// One constant-time fixed-base scalar multiplication (curve25519-dalek's
+    /// radix-16 basepoint table, `EdwardsPoint::mul_base`): a loop cover
+    /// packet needs twelve of these or of the next one.
+    pub fixed_base_mul: OpCost,
+    /// One X25519 with a node key whose table is cached (the same
+    /// multiplication on the node's table, plus one field inversion).
+    pub node_table_x25519: OpCost,
+}
+
+/// Multiplications by a fresh secret scalar in one loop cover or data
+/// packet with its SURB-ACK: alpha and four hop secrets for each of the two
+/// Sphinx headers, and the payload key exchange's public key and secret.
+pub const MULS_PER_PACKET: f64 = 12.0;
+
+/// Packets per second of one idle identity at Nym's default rates: the
+/// message stream every 20 ms and loop cover every 200 ms.
+pub const IDLE_PACKETS_PER_S: f64 = 55.0;
+
+/// The most identities one core can keep at Nym's default rates if it did
+/// nothing but spend `us_per_packet` on each packet.
+pub fn ceiling_per_core(us_per_packet: f64) -> f64 {
+    if us_per_packet > 0.0 {
+        1e6 / (IDLE_PACKETS_PER_S * us_per_packet)
+    } else {
+        0.0
+    }
 }
 
 impl Floor {
@@ -112,6 +141,24 @@ impl Floor {
                 "speedup": round(self.sphinx_stock.cpu_us / self.sphinx_fast.cpu_us.max(1e-9))},
             "receive_decrypt": self.receive.json(),
             "mix_hop": self.mix_hop.json(),
+            "fixed_base_mul": self.fixed_base_mul.json(),
+            "node_table_x25519": self.node_table_x25519.json(),
+            "ceiling": self.ceiling_json(),
+        })
+    }
+
+    /// What the measured costs allow at Nym's default rates, whatever else
+    /// the daemon does: identities per core from the loop cover packet's
+    /// cryptography alone, and from its twelve multiplications alone.
+    fn ceiling_json(&self) -> serde_json::Value {
+        let muls_us = MULS_PER_PACKET * self.fixed_base_mul.cpu_us;
+        serde_json::json!({
+            "packets_per_s_per_identity": IDLE_PACKETS_PER_S,
+            "muls_per_packet": MULS_PER_PACKET,
+            "muls_us_per_packet": round(muls_us),
+            "rest_of_cover_packet_us": round((self.cover_fast.cpu_us - muls_us).max(0.0)),
+            "identities_per_core_cover_crypto": round(ceiling_per_core(self.cover_fast.cpu_us)),
+            "identities_per_core_muls_only": round(ceiling_per_core(muls_us)),
         })
     }
 }
@@ -253,6 +300,32 @@ pub fn measure_floor(secs: f64) -> Floor {
     let mix_hop = measure(secs, || {
         let _ = std::hint::black_box(sphinx::process(&packet, &f.first_secret));
     });
+    let mut scalars = [Scalar::ZERO; 16];
+    for s in scalars.iter_mut() {
+        let mut bytes = [0u8; 64];
+        rng.fill_bytes(&mut bytes);
+        *s = Scalar::from_bytes_mod_order_wide(&bytes);
+    }
+    let mut next = 0usize;
+    let fixed_base_mul = measure(secs, || {
+        next = (next + 1) % scalars.len();
+        if let Some(s) = scalars.get(next) {
+            let _ = std::hint::black_box(EdwardsPoint::mul_base(std::hint::black_box(s)));
+        }
+    });
+    // Its own cache, building the node's table on first use (the daemon's
+    // global cache does so on a key's second use).
+    let cache = NodeKeyCache::new(4, 4, 1);
+    let node = f
+        .route
+        .first()
+        .map(|hop| *hop.key.as_bytes())
+        .unwrap_or([9u8; 32]);
+    let mut secret = [0u8; 32];
+    let node_table_x25519 = measure(secs, || {
+        rng.fill_bytes(&mut secret);
+        let _ = std::hint::black_box(fastsphinx::x25519(&cache, &secret, &node));
+    });
     Floor {
         cover_fast,
         cover_stock,
@@ -262,5 +335,7 @@ pub fn measure_floor(secs: f64) -> Floor {
         sphinx_stock,
         receive,
         mix_hop,
+        fixed_base_mul,
+        node_table_x25519,
     }
 }

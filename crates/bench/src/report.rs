@@ -53,6 +53,8 @@ pub fn table(doc: &Value) -> String {
         for (name, key) in [
             ("receive: decrypt a message", "receive_decrypt"),
             ("mixnode: process one hop", "mix_hop"),
+            ("fixed-base multiplication", "fixed_base_mul"),
+            ("x25519 with a node table", "node_table_x25519"),
         ] {
             let r = &c[key];
             let _ = writeln!(
@@ -65,6 +67,17 @@ pub fn table(doc: &Value) -> String {
                 f(r, "per_core_per_s")
             );
         }
+        let ceiling = &c["ceiling"];
+        let _ = writeln!(
+            out,
+            "  ceiling at {:.0} packets/s per identity: {:.1} identities per core from the loop cover's crypto alone;\n  its {:.0} multiplications ({:.1} µs) alone {:.1}, the rest of it {:.1} µs",
+            f(ceiling, "packets_per_s_per_identity"),
+            f(ceiling, "identities_per_core_cover_crypto"),
+            f(ceiling, "muls_per_packet"),
+            f(ceiling, "muls_us_per_packet"),
+            f(ceiling, "identities_per_core_muls_only"),
+            f(ceiling, "rest_of_cover_packet_us"),
+        );
     }
 
     if let Some(rows) = doc.get("idle").and_then(Value::as_array) {
@@ -357,11 +370,27 @@ pub fn smoke_failures(doc: &Value, wanted: &[&str]) -> Vec<String> {
                         }
                     }
                 }
-                for op in ["receive_decrypt", "mix_hop"] {
+                for op in [
+                    "receive_decrypt",
+                    "mix_hop",
+                    "fixed_base_mul",
+                    "node_table_x25519",
+                ] {
                     match section.get(op) {
                         Some(v) => positive(&mut bad, v, &format!("crypto.{op}"), "cpu_us"),
                         None => bad.push(format!("crypto.{op}: missing")),
                     }
+                }
+                match section.get("ceiling") {
+                    Some(v) => {
+                        for key in [
+                            "identities_per_core_cover_crypto",
+                            "identities_per_core_muls_only",
+                        ] {
+                            positive(&mut bad, v, "crypto.ceiling", key);
+                        }
+                    }
+                    None => bad.push("crypto.ceiling: missing".into()),
                 }
             }
             "idle" => {
