@@ -114,6 +114,10 @@ pub struct NymdProc {
 /// One identity row of a `stats` answer.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// Its name in the child.
+    pub id: String,
+    /// Its state as the manager reports it (`failed: why` included).
+    pub state: String,
     pub running: bool,
     pub websocket: String,
     pub address: String,
@@ -240,6 +244,8 @@ impl NymdProc {
         Ok(rows
             .iter()
             .map(|r| Row {
+                id: r.get("id").and_then(Value::as_str).unwrap_or("").into(),
+                state: r.get("state").and_then(Value::as_str).unwrap_or("").into(),
                 running: r.get("running").and_then(Value::as_bool).unwrap_or(false),
                 websocket: r
                     .get("websocket")
@@ -265,17 +271,36 @@ impl NymdProc {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             let rows = self.stats().await?;
-            let ready = rows.iter().all(|r| {
+            let ready = |r: &Row| {
                 r.running
                     && r.stats.is_some()
                     && (!sending
                         || r.counter("cover_packets_sent") + r.counter("real_packets_sent") > 0)
-            });
-            if ready {
+            };
+            let waiting: Vec<&Row> = rows.iter().filter(|r| !ready(r)).collect();
+            if waiting.is_empty() {
                 return Ok(rows);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("identities not running after 120 s");
+                let shown: Vec<String> = waiting
+                    .iter()
+                    .take(8)
+                    .map(|r| {
+                        format!(
+                            "{} ({}, counters {}, {} packets sent)",
+                            r.id,
+                            r.state,
+                            if r.stats.is_some() { "yes" } else { "none" },
+                            r.counter("cover_packets_sent") + r.counter("real_packets_sent")
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "{} of {} identities not running and sending after 120 s: {}",
+                    waiting.len(),
+                    rows.len(),
+                    shown.join("; ")
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

@@ -83,6 +83,50 @@ fn measure<F: FnMut()>(secs: f64, mut f: F) -> OpCost {
     }
 }
 
+/// Measure several operations in alternating slices of about 20 ms, `secs`
+/// of CPU for each in all, so that a machine whose speed drifts (a shared
+/// VM) slows all of them alike and their ratios hold.
+fn measure_alternating(secs: f64, ops: &mut [&mut dyn FnMut()]) -> Vec<OpCost> {
+    const SLICE_S: f64 = 0.02;
+    for op in ops.iter_mut() {
+        let warm = Instant::now();
+        while warm.elapsed().as_secs_f64() < secs / 10.0 {
+            op();
+        }
+    }
+    let mut totals = vec![(0u64, 0.0f64, 0.0f64); ops.len()];
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < secs * ops.len() as f64 {
+        for (op, total) in ops.iter_mut().zip(totals.iter_mut()) {
+            let cpu0 = thread_cpu_seconds().unwrap_or(0.0);
+            let w0 = Instant::now();
+            while w0.elapsed().as_secs_f64() < SLICE_S {
+                for _ in 0..4 {
+                    op();
+                }
+                total.0 += 4;
+            }
+            total.2 += w0.elapsed().as_secs_f64();
+            total.1 += thread_cpu_seconds().unwrap_or(0.0) - cpu0;
+        }
+    }
+    totals
+        .into_iter()
+        .map(|(ops, cpu, wall)| {
+            let ops_f = ops.max(1) as f64;
+            OpCost {
+                ops,
+                cpu_us: if cpu > 0.0 {
+                    cpu * 1e6 / ops_f
+                } else {
+                    wall * 1e6 / ops_f
+                },
+                wall_us: wall * 1e6 / ops_f,
+            }
+        })
+        .collect()
+}
+
 /// The floor measurements of one run.
 #[derive(Debug, Clone)]
 pub struct Floor {
@@ -260,7 +304,16 @@ pub fn measure_floor(secs: f64) -> Floor {
 
     let run = |d: SenderDerivation, rng: &mut StdRng| {
         sphinx::set_sender_derivation(d);
-        let c = measure(secs, || cover(rng, &f));
+        // The fast cover packet is measured below, beside its multiplications.
+        let c = if d == SenderDerivation::Stock {
+            measure(secs, || cover(rng, &f))
+        } else {
+            OpCost {
+                ops: 0,
+                cpu_us: 0.0,
+                wall_us: 0.0,
+            }
+        };
         let dp = measure(secs, || data(rng, &f, &fragment));
         let s = measure(secs, || {
             let _ = std::hint::black_box(sphinx::build_forward(
@@ -275,9 +328,8 @@ pub fn measure_floor(secs: f64) -> Floor {
         });
         (c, dp, s)
     };
-    let (cover_fast, data_fast, sphinx_fast) = run(SenderDerivation::Fast, &mut rng);
+    let (_, data_fast, sphinx_fast) = run(SenderDerivation::Fast, &mut rng);
     let (cover_stock, data_stock, sphinx_stock) = run(SenderDerivation::Stock, &mut rng);
-    sphinx::set_sender_derivation(before);
 
     // A pushed message as the client receives it: eph key || ciphertext.
     let mut message = vec![0u8; 32 + fragment.len()];
@@ -300,6 +352,10 @@ pub fn measure_floor(secs: f64) -> Floor {
     let mix_hop = measure(secs, || {
         let _ = std::hint::black_box(sphinx::process(&packet, &f.first_secret));
     });
+    // A loop cover packet, one fixed-base multiplication and one X25519
+    // with a node table, in alternating slices: the ceiling divides the
+    // packet into its twelve multiplications and the rest.
+    sphinx::set_sender_derivation(SenderDerivation::Fast);
     let mut scalars = [Scalar::ZERO; 16];
     for s in scalars.iter_mut() {
         let mut bytes = [0u8; 64];
@@ -307,12 +363,12 @@ pub fn measure_floor(secs: f64) -> Floor {
         *s = Scalar::from_bytes_mod_order_wide(&bytes);
     }
     let mut next = 0usize;
-    let fixed_base_mul = measure(secs, || {
+    let mut mul = || {
         next = (next + 1) % scalars.len();
         if let Some(s) = scalars.get(next) {
             let _ = std::hint::black_box(EdwardsPoint::mul_base(std::hint::black_box(s)));
         }
-    });
+    };
     // Its own cache, building the node's table on first use (the daemon's
     // global cache does so on a key's second use).
     let cache = NodeKeyCache::new(4, 4, 1);
@@ -321,11 +377,26 @@ pub fn measure_floor(secs: f64) -> Floor {
         .first()
         .map(|hop| *hop.key.as_bytes())
         .unwrap_or([9u8; 32]);
+    let mut node_rng = StdRng::from_entropy();
     let mut secret = [0u8; 32];
-    let node_table_x25519 = measure(secs, || {
-        rng.fill_bytes(&mut secret);
+    let mut node_x25519 = || {
+        node_rng.fill_bytes(&mut secret);
         let _ = std::hint::black_box(fastsphinx::x25519(&cache, &secret, &node));
-    });
+    };
+    let mut cover_rng = StdRng::from_entropy();
+    let mut cover_fast_op = || cover(&mut cover_rng, &f);
+    let mut costs =
+        measure_alternating(secs, &mut [&mut cover_fast_op, &mut mul, &mut node_x25519])
+            .into_iter();
+    sphinx::set_sender_derivation(before);
+    let none = || OpCost {
+        ops: 0,
+        cpu_us: 0.0,
+        wall_us: 0.0,
+    };
+    let cover_fast = costs.next().unwrap_or_else(none);
+    let fixed_base_mul = costs.next().unwrap_or_else(none);
+    let node_table_x25519 = costs.next().unwrap_or_else(none);
     Floor {
         cover_fast,
         cover_stock,

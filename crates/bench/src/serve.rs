@@ -51,8 +51,16 @@ fn stats_json(m: &Manager) -> Value {
                     "bytes_received": s.bytes_received,
                 })
             });
+            let state = match &i.state {
+                RunState::Stopped => "stopped".to_string(),
+                RunState::Starting => "starting".to_string(),
+                RunState::Running => "running".to_string(),
+                RunState::Reconnecting => "reconnecting".to_string(),
+                RunState::Failed { reason } => format!("failed: {reason}"),
+            };
             json!({
                 "id": i.id,
+                "state": state,
                 "running": running,
                 "websocket": i.websocket.to_string(),
                 "address": i.address,
@@ -92,6 +100,28 @@ fn socks5_change(spec: &Value, first_port: u16, i: u64) -> anyhow::Result<Socks5
     })
 }
 
+/// The lowest port of the kernel's range for outgoing connections.
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// The first app port of a child: a range of 2000 picked from its pid, so
+/// that concurrent children do not collide, and below the ephemeral range,
+/// where an outgoing connection (another identity's gateway link) could
+/// take an identity's port between `init`, which checks that it is free,
+/// and the identity's start, which binds it. Ranges were once spread up to
+/// 58,000: for most pids an identity could then fail to start for good.
+fn first_port(pid: u32, ephemeral_low: u32) -> u16 {
+    const BASE: u32 = 10_000;
+    const SPAN: u32 = 2_000;
+    let ranges = ephemeral_low.saturating_sub(BASE) / SPAN;
+    let port = BASE + (pid % ranges.max(1)) * SPAN;
+    u16::try_from(port).unwrap_or(BASE as u16)
+}
+
 /// Run the child until `quit` or end of input.
 pub async fn serve(api: String, cover: bool, delays: bool, outbox: bool) -> anyhow::Result<()> {
     let state = tempfile::tempdir().context("state dir")?;
@@ -103,9 +133,7 @@ pub async fn serve(api: String, cover: bool, delays: bool, outbox: bool) -> anyh
     .context("shared mixnet state")?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    // Ports: a range of 2000 picked from the pid, so that concurrent
-    // children do not collide.
-    let first_port = 20_000 + (std::process::id() % 20) as u16 * 2_000;
+    let first_port = first_port(std::process::id(), ephemeral_low());
     let manager = Manager::new(
         store,
         shared,
