@@ -31,6 +31,18 @@ pub struct OpCost {
 }
 
 impl OpCost {
+    /// The cost of `ops` operations that took `cpu_s` seconds of thread CPU
+    /// and `wall_s` of wall time (wall time stands in where the CPU clock
+    /// could not be read).
+    fn from_totals(ops: u64, cpu_s: f64, wall_s: f64) -> Self {
+        let ops_f = ops.max(1) as f64;
+        OpCost {
+            ops,
+            cpu_us: if cpu_s > 0.0 { cpu_s } else { wall_s } * 1e6 / ops_f,
+            wall_us: wall_s * 1e6 / ops_f,
+        }
+    }
+
     /// Operations per CPU second.
     pub fn per_core(&self) -> f64 {
         if self.cpu_us > 0.0 {
@@ -71,16 +83,7 @@ fn measure<F: FnMut()>(secs: f64, mut f: F) -> OpCost {
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = thread_cpu_seconds().unwrap_or(0.0) - cpu0;
-    let ops_f = ops.max(1) as f64;
-    OpCost {
-        ops,
-        cpu_us: if cpu > 0.0 {
-            cpu * 1e6 / ops_f
-        } else {
-            wall * 1e6 / ops_f
-        },
-        wall_us: wall * 1e6 / ops_f,
-    }
+    OpCost::from_totals(ops, cpu, wall)
 }
 
 /// Measure several operations in alternating slices of about 20 ms, `secs`
@@ -112,18 +115,7 @@ fn measure_alternating(secs: f64, ops: &mut [&mut dyn FnMut()]) -> Vec<OpCost> {
     }
     totals
         .into_iter()
-        .map(|(ops, cpu, wall)| {
-            let ops_f = ops.max(1) as f64;
-            OpCost {
-                ops,
-                cpu_us: if cpu > 0.0 {
-                    cpu * 1e6 / ops_f
-                } else {
-                    wall * 1e6 / ops_f
-                },
-                wall_us: wall * 1e6 / ops_f,
-            }
-        })
+        .map(|(ops, cpu, wall)| OpCost::from_totals(ops, cpu, wall))
         .collect()
 }
 
@@ -308,11 +300,7 @@ pub fn measure_floor(secs: f64) -> Floor {
         let c = if d == SenderDerivation::Stock {
             measure(secs, || cover(rng, &f))
         } else {
-            OpCost {
-                ops: 0,
-                cpu_us: 0.0,
-                wall_us: 0.0,
-            }
+            OpCost::from_totals(0, 0.0, 0.0)
         };
         let dp = measure(secs, || data(rng, &f, &fragment));
         let s = measure(secs, || {
@@ -389,11 +377,7 @@ pub fn measure_floor(secs: f64) -> Floor {
         measure_alternating(secs, &mut [&mut cover_fast_op, &mut mul, &mut node_x25519])
             .into_iter();
     sphinx::set_sender_derivation(before);
-    let none = || OpCost {
-        ops: 0,
-        cpu_us: 0.0,
-        wall_us: 0.0,
-    };
+    let none = || OpCost::from_totals(0, 0.0, 0.0);
     let cover_fast = costs.next().unwrap_or_else(none);
     let fixed_base_mul = costs.next().unwrap_or_else(none);
     let node_table_x25519 = costs.next().unwrap_or_else(none);
