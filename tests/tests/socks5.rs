@@ -196,15 +196,30 @@ async fn socks5_connect(proxy: SocketAddr, host: &str, port: u16) -> Result<TcpS
     socks5_handshake(s, host, port).await
 }
 
-/// [`socks5_connect`] on a socket whose kernel receive buffer is small, so
-/// that what its program does not read stays in nymd.
+/// Which of the program's kernel socket buffers to make small and fixed
+/// (a size set by hand is no longer grown by the kernel's autotuning).
+#[derive(Clone, Copy)]
+enum SmallBuffer {
+    /// What the program does not read stays in nymd.
+    Receive,
+    /// What nymd does not read stays in the program: its writes block
+    /// instead of filling a send buffer that may grow to `tcp_wmem`'s
+    /// maximum (4 MiB on this kernel, the size of a whole test upload).
+    Send,
+}
+
+/// [`socks5_connect`] on a socket with one small kernel buffer.
 async fn socks5_connect_small_buffer(
     proxy: SocketAddr,
     host: &str,
     port: u16,
+    which: SmallBuffer,
 ) -> Result<TcpStream, u8> {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    match which {
+        SmallBuffer::Receive => socket.set_recv_buffer_size(4096).expect("SO_RCVBUF"),
+        SmallBuffer::Send => socket.set_send_buffer_size(16 * 1024).expect("SO_SNDBUF"),
+    }
     let s = socket.connect(proxy).await.expect("connect to the proxy");
     socks5_handshake(s, host, port).await
 }
@@ -516,7 +531,9 @@ async fn anonymous_proxy_end_to_end() {
             async {
                 let sink = sink_server().await;
                 let data = Arc::new(random_bytes(4 << 20));
-                let c = socks5_connect(s.socks, "127.0.0.1", sink)
+                // A small send buffer: with the kernel's own, the 4 MiB could
+                // all sit in socket buffers and the app's write would finish.
+                let c = socks5_connect_small_buffer(s.socks, "127.0.0.1", sink, SmallBuffer::Send)
                     .await
                     .expect("connected");
                 let (mut rd, mut wr) = c.into_split();
@@ -760,7 +777,7 @@ async fn a_program_that_does_not_read_is_held_to_the_memory_budget() {
         // socket took about 3 MB here) plus the budget.
         let body = Arc::new(random_bytes(6 << 20));
         let target = http_server(body.clone()).await;
-        let mut c = socks5_connect_small_buffer(s.socks, "127.0.0.1", target)
+        let mut c = socks5_connect_small_buffer(s.socks, "127.0.0.1", target, SmallBuffer::Receive)
             .await
             .expect("connected");
         c.write_all(b"GET / HTTP/1.0\r\n\r\n")
