@@ -67,6 +67,11 @@ nym_api = ["https://validator.nymtech.net/api/"]
 # Address new identities' websocket servers bind to.
 host = "127.0.0.1"
 # Port of the first identity; later identities take the next free port.
+# Keep identities' ports below the kernel's ephemeral range
+# (net.ipv4.ip_local_port_range, 32768 and up by default): an outgoing
+# connection may take such a port while nymd is not listening on it (at a
+# start or restart), and that identity then cannot start until the
+# connection ends.
 first_port = 1977
 
 # Traffic settings for new identities (each identity keeps its own copy in
