@@ -138,6 +138,11 @@ impl Row {
             .and_then(Value::as_u64)
             .unwrap_or(0)
     }
+
+    /// Packets it has sent, cover and real.
+    pub fn packets_sent(&self) -> u64 {
+        self.counter("cover_packets_sent") + self.counter("real_packets_sent")
+    }
 }
 
 impl NymdProc {
@@ -271,12 +276,8 @@ impl NymdProc {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             let rows = self.stats().await?;
-            let ready = |r: &Row| {
-                r.running
-                    && r.stats.is_some()
-                    && (!sending
-                        || r.counter("cover_packets_sent") + r.counter("real_packets_sent") > 0)
-            };
+            let ready =
+                |r: &Row| r.running && r.stats.is_some() && (!sending || r.packets_sent() > 0);
             let waiting: Vec<&Row> = rows.iter().filter(|r| !ready(r)).collect();
             if waiting.is_empty() {
                 return Ok(rows);
@@ -291,7 +292,7 @@ impl NymdProc {
                             r.id,
                             r.state,
                             if r.stats.is_some() { "yes" } else { "none" },
-                            r.counter("cover_packets_sent") + r.counter("real_packets_sent")
+                            r.packets_sent()
                         )
                     })
                     .collect();

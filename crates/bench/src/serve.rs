@@ -51,16 +51,9 @@ fn stats_json(m: &Manager) -> Value {
                     "bytes_received": s.bytes_received,
                 })
             });
-            let state = match &i.state {
-                RunState::Stopped => "stopped".to_string(),
-                RunState::Starting => "starting".to_string(),
-                RunState::Running => "running".to_string(),
-                RunState::Reconnecting => "reconnecting".to_string(),
-                RunState::Failed { reason } => format!("failed: {reason}"),
-            };
             json!({
                 "id": i.id,
-                "state": state,
+                "state": format!("{:?}", i.state),
                 "running": running,
                 "websocket": i.websocket.to_string(),
                 "address": i.address,
